@@ -1,0 +1,585 @@
+//! The key scheme: `namespace:version:category:identifier[:params-hash]`.
+//!
+//! * `namespace`, `version` and `category` are plain tokens: non-empty, at most
+//!   [`MAX_PART_LEN`] bytes, no `:`, no white space or control characters, and none of the glob
+//!   characters `* ? [ ] \` (so a category can always be matched by a prefix or a pattern).
+//! * `identifier` may hold any character but control characters. A `:` or `%` inside it is
+//!   percent-escaped (`%3A`, `%25`) so that two different (category, identifier, params) triples
+//!   can never produce the same key.
+//! * `params` are canonicalised (maps sorted by key, through `serde_json::Value`) and hashed
+//!   with blake3; the key holds the first 128 bits of that hash as 32 lowercase hex digits.
+//! * A whole key is at most [`MAX_KEY_LEN`] bytes. Longer identifiers (a whole prompt, a URL
+//!   with a long query) should be hashed first, as [`KeyBuilder::build_model_key`] does.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// The longest key accepted, in bytes.
+pub const MAX_KEY_LEN: usize = 1024;
+/// The longest namespace, version or category accepted, in bytes.
+pub const MAX_PART_LEN: usize = 128;
+/// Hex digits of the parameter and prompt hashes in a key (128 bits).
+pub const HASH_HEX_LEN: usize = 32;
+
+/// A complete, validated cache key.
+///
+/// # Examples
+///
+/// ```
+/// use aurelis_cache_core::KeyBuilder;
+///
+/// let key = KeyBuilder::default().build_key("user_data", "user123", None)?;
+/// assert_eq!(key.as_str(), "aurelis:v1:user_data:user123");
+/// # Ok::<(), aurelis_cache_core::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key(String);
+
+impl Key {
+    /// The key as a string slice, as stores see it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use aurelis_cache_core::KeyBuilder;
+    /// let key = KeyBuilder::default().build_key("c", "i", None)?;
+    /// assert!(key.as_str().starts_with("aurelis:v1:"));
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Takes the key's string.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use aurelis_cache_core::KeyBuilder;
+    /// let s: String = KeyBuilder::default().build_key("c", "i", None)?.into_string();
+    /// assert_eq!(s, "aurelis:v1:c:i");
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl AsRef<str> for Key {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// Parameters that change a cached answer (page, limit, temperature, ...), in canonical form.
+///
+/// Built from pairs or from any `Serialize` value. Map keys are sorted, so the order in which
+/// parameters are given never changes the key. An empty `Params` adds nothing to the key.
+///
+/// # Examples
+///
+/// ```
+/// use aurelis_cache_core::Params;
+///
+/// let a = Params::new().with("page", 1).with("limit", 10);
+/// let b: Params = [("limit", 10), ("page", 1)].into_iter().collect();
+/// assert_eq!(a.hash_hex(), b.hash_hex());
+/// assert_eq!(a.hash_hex().len(), 32);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Params(BTreeMap<String, serde_json::Value>);
+
+impl Params {
+    /// No parameters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(aurelis_cache_core::Params::new().is_empty());
+    /// ```
+    pub fn new() -> Self {
+        Params(BTreeMap::new())
+    }
+
+    /// Adds (or replaces) one parameter.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let p = aurelis_cache_core::Params::new().with("temperature", 0.7);
+    /// assert_eq!(p.len(), 1);
+    /// ```
+    pub fn with(mut self, name: impl Into<String>, value: impl Into<serde_json::Value>) -> Self {
+        self.0.insert(name.into(), value.into());
+        self
+    }
+
+    /// Canonical parameters from any serializable value: a struct or a map becomes its fields,
+    /// anything else is stored under the name `value`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// #[derive(serde::Serialize)]
+    /// struct Search { page: u32, limit: u32 }
+    /// let p = aurelis_cache_core::Params::from_serialize(&Search { page: 1, limit: 10 })?;
+    /// assert_eq!(p, aurelis_cache_core::Params::new().with("limit", 10).with("page", 1));
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidKey`](crate::ErrorKind::InvalidKey) when the value cannot be
+    /// represented as JSON (a map with non-string keys, a failing `Serialize` impl).
+    pub fn from_serialize<T: Serialize + ?Sized>(value: &T) -> Result<Self> {
+        let json = serde_json::to_value(value).map_err(|e| {
+            Error::invalid_key("params cannot be canonicalised as JSON").with_source(e)
+        })?;
+        Ok(match json {
+            serde_json::Value::Object(map) => Params(map.into_iter().collect()),
+            serde_json::Value::Null => Params::new(),
+            other => Params::new().with("value", other),
+        })
+    }
+
+    /// Whether there are no parameters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(!aurelis_cache_core::Params::new().with("a", 1).is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// How many parameters there are.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(aurelis_cache_core::Params::new().len(), 0);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The canonical JSON text of the parameters (keys sorted at every depth).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let p = aurelis_cache_core::Params::new().with("b", 2).with("a", 1);
+    /// assert_eq!(p.canonical_json(), r#"{"a":1,"b":2}"#);
+    /// ```
+    pub fn canonical_json(&self) -> String {
+        // serde_json's `Map` is a BTreeMap (no `preserve_order` feature), so nested maps are
+        // sorted as well; the outer map is our own BTreeMap.
+        serde_json::to_string(&self.0).unwrap_or_default()
+    }
+
+    /// The first 128 bits of the blake3 hash of [`Params::canonical_json`], in hex.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let p = aurelis_cache_core::Params::new().with("page", 1);
+    /// assert_eq!(p.hash_hex().len(), 32);
+    /// ```
+    pub fn hash_hex(&self) -> String {
+        hash_hex(self.canonical_json().as_bytes())
+    }
+}
+
+impl<K: Into<String>, V: Into<serde_json::Value>> FromIterator<(K, V)> for Params {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Params(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+    }
+}
+
+/// The first 128 bits of the blake3 hash of `bytes`, as 32 lowercase hex digits.
+///
+/// # Examples
+///
+/// ```
+/// let h = aurelis_cache_core::key::hash_hex(b"hello");
+/// assert_eq!(h.len(), 32);
+/// assert_eq!(h, aurelis_cache_core::key::hash_hex(b"hello"));
+/// ```
+pub fn hash_hex(bytes: &[u8]) -> String {
+    let hash = blake3::hash(bytes);
+    let hex = hash.to_hex();
+    hex.as_str()[..HASH_HEX_LEN].to_owned()
+}
+
+/// Builds keys of the form `namespace:version:category:identifier[:params-hash]`.
+///
+/// # Examples
+///
+/// ```
+/// use aurelis_cache_core::{KeyBuilder, Params};
+///
+/// let keys = KeyBuilder::new("myapp", "v2")?;
+/// let key = keys.build_key("search", "query123", Some(&Params::new().with("page", 1)))?;
+/// assert!(key.as_str().starts_with("myapp:v2:search:query123:"));
+///
+/// let model = keys.build_model_key("gpt-4o", "Hello!", &Params::new().with("temperature", 0.0))?;
+/// assert!(model.as_str().starts_with("myapp:v2:model:gpt-4o:"));
+/// # Ok::<(), aurelis_cache_core::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyBuilder {
+    namespace: String,
+    version: String,
+    /// `namespace:version:`, computed once.
+    prefix: String,
+}
+
+impl Default for KeyBuilder {
+    fn default() -> Self {
+        KeyBuilder {
+            namespace: "aurelis".into(),
+            version: "v1".into(),
+            prefix: "aurelis:v1:".into(),
+        }
+    }
+}
+
+impl KeyBuilder {
+    /// A builder for `namespace` and `version`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let keys = aurelis_cache_core::KeyBuilder::new("aurelis", "v1")?;
+    /// assert_eq!(keys, aurelis_cache_core::KeyBuilder::default());
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidKey`](crate::ErrorKind::InvalidKey) when either part is empty, too
+    /// long, or holds `:`, white space, control or glob characters.
+    pub fn new(namespace: impl Into<String>, version: impl Into<String>) -> Result<Self> {
+        let namespace = namespace.into();
+        let version = version.into();
+        validate_token("namespace", &namespace)?;
+        validate_token("version", &version)?;
+        let prefix = format!("{namespace}:{version}:");
+        Ok(KeyBuilder { namespace, version, prefix })
+    }
+
+    /// The namespace (`aurelis` by default).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(aurelis_cache_core::KeyBuilder::default().namespace(), "aurelis");
+    /// ```
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The version (`v1` by default).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(aurelis_cache_core::KeyBuilder::default().version(), "v1");
+    /// ```
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The prefix every key of this builder starts with: `namespace:version:`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(aurelis_cache_core::KeyBuilder::default().prefix(), "aurelis:v1:");
+    /// ```
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Builds `namespace:version:category:identifier[:params-hash]`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let keys = aurelis_cache_core::KeyBuilder::default();
+    /// assert_eq!(keys.build_key("user", "a:b", None)?.as_str(), "aurelis:v1:user:a%3Ab");
+    /// assert!(keys.build_key("", "id", None).is_err());
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidKey`](crate::ErrorKind::InvalidKey) naming the part that is wrong:
+    /// an empty or ill-formed category, an empty identifier or one with control characters, or
+    /// a key longer than [`MAX_KEY_LEN`].
+    pub fn build_key(
+        &self,
+        category: &str,
+        identifier: &str,
+        params: Option<&Params>,
+    ) -> Result<Key> {
+        validate_token("category", category)?;
+        validate_identifier(identifier)?;
+        let mut key = String::with_capacity(
+            self.prefix.len() + category.len() + identifier.len() + 2 + HASH_HEX_LEN,
+        );
+        key.push_str(&self.prefix);
+        key.push_str(category);
+        key.push(':');
+        push_escaped(&mut key, identifier);
+        if let Some(params) = params.filter(|p| !p.is_empty()) {
+            key.push(':');
+            key.push_str(&params.hash_hex());
+        }
+        check_len(key)
+    }
+
+    /// Builds the key of a model request: `namespace:version:model:<model>:<hash>`, where the
+    /// hash covers the prompt and every parameter (128-bit blake3 of both, so a prompt of any
+    /// length gives a short key).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aurelis_cache_core::{KeyBuilder, Params};
+    /// let keys = KeyBuilder::default();
+    /// let cold = keys.build_model_key("gpt-4o", "Hi", &Params::new().with("temperature", 0.0))?;
+    /// let warm = keys.build_model_key("gpt-4o", "Hi", &Params::new().with("temperature", 0.9))?;
+    /// assert_ne!(cold, warm);
+    /// assert!(cold.as_str().starts_with(&keys.model_prefix("gpt-4o")?));
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidKey`](crate::ErrorKind::InvalidKey) when `model` is empty or holds
+    /// control characters.
+    pub fn build_model_key(&self, model: &str, prompt: &str, params: &Params) -> Result<Key> {
+        let mut hasher = blake3::Hasher::new();
+        // Length-prefix the prompt so that prompt and params cannot run into each other.
+        hasher.update(&(prompt.len() as u64).to_le_bytes());
+        hasher.update(prompt.as_bytes());
+        hasher.update(params.canonical_json().as_bytes());
+        let hash = hasher.finalize();
+        let mut key = self.model_prefix(model)?;
+        key.push_str(&hash.to_hex().as_str()[..HASH_HEX_LEN]);
+        check_len(key)
+    }
+
+    /// The prefix of every key [`KeyBuilder::build_model_key`] builds for `model`, for
+    /// invalidating all of one model's answers with a prefix deletion.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let keys = aurelis_cache_core::KeyBuilder::default();
+    /// assert_eq!(keys.model_prefix("gpt-4o")?, "aurelis:v1:model:gpt-4o:");
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidKey`](crate::ErrorKind::InvalidKey) when `model` is empty or holds
+    /// control characters.
+    pub fn model_prefix(&self, model: &str) -> Result<String> {
+        validate_identifier(model)
+            .map_err(|e| Error::invalid_key(format!("model: {}", e.message())))?;
+        let mut key = String::with_capacity(self.prefix.len() + 7 + model.len() + 1);
+        key.push_str(&self.prefix);
+        key.push_str("model:");
+        push_escaped(&mut key, model);
+        key.push(':');
+        Ok(key)
+    }
+
+    /// The prefix of every key in `category`: `namespace:version:category:`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let keys = aurelis_cache_core::KeyBuilder::default();
+    /// assert_eq!(keys.category_prefix("user_data")?, "aurelis:v1:user_data:");
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidKey`](crate::ErrorKind::InvalidKey) when the category is not a
+    /// valid token.
+    pub fn category_prefix(&self, category: &str) -> Result<String> {
+        validate_token("category", category)?;
+        Ok(format!("{}{category}:", self.prefix))
+    }
+}
+
+fn check_len(key: String) -> Result<Key> {
+    if key.len() > MAX_KEY_LEN {
+        return Err(Error::invalid_key(format!(
+            "key is {} bytes, longer than the maximum of {MAX_KEY_LEN}; hash long identifiers first",
+            key.len()
+        )));
+    }
+    Ok(Key(key))
+}
+
+fn validate_token(what: &str, value: &str) -> Result<()> {
+    if value.is_empty() {
+        return Err(Error::invalid_key(format!("{what} is empty")));
+    }
+    if value.len() > MAX_PART_LEN {
+        return Err(Error::invalid_key(format!(
+            "{what} is {} bytes, longer than the maximum of {MAX_PART_LEN}",
+            value.len()
+        )));
+    }
+    if let Some(c) = value.chars().find(|c| {
+        c.is_whitespace() || c.is_control() || matches!(c, ':' | '*' | '?' | '[' | ']' | '\\')
+    }) {
+        return Err(Error::invalid_key(format!(
+            "{what} {value:?} holds {c:?}; white space, control characters and `: * ? [ ] \\` are not allowed"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_identifier(value: &str) -> Result<()> {
+    if value.is_empty() {
+        return Err(Error::invalid_key("identifier is empty"));
+    }
+    if value.len() > MAX_KEY_LEN {
+        return Err(Error::invalid_key(format!(
+            "identifier is {} bytes, longer than the maximum key length of {MAX_KEY_LEN}; hash it first",
+            value.len()
+        )));
+    }
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(Error::invalid_key(format!("identifier holds the control character {c:?}")));
+    }
+    Ok(())
+}
+
+fn push_escaped(out: &mut String, identifier: &str) {
+    if !identifier.contains([':', '%']) {
+        out.push_str(identifier);
+        return;
+    }
+    for c in identifier.chars() {
+        match c {
+            ':' => out.push_str("%3A"),
+            '%' => out.push_str("%25"),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn default_format() {
+        let keys = KeyBuilder::default();
+        let key = keys.build_key("user_data", "user123", None).unwrap();
+        assert_eq!(key.as_str(), "aurelis:v1:user_data:user123");
+        let empty = Params::new();
+        assert_eq!(keys.build_key("user_data", "user123", Some(&empty)).unwrap(), key);
+    }
+
+    #[test]
+    fn params_order_does_not_matter_and_values_do() {
+        let keys = KeyBuilder::default();
+        let a = Params::new().with("page", 1).with("limit", 10);
+        let b = Params::new().with("limit", 10).with("page", 1);
+        let c = Params::new().with("limit", 10).with("page", 2);
+        let ka = keys.build_key("s", "q", Some(&a)).unwrap();
+        assert_eq!(ka, keys.build_key("s", "q", Some(&b)).unwrap());
+        assert_ne!(ka, keys.build_key("s", "q", Some(&c)).unwrap());
+        let hash = ka.as_str().rsplit(':').next().unwrap();
+        assert_eq!(hash.len(), HASH_HEX_LEN);
+        assert!(hash.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn nested_maps_are_canonical() {
+        let mut m1 = std::collections::HashMap::new();
+        for i in 0..32 {
+            m1.insert(format!("k{i}"), i);
+        }
+        let a = Params::new().with("inner", serde_json::to_value(&m1).unwrap());
+        let json = a.canonical_json();
+        assert!(json.find("\"k0\"").unwrap() < json.find("\"k1\"").unwrap());
+        assert!(json.find("\"k1\"").unwrap() < json.find("\"k10\"").unwrap());
+    }
+
+    #[test]
+    fn identifiers_are_escaped_so_keys_cannot_collide() {
+        let keys = KeyBuilder::default();
+        let p = Params::new().with("x", 1);
+        let with_params = keys.build_key("c", "id", Some(&p)).unwrap();
+        let forged = format!("id:{}", p.hash_hex());
+        assert_ne!(with_params, keys.build_key("c", &forged, None).unwrap());
+        assert_ne!(
+            keys.build_key("c", "a%3Ab", None).unwrap(),
+            keys.build_key("c", "a:b", None).unwrap()
+        );
+    }
+
+    #[test]
+    fn bad_parts_are_named_in_the_error() {
+        let keys = KeyBuilder::default();
+        let err = keys.build_key("", "id", None).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidKey);
+        assert!(err.message().contains("category is empty"), "{err}");
+        let err = keys.build_key("cat", "", None).unwrap_err();
+        assert!(err.message().contains("identifier is empty"), "{err}");
+        let err = keys.build_key("a:b", "id", None).unwrap_err();
+        assert!(err.message().contains("category"), "{err}");
+        let err = keys.build_key("cat", "line\nbreak", None).unwrap_err();
+        assert!(err.message().contains("control"), "{err}");
+        let long = "x".repeat(MAX_KEY_LEN);
+        let err = keys.build_key("cat", &long, None).unwrap_err();
+        assert!(err.message().contains("longer than"), "{err}");
+        assert!(KeyBuilder::new("", "v1").is_err());
+        assert!(KeyBuilder::new("ns", "v 1").is_err());
+    }
+
+    #[test]
+    fn model_keys_cover_prompt_and_params() {
+        let keys = KeyBuilder::default();
+        let p = Params::new().with("temperature", 0.0);
+        let a = keys.build_model_key("gpt-4o", "hello", &p).unwrap();
+        assert_eq!(a, keys.build_model_key("gpt-4o", "hello", &p).unwrap());
+        assert_ne!(a, keys.build_model_key("gpt-4o", "hello!", &p).unwrap());
+        assert_ne!(a, keys.build_model_key("gpt-4o-mini", "hello", &p).unwrap());
+        assert_ne!(
+            a,
+            keys.build_model_key("gpt-4o", "hello", &Params::new().with("temperature", 0.1))
+                .unwrap()
+        );
+        let long_prompt = "word ".repeat(10_000);
+        assert!(keys.build_model_key("gpt-4o", &long_prompt, &p).unwrap().as_str().len() < 100);
+    }
+}

@@ -1,0 +1,26 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod backplane;
+pub mod codec;
+pub mod envelope;
+pub mod error;
+pub mod key;
+pub mod stats;
+pub mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use backplane::{
+    Backplane, BackplaneEvent, BackplaneHandler, Invalidation, InvalidationMessage,
+};
+pub use bytes::Bytes;
+pub use codec::Codec;
+pub use envelope::{Compression, Envelope};
+pub use error::{Error, ErrorKind, Result};
+pub use key::{Key, KeyBuilder, Params};
+pub use stats::{
+    CacheStats, LatencySummary, Op, OverallReport, StatsReport, TierReport, TierStats,
+};
+pub use store::{glob_match, Capabilities, Store, StoreCounters};

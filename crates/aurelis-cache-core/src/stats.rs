@@ -1,0 +1,574 @@
+//! Lock-free statistics: counters per tier and overall, latency histograms per tier and
+//! operation, and a serializable report.
+//!
+//! Every counter is an `AtomicU64` updated with `Relaxed` ordering: totals are exact, a report
+//! taken while operations run is a consistent-enough snapshot, and recording never blocks.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The operations whose latency is recorded per tier.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(aurelis_cache_core::Op::Get.as_str(), "get");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Op {
+    /// `get`.
+    Get,
+    /// `set`.
+    Set,
+    /// `delete`.
+    Delete,
+    /// `get_many`.
+    GetMany,
+    /// `set_many`.
+    SetMany,
+    /// Prefix, pattern and tag invalidation, and `clear`.
+    Invalidate,
+}
+
+impl Op {
+    /// Every operation, in a fixed order.
+    pub const ALL: [Op; 6] =
+        [Op::Get, Op::Set, Op::Delete, Op::GetMany, Op::SetMany, Op::Invalidate];
+
+    /// The operation's name in reports.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(aurelis_cache_core::Op::SetMany.as_str(), "set_many");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::Set => "set",
+            Op::Delete => "delete",
+            Op::GetMany => "get_many",
+            Op::SetMany => "set_many",
+            Op::Invalidate => "invalidate",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+const SUB_BITS: u32 = 3;
+const SUB: usize = 1 << SUB_BITS;
+const BUCKETS: usize = (64 - SUB_BITS as usize + 1) * SUB;
+
+/// A lock-free log-linear histogram of durations (nanoseconds), 8 buckets per power of two
+/// (values are reported within 12.5%).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let h = aurelis_cache_core::stats::Histogram::new();
+/// for us in 1..=100 {
+///     h.record(Duration::from_micros(us));
+/// }
+/// let s = h.summary();
+/// assert_eq!(s.count, 100);
+/// assert!((45.0..=56.0).contains(&s.p50_us));
+/// ```
+pub struct Histogram {
+    buckets: Box<[AtomicU64]>,
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+    max_ns: AtomicU64,
+}
+
+impl std::fmt::Debug for Histogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Histogram").field("summary", &self.summary()).finish()
+    }
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Histogram {
+    /// An empty histogram.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(aurelis_cache_core::stats::Histogram::new().summary().count, 0);
+    /// ```
+    pub fn new() -> Self {
+        Histogram {
+            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_ns: AtomicU64::new(0),
+            max_ns: AtomicU64::new(0),
+        }
+    }
+
+    fn index(ns: u64) -> usize {
+        if ns < SUB as u64 {
+            return ns as usize;
+        }
+        let msb = 63 - ns.leading_zeros();
+        (((msb - SUB_BITS + 1) as usize) << SUB_BITS)
+            + ((ns >> (msb - SUB_BITS)) as usize & (SUB - 1))
+    }
+
+    /// The largest value that falls in bucket `i`.
+    fn upper(i: usize) -> u64 {
+        if i < SUB {
+            return i as u64;
+        }
+        let msb = (i >> SUB_BITS) as u32 + SUB_BITS - 1;
+        let sub = (i & (SUB - 1)) as u64;
+        let low = ((SUB as u64) | sub) << (msb - SUB_BITS);
+        low.saturating_add((1u64 << (msb - SUB_BITS)) - 1)
+    }
+
+    /// Records one duration.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = aurelis_cache_core::stats::Histogram::new();
+    /// h.record(std::time::Duration::from_millis(2));
+    /// assert_eq!(h.summary().count, 1);
+    /// ```
+    pub fn record(&self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.buckets[Self::index(ns)].fetch_add(1, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+        self.sum_ns.fetch_add(ns, Relaxed);
+        self.max_ns.fetch_max(ns, Relaxed);
+    }
+
+    /// Count, mean, p50/p90/p99 and max, in microseconds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = aurelis_cache_core::stats::Histogram::new();
+    /// h.record(std::time::Duration::from_micros(10));
+    /// assert!(h.summary().max_us >= 10.0);
+    /// ```
+    pub fn summary(&self) -> LatencySummary {
+        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
+        let count: u64 = counts.iter().sum();
+        let quantile = |q: f64| -> f64 {
+            if count == 0 {
+                return 0.0;
+            }
+            let rank = ((count as f64) * q).ceil().max(1.0) as u64;
+            let mut seen = 0;
+            for (i, c) in counts.iter().enumerate() {
+                seen += c;
+                if seen >= rank {
+                    return Self::upper(i) as f64 / 1000.0;
+                }
+            }
+            0.0
+        };
+        let sum = self.sum_ns.load(Relaxed);
+        LatencySummary {
+            count,
+            mean_us: if count == 0 { 0.0 } else { sum as f64 / count as f64 / 1000.0 },
+            p50_us: quantile(0.50),
+            p90_us: quantile(0.90),
+            p99_us: quantile(0.99),
+            max_us: self.max_ns.load(Relaxed) as f64 / 1000.0,
+        }
+    }
+}
+
+/// A latency distribution in microseconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct LatencySummary {
+    /// Operations recorded.
+    pub count: u64,
+    /// Mean.
+    pub mean_us: f64,
+    /// Median (upper bound of its bucket).
+    pub p50_us: f64,
+    /// 90th percentile.
+    pub p90_us: f64,
+    /// 99th percentile.
+    pub p99_us: f64,
+    /// Largest value seen.
+    pub max_us: f64,
+}
+
+/// Counters of one tier, updated lock-free.
+///
+/// # Examples
+///
+/// ```
+/// let t = aurelis_cache_core::TierStats::new("memory");
+/// t.record_hit();
+/// t.record_miss();
+/// let snap = t.snapshot();
+/// assert_eq!((snap.hits, snap.misses), (1, 1));
+/// ```
+#[derive(Debug)]
+pub struct TierStats {
+    name: String,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    writes: AtomicU64,
+    deletes: AtomicU64,
+    errors: AtomicU64,
+    timeouts: AtomicU64,
+    corrupt: AtomicU64,
+    expired: AtomicU64,
+    writebacks: AtomicU64,
+    skipped: AtomicU64,
+    latency: [Histogram; Op::ALL.len()],
+}
+
+macro_rules! recorders {
+    ($($(#[$doc:meta])* $fn:ident => $field:ident),* $(,)?) => {
+        $(
+            $(#[$doc])*
+            pub fn $fn(&self) {
+                self.$field.fetch_add(1, Relaxed);
+            }
+        )*
+    };
+}
+
+impl TierStats {
+    /// Empty counters for the tier `name`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(aurelis_cache_core::TierStats::new("disk").name(), "disk");
+    /// ```
+    pub fn new(name: impl Into<String>) -> Self {
+        TierStats {
+            name: name.into(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            deletes: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            corrupt: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
+            writebacks: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            latency: std::array::from_fn(|_| Histogram::new()),
+        }
+    }
+
+    /// The tier's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    recorders! {
+        /// A fresh entry was found.
+        record_hit => hits,
+        /// No (fresh) entry was found.
+        record_miss => misses,
+        /// An entry was written.
+        record_write => writes,
+        /// An entry was deleted.
+        record_delete => deletes,
+        /// The backend failed.
+        record_error => errors,
+        /// The backend did not answer in time (also counted as an error).
+        record_timeout => timeouts,
+        /// An unreadable entry was found (and dropped).
+        record_corrupt => corrupt,
+        /// An expired entry was found (and dropped).
+        record_expired => expired,
+        /// An entry found in a lower tier was written back to this one.
+        record_writeback => writebacks,
+        /// The tier was skipped because its circuit breaker was open.
+        record_skipped => skipped,
+    }
+
+    /// Records the latency of one operation.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let t = aurelis_cache_core::TierStats::new("memory");
+    /// t.record_latency(aurelis_cache_core::Op::Get, std::time::Duration::from_micros(3));
+    /// assert_eq!(t.latency(aurelis_cache_core::Op::Get).count, 1);
+    /// ```
+    pub fn record_latency(&self, op: Op, d: Duration) {
+        self.latency[op.index()].record(d);
+    }
+
+    /// The latency summary of one operation.
+    pub fn latency(&self, op: Op) -> LatencySummary {
+        self.latency[op.index()].summary()
+    }
+
+    /// A copy of the counters and latencies.
+    pub fn snapshot(&self) -> TierReport {
+        let mut latency = BTreeMap::new();
+        for op in Op::ALL {
+            let s = self.latency(op);
+            if s.count > 0 {
+                latency.insert(op.as_str().to_owned(), s);
+            }
+        }
+        TierReport {
+            name: self.name.clone(),
+            hits: self.hits.load(Relaxed),
+            misses: self.misses.load(Relaxed),
+            writes: self.writes.load(Relaxed),
+            deletes: self.deletes.load(Relaxed),
+            errors: self.errors.load(Relaxed),
+            timeouts: self.timeouts.load(Relaxed),
+            corrupt: self.corrupt.load(Relaxed),
+            expired: self.expired.load(Relaxed),
+            writebacks: self.writebacks.load(Relaxed),
+            skipped: self.skipped.load(Relaxed),
+            evictions: 0,
+            expirations: 0,
+            entries: None,
+            bytes: None,
+            latency,
+        }
+    }
+}
+
+/// Counters of the whole cache (all tiers together), updated lock-free.
+///
+/// # Examples
+///
+/// ```
+/// let s = aurelis_cache_core::CacheStats::new();
+/// s.record_hit();
+/// s.record_loader_call();
+/// assert_eq!(s.snapshot().loader_calls, 1);
+/// ```
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    writes: AtomicU64,
+    deletes: AtomicU64,
+    errors: AtomicU64,
+    corrupt: AtomicU64,
+    stale_served: AtomicU64,
+    loader_calls: AtomicU64,
+    loader_errors: AtomicU64,
+    coalesced_waiters: AtomicU64,
+    invalidations: AtomicU64,
+    latency_get: Histogram,
+}
+
+impl CacheStats {
+    /// Empty counters.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    recorders! {
+        /// A `get` was answered by some tier.
+        record_hit => hits,
+        /// A `get` found nothing in any tier.
+        record_miss => misses,
+        /// A value was written.
+        record_write => writes,
+        /// A key was deleted.
+        record_delete => deletes,
+        /// An operation failed in some tier (the caller may still have been served).
+        record_error => errors,
+        /// An unreadable entry was found in some tier.
+        record_corrupt => corrupt,
+        /// An expired entry was served because the loader failed (fail-safe).
+        record_stale_served => stale_served,
+        /// The loader was called for a missing key.
+        record_loader_call => loader_calls,
+        /// The loader failed.
+        record_loader_error => loader_errors,
+        /// A caller waited for another caller's loader instead of running its own.
+        record_coalesced_waiter => coalesced_waiters,
+        /// A prefix, pattern, tag or clear invalidation ran.
+        record_invalidation => invalidations,
+    }
+
+    /// Records the latency of one `get` through every tier.
+    pub fn record_get_latency(&self, d: Duration) {
+        self.latency_get.record(d);
+    }
+
+    /// A copy of the counters.
+    pub fn snapshot(&self) -> OverallReport {
+        let hits = self.hits.load(Relaxed);
+        let misses = self.misses.load(Relaxed);
+        let total = hits + misses;
+        OverallReport {
+            hits,
+            misses,
+            total_requests: total,
+            hit_rate: if total == 0 { 0.0 } else { hits as f64 / total as f64 },
+            writes: self.writes.load(Relaxed),
+            deletes: self.deletes.load(Relaxed),
+            errors: self.errors.load(Relaxed),
+            corrupt: self.corrupt.load(Relaxed),
+            stale_served: self.stale_served.load(Relaxed),
+            loader_calls: self.loader_calls.load(Relaxed),
+            loader_errors: self.loader_errors.load(Relaxed),
+            coalesced_waiters: self.coalesced_waiters.load(Relaxed),
+            invalidations: self.invalidations.load(Relaxed),
+            get_latency: self.latency_get.summary(),
+        }
+    }
+}
+
+/// The whole-cache part of a [`StatsReport`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct OverallReport {
+    /// `get`s answered by a tier.
+    pub hits: u64,
+    /// `get`s no tier could answer.
+    pub misses: u64,
+    /// `hits + misses`.
+    pub total_requests: u64,
+    /// `hits / total_requests` (0 when there were none).
+    pub hit_rate: f64,
+    /// Values written.
+    pub writes: u64,
+    /// Keys deleted.
+    pub deletes: u64,
+    /// Tier failures (callers may still have been served by another tier).
+    pub errors: u64,
+    /// Unreadable entries found (and dropped).
+    pub corrupt: u64,
+    /// Expired entries served because the loader failed.
+    pub stale_served: u64,
+    /// Loader calls.
+    pub loader_calls: u64,
+    /// Loader failures.
+    pub loader_errors: u64,
+    /// Callers that waited for another caller's loader.
+    pub coalesced_waiters: u64,
+    /// Prefix, pattern, tag and clear invalidations.
+    pub invalidations: u64,
+    /// Latency of `get` through every tier.
+    pub get_latency: LatencySummary,
+}
+
+/// One tier's part of a [`StatsReport`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TierReport {
+    /// The tier's name.
+    pub name: String,
+    /// Fresh entries found.
+    pub hits: u64,
+    /// Lookups that found nothing fresh.
+    pub misses: u64,
+    /// Entries written.
+    pub writes: u64,
+    /// Entries deleted.
+    pub deletes: u64,
+    /// Backend failures.
+    pub errors: u64,
+    /// Operations that ran out of time (included in `errors`).
+    pub timeouts: u64,
+    /// Unreadable entries found (and dropped).
+    pub corrupt: u64,
+    /// Expired entries found (and dropped).
+    pub expired: u64,
+    /// Entries copied up from a lower tier.
+    pub writebacks: u64,
+    /// Operations skipped while the tier's circuit breaker was open.
+    pub skipped: u64,
+    /// Entries evicted for capacity (reported by the store).
+    pub evictions: u64,
+    /// Entries expired in the background (reported by the store).
+    pub expirations: u64,
+    /// Entries held, when the store could tell.
+    pub entries: Option<u64>,
+    /// Bytes held, when the store could tell.
+    pub bytes: Option<u64>,
+    /// Latency per operation.
+    pub latency: BTreeMap<String, LatencySummary>,
+}
+
+/// A serializable statistics report of a cache.
+///
+/// # Examples
+///
+/// ```
+/// let report = aurelis_cache_core::StatsReport::default();
+/// let json = serde_json::to_string(&report).unwrap();
+/// assert!(json.contains("\"overall\""));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StatsReport {
+    /// The whole cache.
+    pub overall: OverallReport,
+    /// Each tier, in lookup order.
+    pub tiers: Vec<TierReport>,
+}
+
+impl StatsReport {
+    /// A report from its parts.
+    pub fn new(overall: OverallReport, tiers: Vec<TierReport>) -> Self {
+        StatsReport { overall, tiers }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_monotonic_and_tight() {
+        let mut last = 0;
+        for ns in (0..100_000u64).chain([u64::MAX / 2, u64::MAX]) {
+            let i = Histogram::index(ns);
+            assert!(i >= last, "{ns}");
+            assert!(i < BUCKETS);
+            last = i;
+            let upper = Histogram::upper(i);
+            assert!(upper >= ns, "{ns} -> bucket {i} upper {upper}");
+            assert!(upper as f64 <= ns as f64 * 1.125 + 1.0, "{ns} -> {upper}");
+        }
+    }
+
+    #[test]
+    fn counters_are_exact_under_concurrency() {
+        let stats = std::sync::Arc::new(TierStats::new("t"));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let stats = stats.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..10_000 {
+                        stats.record_hit();
+                        stats.record_latency(Op::Get, Duration::from_nanos(500));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let snap = stats.snapshot();
+        assert_eq!(snap.hits, 40_000);
+        assert_eq!(snap.latency["get"].count, 40_000);
+    }
+}
