@@ -1,0 +1,414 @@
+//! [`MokaStore`], its builder and its [`Store`] implementation.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aurelis_cache_core::{
+    glob_match, Capabilities, Error, ErrorKind, Result, Store, StoreCounters,
+};
+use bytes::Bytes;
+use moka::future::Cache;
+use moka::notification::RemovalCause;
+use moka::Expiry;
+
+use crate::config::MokaConfig;
+
+/// The tier name used when none is set.
+pub(crate) const DEFAULT_NAME: &str = "memory";
+
+/// The capacity used when neither `max_entries` nor `max_bytes` is set.
+const DEFAULT_MAX_ENTRIES: u64 = 1000;
+
+/// One cached value and the instant it stops being served (`None`: never).
+#[derive(Clone)]
+struct Entry {
+    value: Bytes,
+    expires_at: Option<Instant>,
+}
+
+impl Entry {
+    fn is_live(&self, now: Instant) -> bool {
+        self.expires_at.is_none_or(|at| now < at)
+    }
+}
+
+/// Gives every entry its own time to live. An overwrite takes the TTL of the new entry, so a
+/// write without TTL drops the TTL of the entry it replaces.
+struct EntryExpiry;
+
+impl Expiry<String, Entry> for EntryExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        entry: &Entry,
+        created_at: Instant,
+    ) -> Option<Duration> {
+        entry.expires_at.map(|at| at.saturating_duration_since(created_at))
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        entry: &Entry,
+        updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        entry.expires_at.map(|at| at.saturating_duration_since(updated_at))
+    }
+}
+
+/// How the store bounds itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Capacity {
+    Entries(u64),
+    Bytes(u64),
+}
+
+/// Events only the eviction listener sees.
+#[derive(Debug, Default)]
+struct Counters {
+    evictions: AtomicU64,
+    expirations: AtomicU64,
+}
+
+/// The memory tier: an in-process [`moka::future::Cache`] holding opaque byte values, each
+/// with its own time to live, bounded by a number of entries or by bytes.
+///
+/// Entries are evicted by moka's TinyLFU policy when the store is full (a new entry may be
+/// turned away if it is less popular than the entries it would displace); evictions and
+/// expirations are reported by [`Store::counters`]. Cloning is cheap and shares the entries.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use aurelis_cache_core::{Bytes, Store};
+/// use aurelis_cache_moka::MokaStore;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> aurelis_cache_core::Result<()> {
+/// let store = MokaStore::builder().max_entries(10_000).build()?;
+/// store.set("greeting", Bytes::from_static(b"hello"), Some(Duration::from_secs(300))).await?;
+/// assert_eq!(store.get("greeting").await?, Some(Bytes::from_static(b"hello")));
+/// assert_eq!(store.name(), "memory");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct MokaStore {
+    cache: Cache<String, Entry>,
+    name: Arc<str>,
+    capacity: Capacity,
+    counters: Arc<Counters>,
+}
+
+impl fmt::Debug for MokaStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MokaStore")
+            .field("name", &self.name)
+            .field("capacity", &self.capacity)
+            .field("entry_count", &self.cache.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MokaStore {
+    /// A builder with the defaults: name `"memory"`, up to 1000 entries.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let store = aurelis_cache_moka::MokaStore::builder().name("l1").max_bytes(1 << 20).build()?;
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    pub fn builder() -> MokaStoreBuilder {
+        MokaStoreBuilder::default()
+    }
+
+    /// A store built from `config`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aurelis_cache_moka::{MokaConfig, MokaStore};
+    ///
+    /// let mut config = MokaConfig::default();
+    /// config.max_entries = Some(500);
+    /// let store = MokaStore::from_config(&config)?;
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`MokaStoreBuilder::build`].
+    pub fn from_config(config: &MokaConfig) -> Result<MokaStore> {
+        MokaStoreBuilder::from_config(config).build()
+    }
+
+    fn check_weight(&self, key: &str, value: &Bytes) -> Result<()> {
+        if let Capacity::Bytes(max) = self.capacity {
+            let weight = key.len() as u64 + value.len() as u64;
+            if weight > max || weight > u64::from(u32::MAX) {
+                return Err(Error::new(
+                    ErrorKind::ValueTooLarge,
+                    format!(
+                        "entry of {weight} bytes (key {} + value {}) does not fit in a memory \
+                         tier of max_bytes = {max}",
+                        key.len(),
+                        value.len()
+                    ),
+                )
+                .with_tier(self.name.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for MokaStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::none().with_in_process(true).with_native_ttl(true)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        Ok(self.cache.get(key).await.map(|entry| entry.value))
+    }
+
+    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
+        self.check_weight(key, &value)?;
+        // A TTL too long to represent is as good as none.
+        let expires_at = ttl.and_then(|ttl| Instant::now().checked_add(ttl));
+        self.cache.insert(key.to_owned(), Entry { value, expires_at }).await;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        Ok(self.cache.remove(key).await.is_some_and(|entry| entry.is_live(Instant::now())))
+    }
+
+    async fn set_many(&self, entries: &[(&str, Bytes)], ttl: Option<Duration>) -> Result<()> {
+        for (key, value) in entries {
+            self.check_weight(key, value)?;
+        }
+        for (key, value) in entries {
+            self.set(key, value.clone(), ttl).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
+        self.remove_matching(|key| key.starts_with(prefix)).await
+    }
+
+    async fn delete_pattern(&self, pattern: &str) -> Result<u64> {
+        self.remove_matching(|key| glob_match(pattern, key)).await
+    }
+
+    async fn clear(&self) -> Result<()> {
+        self.cache.invalidate_all();
+        self.cache.run_pending_tasks().await;
+        Ok(())
+    }
+
+    async fn len(&self) -> Result<u64> {
+        self.cache.run_pending_tasks().await;
+        Ok(self.cache.entry_count())
+    }
+
+    async fn size_bytes(&self) -> Result<u64> {
+        Ok(match self.capacity {
+            Capacity::Bytes(_) => {
+                self.cache.run_pending_tasks().await;
+                self.cache.weighted_size()
+            }
+            Capacity::Entries(_) => {
+                self.cache.iter().map(|(k, e)| k.len() as u64 + e.value.len() as u64).sum()
+            }
+        })
+    }
+
+    fn counters(&self) -> StoreCounters {
+        StoreCounters::new(
+            self.counters.evictions.load(Relaxed),
+            self.counters.expirations.load(Relaxed),
+        )
+    }
+}
+
+impl MokaStore {
+    /// Removes the live entries whose key satisfies `matches`; returns how many.
+    async fn remove_matching(&self, matches: impl Fn(&str) -> bool) -> Result<u64> {
+        let keys: Vec<Arc<String>> =
+            self.cache.iter().filter(|(k, _)| matches(k)).map(|(k, _)| k).collect();
+        let mut removed = 0;
+        for key in keys {
+            if let Some(entry) = self.cache.remove(key.as_str()).await {
+                if entry.is_live(Instant::now()) {
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Builds a [`MokaStore`]; [`MokaConfig`] is its serde twin.
+///
+/// # Examples
+///
+/// ```
+/// use aurelis_cache_moka::MokaStore;
+///
+/// let by_count = MokaStore::builder().name("memory").max_entries(10_000).build()?;
+/// let by_size = MokaStore::builder().max_bytes(256 * 1024 * 1024).build()?;
+/// assert!(MokaStore::builder().max_entries(10).max_bytes(1024).build().is_err());
+/// # Ok::<(), aurelis_cache_core::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct MokaStoreBuilder {
+    name: String,
+    max_entries: Option<u64>,
+    max_bytes: Option<u64>,
+}
+
+impl Default for MokaStoreBuilder {
+    fn default() -> Self {
+        MokaStoreBuilder { name: DEFAULT_NAME.to_owned(), max_entries: None, max_bytes: None }
+    }
+}
+
+impl MokaStoreBuilder {
+    /// A builder taking every setting from `config`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aurelis_cache_moka::{MokaConfig, MokaStoreBuilder};
+    ///
+    /// let store = MokaStoreBuilder::from_config(&MokaConfig::default()).name("l1").build()?;
+    /// # use aurelis_cache_core::Store;
+    /// assert_eq!(store.name(), "l1");
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    pub fn from_config(config: &MokaConfig) -> Self {
+        MokaStoreBuilder {
+            name: config.name.clone(),
+            max_entries: config.max_entries,
+            max_bytes: config.max_bytes,
+        }
+    }
+
+    /// The tier's name in stats, logs and errors (default `"memory"`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use aurelis_cache_core::Store;
+    /// let store = aurelis_cache_moka::MokaStore::builder().name("hot").build()?;
+    /// assert_eq!(store.name(), "hot");
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Bounds the store by a number of entries (default 1000). Cannot be combined with
+    /// [`max_bytes`](Self::max_bytes).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let store = aurelis_cache_moka::MokaStore::builder().max_entries(50_000).build()?;
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    pub fn max_entries(mut self, max_entries: u64) -> Self {
+        self.max_entries = Some(max_entries);
+        self
+    }
+
+    /// Bounds the store by bytes, each entry weighing its key length plus its value length.
+    /// A single entry heavier than this is refused with
+    /// [`ErrorKind::ValueTooLarge`]. Cannot be combined with
+    /// [`max_entries`](Self::max_entries).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let store = aurelis_cache_moka::MokaStore::builder().max_bytes(64 << 20).build()?;
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    pub fn max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = Some(max_bytes);
+        self
+    }
+
+    /// Validates the settings and builds the store.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aurelis_cache_core::ErrorKind;
+    /// use aurelis_cache_moka::MokaStore;
+    ///
+    /// assert!(MokaStore::builder().build().is_ok());
+    /// let err = MokaStore::builder().max_entries(0).build().unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Config);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] when the name is empty, when both `max_entries` and `max_bytes`
+    /// are set, or when the capacity is zero.
+    pub fn build(self) -> Result<MokaStore> {
+        let config_error = |message: String| Error::config(message).with_tier(self.name.as_str());
+        if self.name.is_empty() {
+            return Err(Error::config("the memory tier's name must not be empty"));
+        }
+        let capacity = match (self.max_entries, self.max_bytes) {
+            (Some(entries), Some(bytes)) => {
+                return Err(config_error(format!(
+                    "max_entries ({entries}) and max_bytes ({bytes}) are mutually exclusive: \
+                     set one of them"
+                )))
+            }
+            (Some(0), None) => return Err(config_error("max_entries must be at least 1".into())),
+            (None, Some(0)) => return Err(config_error("max_bytes must be at least 1".into())),
+            (Some(entries), None) => Capacity::Entries(entries),
+            (None, Some(bytes)) => Capacity::Bytes(bytes),
+            (None, None) => Capacity::Entries(DEFAULT_MAX_ENTRIES),
+        };
+
+        let counters = Arc::new(Counters::default());
+        let listener_counters = Arc::clone(&counters);
+        let mut builder = Cache::builder().expire_after(EntryExpiry).eviction_listener(
+            move |_key, _entry, cause| match cause {
+                RemovalCause::Size => {
+                    listener_counters.evictions.fetch_add(1, Relaxed);
+                }
+                RemovalCause::Expired => {
+                    listener_counters.expirations.fetch_add(1, Relaxed);
+                }
+                RemovalCause::Explicit | RemovalCause::Replaced => {}
+            },
+        );
+        builder = match capacity {
+            Capacity::Entries(entries) => builder.max_capacity(entries),
+            Capacity::Bytes(bytes) => {
+                builder.max_capacity(bytes).weigher(|key: &String, entry: &Entry| {
+                    u32::try_from(key.len() + entry.value.len()).unwrap_or(u32::MAX)
+                })
+            }
+        };
+        Ok(MokaStore { cache: builder.build(), name: self.name.into(), capacity, counters })
+    }
+}
