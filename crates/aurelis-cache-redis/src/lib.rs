@@ -1,1 +1,13 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod backplane;
+mod config;
+mod conn;
+mod error;
+mod store;
+
+pub use backplane::RedisBackplane;
+pub use config::RedisConfig;
+pub use store::{RedisStore, RedisStoreBuilder};

@@ -32,6 +32,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 /// How to install Redis, quoted in every "not found" error.
@@ -454,6 +455,31 @@ impl RedisServer {
         RedisServerBuilder::default()
     }
 
+    /// A default server shared by every caller in this process for as long as one of them
+    /// holds it: the first caller starts it, the last one to drop its `Arc` stops it. Tests
+    /// sharing it must keep to their own keys (a key prefix each).
+    ///
+    /// Unlike a server kept in a `static`, which is never dropped, this one does not outlive
+    /// the test process.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aurelis_redis_harness::RedisServer;
+    /// let a = RedisServer::shared()?;
+    /// let b = RedisServer::shared()?;
+    /// assert_eq!(a.port(), b.port());
+    /// # Ok::<(), aurelis_redis_harness::HarnessError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisServer::start`].
+    pub fn shared() -> Result<Arc<RedisServer>, HarnessError> {
+        static SHARED: Mutex<Weak<RedisServer>> = Mutex::new(Weak::new());
+        shared(&SHARED, RedisServer::start)
+    }
+
     /// The TCP port on `127.0.0.1`.
     pub fn port(&self) -> u16 {
         self.port
@@ -784,6 +810,18 @@ impl RedisCluster {
         RedisClusterBuilder::default()
     }
 
+    /// A default cluster shared by every caller in this process for as long as one of them
+    /// holds it: the first caller starts it, the last one to drop its `Arc` stops it. Tests
+    /// sharing it must keep to their own keys (a key prefix each).
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisClusterBuilder::start`].
+    pub fn shared() -> Result<Arc<RedisCluster>, HarnessError> {
+        static SHARED: Mutex<Weak<RedisCluster>> = Mutex::new(Weak::new());
+        shared(&SHARED, RedisCluster::start)
+    }
+
     /// The URL of every node (`redis://127.0.0.1:PORT/`, with the password when there is one).
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
@@ -836,6 +874,21 @@ impl RedisCluster {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// The live value in `slot`, or a new one from `start` (the lock is held while it starts, so
+/// concurrent callers wait for the same one).
+fn shared<T>(
+    slot: &Mutex<Weak<T>>,
+    start: impl FnOnce() -> Result<T, HarnessError>,
+) -> Result<Arc<T>, HarnessError> {
+    let mut current = slot.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(live) = current.upgrade() {
+        return Ok(live);
+    }
+    let fresh = Arc::new(start()?);
+    *current = Arc::downgrade(&fresh);
+    Ok(fresh)
 }
 
 #[cfg(test)]
