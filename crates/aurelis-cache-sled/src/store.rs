@@ -1,0 +1,882 @@
+//! [`SledStore`], its builder and its [`Store`] implementation.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aurelis_cache_core::envelope::now_ms;
+use aurelis_cache_core::store::literal_prefix;
+use aurelis_cache_core::{
+    glob_match, Capabilities, Error, ErrorKind, Result, Store, StoreCounters,
+};
+use bytes::Bytes;
+use sled::IVec;
+
+use crate::config::SledConfig;
+use crate::{error, layout};
+
+/// The tier name used when none is set.
+pub(crate) const DEFAULT_NAME: &str = "disk";
+/// Time between background sweeps of expired entries, unless set.
+pub(crate) const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// sled's background flush period, unless set.
+pub(crate) const DEFAULT_FLUSH_EVERY_MS: Option<u64> = Some(500);
+
+/// Tree of the write order, when a size cap is set: big-endian write sequence -> key.
+const ORDER_TREE: &str = "__aurelis_cache_write_order";
+/// Tree of each key's latest write sequence, when a size cap is set: key -> big-endian seq.
+const SEQ_TREE: &str = "__aurelis_cache_write_seq";
+
+/// Why an entry is being removed, for the counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cause {
+    Expired,
+    Corrupt,
+}
+
+/// Write-order bookkeeping for eviction under a size cap.
+///
+/// Every mutation of a capped store holds `lock`, so the entries and both trees change
+/// together; reads never take it. The trees may still disagree after a crash, which
+/// [`Inner::recover`] repairs at open.
+struct WriteOrder {
+    /// seq (u64 big-endian) -> key, oldest first.
+    by_seq: sled::Tree,
+    /// key -> its latest seq.
+    seq_of: sled::Tree,
+    next_seq: AtomicU64,
+    lock: Mutex<()>,
+}
+
+impl WriteOrder {
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        self.lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The state shared by a [`SledStore`] and its sweeper.
+struct Inner {
+    name: Arc<str>,
+    path: PathBuf,
+    db: sled::Db,
+    /// Entries live in the default tree.
+    entries: sled::Tree,
+    max_bytes: Option<u64>,
+    order: Option<WriteOrder>,
+    /// Keys + stored values (header included) of every entry, expired or not.
+    size: AtomicU64,
+    evictions: AtomicU64,
+    expirations: AtomicU64,
+}
+
+impl Inner {
+    fn backend(&self, op: &'static str) -> impl FnOnce(sled::Error) -> Error + '_ {
+        move |e| error::backend(&self.name, op, e)
+    }
+
+    fn lock(&self) -> Option<MutexGuard<'_, ()>> {
+        self.order.as_ref().map(WriteOrder::lock)
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        let Some(stored) = self.entries.get(key).map_err(self.backend("get"))? else {
+            return Ok(None);
+        };
+        match layout::expires_at(&stored) {
+            Some(0) => Ok(Some(layout::value(stored))),
+            Some(at) if !layout::is_expired(at, now_ms()) => Ok(Some(layout::value(stored))),
+            Some(_) => {
+                self.remove_if_unchanged(key, &stored, Cause::Expired)?;
+                Ok(None)
+            }
+            None => {
+                tracing::warn!(
+                    tier = %self.name,
+                    key = %String::from_utf8_lossy(key),
+                    len = stored.len(),
+                    "corrupt entry (shorter than its 8-byte header) removed"
+                );
+                self.remove_if_unchanged(key, &stored, Cause::Corrupt)?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn insert(&self, key: &[u8], stored: Vec<u8>) -> Result<()> {
+        let weight = layout::weight(key, &stored);
+        let _guard = self.lock();
+        // Count the new entry before it is visible, so that a concurrent removal of it can
+        // never take the running size below zero.
+        self.size.fetch_add(weight, Relaxed);
+        let old = match self.entries.insert(key, stored) {
+            Ok(old) => old,
+            Err(e) => {
+                self.size.fetch_sub(weight, Relaxed);
+                return Err(error::backend(&self.name, "insert", e));
+            }
+        };
+        if let Some(old) = &old {
+            self.size.fetch_sub(layout::weight(key, old), Relaxed);
+        }
+        if let Some(order) = &self.order {
+            let seq = order.next_seq.fetch_add(1, Relaxed).to_be_bytes();
+            if let Some(old_seq) =
+                order.seq_of.insert(key, &seq[..]).map_err(self.backend("insert"))?
+            {
+                order.by_seq.remove(old_seq).map_err(self.backend("remove"))?;
+            }
+            order.by_seq.insert(&seq[..], key).map_err(self.backend("insert"))?;
+            self.evict_over_cap(order)?;
+        }
+        Ok(())
+    }
+
+    /// Evicts the oldest-written entries until the size is within the cap. The caller holds
+    /// the write-order lock.
+    fn evict_over_cap(&self, order: &WriteOrder) -> Result<()> {
+        let Some(max) = self.max_bytes else { return Ok(()) };
+        while self.size.load(Relaxed) > max {
+            let Some((seq, key)) = order.by_seq.pop_min().map_err(self.backend("pop_min"))? else {
+                tracing::warn!(
+                    tier = %self.name,
+                    size = self.size.load(Relaxed),
+                    max_bytes = max,
+                    "size above max_bytes but no entry left in the write order"
+                );
+                break;
+            };
+            // An older write of a key that was written again since: nothing to evict.
+            if order.seq_of.get(&key).map_err(self.backend("get"))?.as_ref() != Some(&seq) {
+                continue;
+            }
+            order.seq_of.remove(&key).map_err(self.backend("remove"))?;
+            if let Some(old) = self.entries.remove(&key).map_err(self.backend("remove"))? {
+                self.size.fetch_sub(layout::weight(&key, &old), Relaxed);
+                self.evictions.fetch_add(1, Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `key`; returns the stored value removed, if any.
+    fn remove(&self, key: &[u8]) -> Result<Option<IVec>> {
+        let _guard = self.lock();
+        let old = self.entries.remove(key).map_err(self.backend("remove"))?;
+        if let Some(old) = &old {
+            self.size.fetch_sub(layout::weight(key, old), Relaxed);
+            self.forget_order(key)?;
+        }
+        Ok(old)
+    }
+
+    /// Removes `key` only if it still holds `stored` (a concurrent fresh write wins), and
+    /// counts an expiration when it was `Cause::Expired`. Returns whether it removed it.
+    fn remove_if_unchanged(&self, key: &[u8], stored: &IVec, cause: Cause) -> Result<bool> {
+        let _guard = self.lock();
+        let swapped = self
+            .entries
+            .compare_and_swap(key, Some(stored), None::<&[u8]>)
+            .map_err(self.backend("compare_and_swap"))?;
+        if swapped.is_err() {
+            return Ok(false);
+        }
+        self.size.fetch_sub(layout::weight(key, stored), Relaxed);
+        if cause == Cause::Expired {
+            self.expirations.fetch_add(1, Relaxed);
+        }
+        self.forget_order(key)?;
+        Ok(true)
+    }
+
+    /// Drops `key` from the write order (the caller holds the lock).
+    fn forget_order(&self, key: &[u8]) -> Result<()> {
+        if let Some(order) = &self.order {
+            if let Some(seq) = order.seq_of.remove(key).map_err(self.backend("remove"))? {
+                order.by_seq.remove(seq).map_err(self.backend("remove"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every live-or-not entry under `prefix` whose key `matches`; returns how many of
+    /// them were live. Blocking: walks the range.
+    fn remove_range(&self, prefix: &[u8], matches: impl Fn(&[u8]) -> bool) -> Result<u64> {
+        let now = now_ms();
+        let mut removed = 0;
+        for key in self.entries.scan_prefix(prefix).keys() {
+            let key = key.map_err(self.backend("scan"))?;
+            if !matches(&key) {
+                continue;
+            }
+            if self.remove(&key)?.is_some_and(|old| layout::is_live(&old, now)) {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Live entries. Blocking: walks every entry.
+    fn count_live(&self) -> Result<u64> {
+        let now = now_ms();
+        let mut live = 0;
+        for item in self.entries.iter() {
+            let (_, stored) = item.map_err(self.backend("scan"))?;
+            if layout::is_live(&stored, now) {
+                live += 1;
+            }
+        }
+        Ok(live)
+    }
+
+    /// Removes expired (and corrupt) entries; returns how many. Blocking: walks every entry.
+    /// Stops early when `stop` is set.
+    fn sweep(&self, stop: &AtomicBool) -> Result<u64> {
+        let now = now_ms();
+        let mut removed = 0;
+        for item in self.entries.iter() {
+            if stop.load(Relaxed) {
+                break;
+            }
+            let (key, stored) = item.map_err(self.backend("scan"))?;
+            let cause = match layout::expires_at(&stored) {
+                Some(at) if layout::is_expired(at, now) => Cause::Expired,
+                Some(_) => continue,
+                None => {
+                    tracing::warn!(
+                        tier = %self.name,
+                        key = %String::from_utf8_lossy(&key),
+                        len = stored.len(),
+                        "corrupt entry (shorter than its 8-byte header) removed by the sweep"
+                    );
+                    Cause::Corrupt
+                }
+            };
+            if self.remove_if_unchanged(&key, &stored, cause)? {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Measures the entries and repairs the write order after an open. Blocking.
+    fn recover(&self) -> Result<()> {
+        let mut next_seq = 0u64;
+        if let Some(order) = &self.order {
+            // Forget write-order records that do not describe an entry's latest write.
+            for item in order.by_seq.iter() {
+                let (seq, key) = item.map_err(self.backend("scan"))?;
+                let current = order.seq_of.get(&key).map_err(self.backend("get"))?;
+                if seq.len() != 8 || current.as_ref() != Some(&seq) {
+                    order.by_seq.remove(&seq).map_err(self.backend("remove"))?;
+                }
+            }
+            for item in order.seq_of.iter() {
+                let (key, seq) = item.map_err(self.backend("scan"))?;
+                let back = order.by_seq.get(&seq).map_err(self.backend("get"))?;
+                let present = self.entries.contains_key(&key).map_err(self.backend("get"))?;
+                if !present || back.as_ref() != Some(&key) {
+                    order.seq_of.remove(&key).map_err(self.backend("remove"))?;
+                    if back.as_ref() == Some(&key) {
+                        order.by_seq.remove(&seq).map_err(self.backend("remove"))?;
+                    }
+                }
+            }
+            if let Some((seq, _)) = order.by_seq.last().map_err(self.backend("scan"))? {
+                let seq: [u8; 8] = seq.as_ref().try_into().unwrap_or([0; 8]);
+                next_seq = u64::from_be_bytes(seq).saturating_add(1);
+            }
+        }
+        let mut size = 0;
+        for item in self.entries.iter() {
+            let (key, stored) = item.map_err(self.backend("scan"))?;
+            size += layout::weight(&key, &stored);
+            if let Some(order) = &self.order {
+                // Entries written without a record (before a crash, or while uncapped) are
+                // ordered after the recorded ones, in key order.
+                if !order.seq_of.contains_key(&key).map_err(self.backend("get"))? {
+                    let seq = next_seq.to_be_bytes();
+                    next_seq += 1;
+                    order.seq_of.insert(&key, &seq[..]).map_err(self.backend("insert"))?;
+                    order.by_seq.insert(&seq[..], &key).map_err(self.backend("insert"))?;
+                }
+            }
+        }
+        self.size.store(size, Relaxed);
+        if let Some(order) = &self.order {
+            order.next_seq.store(next_seq, Relaxed);
+            let _guard = order.lock();
+            self.evict_over_cap(order)?;
+        }
+        Ok(())
+    }
+}
+
+/// The background thread removing expired entries; stopped and joined when the store drops.
+struct Sweeper {
+    stop: Arc<AtomicBool>,
+    /// Dropping it wakes the thread up at once.
+    wake: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Sweeper {
+    fn start(inner: &Arc<Inner>, interval: Duration) -> Result<Sweeper> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (wake, sleep) = mpsc::channel::<()>();
+        let weak: Weak<Inner> = Arc::downgrade(inner);
+        let thread_stop = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name(format!("aurelis-sweep-{}", inner.name))
+            .spawn(move || loop {
+                match sleep.recv_timeout(interval) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                match inner.sweep(&thread_stop) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::debug!(tier = %inner.name, removed = n, "swept expired entries")
+                    }
+                    Err(e) => tracing::warn!(tier = %inner.name, error = %e, "sweep failed"),
+                }
+            })
+            .map_err(|e| error::spawn(&inner.name, e))?;
+        Ok(Sweeper { stop, wake: Some(wake), thread: Some(thread) })
+    }
+}
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        self.wake.take();
+        if let Some(thread) = self.thread.take() {
+            // The thread only ever waits on `wake` or walks entries checking `stop`, so this
+            // returns promptly; afterwards nothing but the store holds the database.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The disk tier: a [sled](https://docs.rs/sled) database holding opaque byte values, each
+/// with its own expiry, surviving restarts.
+///
+/// - Each value is stored as an 8-byte little-endian expiry (milliseconds since the Unix epoch,
+///   0 = never) followed by the value bytes.
+/// - Reads and writes call sled's in-memory operations directly; scans (`len`, `clear`,
+///   prefix and pattern deletion) run on tokio's blocking pool when a runtime is present.
+/// - Expired entries are removed when read and by a background sweep thread every
+///   `sweep_interval`, both counted as expirations in [`Store::counters`].
+/// - With `max_bytes` set, the oldest-written entries are evicted after a write that takes
+///   the size (keys + values + headers) past the cap, counted as evictions.
+/// - Writes reach the disk every `flush_every_ms`, on [`SledStore::flush`], and when the store
+///   is dropped.
+///
+/// Dropping the store stops its sweeper and closes the database.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use aurelis_cache_core::{Bytes, Store};
+/// use aurelis_cache_sled::SledStore;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> aurelis_cache_core::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = SledStore::builder().path(dir.path().join("cache")).build()?;
+/// store.set("answer", Bytes::from_static(b"42"), Some(Duration::from_secs(3600))).await?;
+/// store.flush().await?;
+/// drop(store);
+///
+/// let store = SledStore::builder().path(dir.path().join("cache")).build()?;
+/// assert_eq!(store.get("answer").await?, Some(Bytes::from_static(b"42")));
+/// # Ok(())
+/// # }
+/// ```
+pub struct SledStore {
+    inner: Arc<Inner>,
+    // Declared after `inner` but dropped explicitly first in `Drop`.
+    sweeper: Option<Sweeper>,
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        self.sweeper.take();
+    }
+}
+
+impl fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SledStore")
+            .field("name", &self.inner.name)
+            .field("path", &self.inner.path)
+            .field("max_bytes", &self.inner.max_bytes)
+            .field("size_bytes", &self.inner.size.load(Relaxed))
+            .field("sweeping", &self.sweeper.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SledStore {
+    /// A builder with the defaults: name `"disk"`, no size cap, a sweep every 60 s, sled
+    /// flushing every 500 ms. A path must be set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = aurelis_cache_sled::SledStore::builder().path(dir.path()).build()?;
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    pub fn builder() -> SledStoreBuilder {
+        SledStoreBuilder::default()
+    }
+
+    /// A store built from `config`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aurelis_cache_sled::{SledConfig, SledStore};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let mut config = SledConfig::default();
+    /// config.path = Some(dir.path().join("disk-cache"));
+    /// config.max_bytes = Some(512 * 1024 * 1024);
+    /// let store = SledStore::from_config(&config)?;
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`SledStoreBuilder::build`].
+    pub fn from_config(config: &SledConfig) -> Result<SledStore> {
+        SledStoreBuilder::from_config(config).build()
+    }
+
+    /// Writes everything written so far to disk and waits for it (sled's `flush_async`): a
+    /// durable point. Returns the number of bytes flushed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aurelis_cache_core::{Bytes, Store};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> aurelis_cache_core::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = aurelis_cache_sled::SledStore::builder().path(dir.path()).build()?;
+    /// store.set("k", Bytes::from_static(b"v"), None).await?;
+    /// store.flush().await?; // "k" now survives a crash
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Backend`] when sled cannot write or sync.
+    pub async fn flush(&self) -> Result<usize> {
+        self.inner.db.flush_async().await.map_err(self.inner.backend("flush"))
+    }
+
+    /// Removes expired entries now instead of waiting for the background sweep; returns how
+    /// many were removed. They count as expirations.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use aurelis_cache_core::{Bytes, Store};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> aurelis_cache_core::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = aurelis_cache_sled::SledStore::builder().path(dir.path()).build()?;
+    /// store.set("brief", Bytes::from_static(b"v"), Some(Duration::from_millis(1))).await?;
+    /// tokio::time::sleep(Duration::from_millis(20)).await;
+    /// assert_eq!(store.purge_expired().await?, 1);
+    /// assert_eq!(store.counters().expirations, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Backend`] when sled fails.
+    pub async fn purge_expired(&self) -> Result<u64> {
+        self.blocking("sweep", |inner| inner.sweep(&AtomicBool::new(false))).await
+    }
+
+    /// The directory of the database.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = aurelis_cache_sled::SledStore::builder().path(dir.path()).build()?;
+    /// assert_eq!(store.path(), dir.path());
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `work` on tokio's blocking pool when a runtime is present, inline otherwise.
+    async fn blocking<T, F>(&self, op: &'static str, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => handle
+                .spawn_blocking(move || work(&inner))
+                .await
+                .map_err(|e| error::task(&self.inner.name, op, e))?,
+            Err(_) => work(&inner),
+        }
+    }
+
+    fn check_weight(&self, key: &str, value: &Bytes) -> Result<()> {
+        if let Some(max) = self.inner.max_bytes {
+            let weight = (key.len() + layout::HEADER_LEN) as u64 + value.len() as u64;
+            if weight > max {
+                return Err(Error::new(
+                    ErrorKind::ValueTooLarge,
+                    format!(
+                        "entry of {weight} bytes (key {} + header {} + value {}) does not fit \
+                         in a disk tier of max_bytes = {max}",
+                        key.len(),
+                        layout::HEADER_LEN,
+                        value.len()
+                    ),
+                )
+                .with_tier(Arc::clone(&self.inner.name)));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for SledStore {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::none().with_persistent(true).with_ordered_scan(true)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        self.inner.get(key.as_bytes())
+    }
+
+    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
+        self.check_weight(key, &value)?;
+        self.inner.insert(key.as_bytes(), layout::encode(layout::expiry_for(ttl), &value))
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        let removed = self.inner.remove(key.as_bytes())?;
+        Ok(removed.is_some_and(|old| layout::is_live(&old, now_ms())))
+    }
+
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
+        keys.iter().map(|key| self.inner.get(key.as_bytes())).collect()
+    }
+
+    async fn set_many(&self, entries: &[(&str, Bytes)], ttl: Option<Duration>) -> Result<()> {
+        for (key, value) in entries {
+            self.check_weight(key, value)?;
+        }
+        for (key, value) in entries {
+            self.inner.insert(key.as_bytes(), layout::encode(layout::expiry_for(ttl), value))?;
+        }
+        Ok(())
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
+        let prefix = prefix.as_bytes().to_vec();
+        self.blocking("delete_prefix", move |inner| inner.remove_range(&prefix, |_| true)).await
+    }
+
+    async fn delete_pattern(&self, pattern: &str) -> Result<u64> {
+        let pattern = pattern.to_owned();
+        self.blocking("delete_pattern", move |inner| {
+            let prefix = literal_prefix(&pattern).as_bytes();
+            inner.remove_range(prefix, |key| {
+                std::str::from_utf8(key).is_ok_and(|key| glob_match(&pattern, key))
+            })
+        })
+        .await
+    }
+
+    async fn clear(&self) -> Result<()> {
+        self.blocking("clear", |inner| inner.remove_range(&[], |_| true).map(drop)).await
+    }
+
+    async fn len(&self) -> Result<u64> {
+        self.blocking("len", Inner::count_live).await
+    }
+
+    async fn size_bytes(&self) -> Result<u64> {
+        Ok(self.inner.size.load(Relaxed))
+    }
+
+    fn counters(&self) -> StoreCounters {
+        StoreCounters::new(self.inner.evictions.load(Relaxed), self.inner.expirations.load(Relaxed))
+    }
+}
+
+/// Builds a [`SledStore`]; [`SledConfig`] is its serde twin.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use aurelis_cache_sled::SledStore;
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = SledStore::builder()
+///     .name("disk")
+///     .path(dir.path().join("cache"))
+///     .max_bytes(4 * 1024 * 1024 * 1024)
+///     .sweep_interval(Duration::from_secs(30))
+///     .flush_every_ms(Some(1000))
+///     .cache_capacity_bytes(256 * 1024 * 1024)
+///     .build()?;
+/// # Ok::<(), aurelis_cache_core::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct SledStoreBuilder {
+    name: String,
+    path: Option<PathBuf>,
+    max_bytes: Option<u64>,
+    sweep_interval: Duration,
+    flush_every_ms: Option<u64>,
+    cache_capacity_bytes: Option<u64>,
+}
+
+impl Default for SledStoreBuilder {
+    fn default() -> Self {
+        SledStoreBuilder::from_config(&SledConfig::default())
+    }
+}
+
+impl SledStoreBuilder {
+    /// A builder taking every setting from `config`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aurelis_cache_sled::{SledConfig, SledStoreBuilder};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = SledStoreBuilder::from_config(&SledConfig::default()).path(dir.path()).build()?;
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    pub fn from_config(config: &SledConfig) -> Self {
+        SledStoreBuilder {
+            name: config.name.clone(),
+            path: config.path.clone(),
+            max_bytes: config.max_bytes,
+            sweep_interval: Duration::from_secs(config.sweep_interval_secs),
+            flush_every_ms: config.flush_every_ms.filter(|&ms| ms > 0),
+            cache_capacity_bytes: config.cache_capacity_bytes,
+        }
+    }
+
+    /// The tier's name in stats, logs and errors (default `"disk"`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use aurelis_cache_core::Store;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = aurelis_cache_sled::SledStore::builder().name("l3").path(dir.path()).build()?;
+    /// assert_eq!(store.name(), "l3");
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Directory of the database, created if missing (required).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = aurelis_cache_sled::SledStore::builder().path(dir.path().join("db")).build()?;
+    /// assert!(dir.path().join("db").is_dir());
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    pub fn path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
+    /// Caps the stored bytes (keys + values + an 8-byte header per entry): a write that goes
+    /// past it evicts the oldest-written entries, and a single entry bigger than the cap is
+    /// refused with [`ErrorKind::ValueTooLarge`]. No cap by default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = aurelis_cache_sled::SledStore::builder()
+    ///     .path(dir.path())
+    ///     .max_bytes(10 * 1024 * 1024 * 1024)
+    ///     .build()?;
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    pub fn max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = Some(max_bytes);
+        self
+    }
+
+    /// Time between background sweeps of expired entries (default 60 s). [`Duration::ZERO`]
+    /// turns the sweep off; expired entries are then removed only when read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = aurelis_cache_sled::SledStore::builder()
+    ///     .path(dir.path())
+    ///     .sweep_interval(Duration::from_secs(10))
+    ///     .build()?;
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    pub fn sweep_interval(mut self, interval: Duration) -> Self {
+        self.sweep_interval = interval;
+        self
+    }
+
+    /// Milliseconds between sled's background flushes to disk (default `Some(500)`); `None`
+    /// (or `Some(0)`) turns them off, so only [`SledStore::flush`] and dropping the store
+    /// write to disk.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = aurelis_cache_sled::SledStore::builder()
+    ///     .path(dir.path())
+    ///     .flush_every_ms(Some(2000))
+    ///     .build()?;
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    pub fn flush_every_ms(mut self, every_ms: Option<u64>) -> Self {
+        self.flush_every_ms = every_ms.filter(|&ms| ms > 0);
+        self
+    }
+
+    /// Size of sled's in-memory page cache in bytes (default: sled's own, 1 GiB).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = aurelis_cache_sled::SledStore::builder()
+    ///     .path(dir.path())
+    ///     .cache_capacity_bytes(64 * 1024 * 1024)
+    ///     .build()?;
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    pub fn cache_capacity_bytes(mut self, bytes: u64) -> Self {
+        self.cache_capacity_bytes = Some(bytes);
+        self
+    }
+
+    /// Validates the settings, opens (or creates) the database, measures it, and starts the
+    /// sweeper. Opening walks every entry once, so it takes longer for big databases.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aurelis_cache_core::ErrorKind;
+    /// use aurelis_cache_sled::SledStore;
+    ///
+    /// let err = SledStore::builder().build().unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Config); // no path
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// - [`ErrorKind::Config`] when the name is empty, the path is missing, `max_bytes` or
+    ///   `cache_capacity_bytes` is zero, or the path cannot hold a database (it is under a
+    ///   regular file, not writable, ...); the message names the path.
+    /// - [`ErrorKind::Backend`] when the database is locked by another store or process, or
+    ///   sled fails to open or read it.
+    pub fn build(self) -> Result<SledStore> {
+        let name = self.name;
+        if name.is_empty() {
+            return Err(Error::config("the disk tier's name must not be empty"));
+        }
+        let Some(path) = self.path else {
+            return Err(error::config(&name, "the disk tier needs a path: set `path`"));
+        };
+        if self.max_bytes == Some(0) {
+            return Err(error::config(&name, "max_bytes must be at least 1 (or unset for no cap)"));
+        }
+        if self.cache_capacity_bytes == Some(0) {
+            return Err(error::config(&name, "cache_capacity_bytes must be at least 1"));
+        }
+
+        let mut sled_config = sled::Config::new().path(&path).flush_every_ms(self.flush_every_ms);
+        if let Some(bytes) = self.cache_capacity_bytes {
+            sled_config = sled_config.cache_capacity(bytes);
+        }
+        let db = sled_config.open().map_err(|e| error::open(&name, &path, e))?;
+        let name: Arc<str> = name.into();
+        let backend = |op: &'static str| {
+            let name = Arc::clone(&name);
+            move |e| error::backend(&name, op, e)
+        };
+
+        let order = if self.max_bytes.is_some() {
+            Some(WriteOrder {
+                by_seq: db.open_tree(ORDER_TREE).map_err(backend("open_tree"))?,
+                seq_of: db.open_tree(SEQ_TREE).map_err(backend("open_tree"))?,
+                next_seq: AtomicU64::new(0),
+                lock: Mutex::new(()),
+            })
+        } else {
+            // Left over from a capped run: out of date as soon as we write uncapped.
+            for tree in [ORDER_TREE, SEQ_TREE] {
+                db.drop_tree(tree).map_err(backend("drop_tree"))?;
+            }
+            None
+        };
+        let entries: sled::Tree = (*db).clone();
+        let inner = Arc::new(Inner {
+            name,
+            path,
+            db,
+            entries,
+            max_bytes: self.max_bytes,
+            order,
+            size: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+            expirations: AtomicU64::new(0),
+        });
+        inner.recover()?;
+        let sweeper = if self.sweep_interval.is_zero() {
+            None
+        } else {
+            Some(Sweeper::start(&inner, self.sweep_interval)?)
+        };
+        Ok(SledStore { inner, sweeper })
+    }
+}
