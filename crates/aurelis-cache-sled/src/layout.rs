@@ -48,10 +48,21 @@ pub(crate) fn expiry_for(ttl: Option<Duration>) -> u64 {
     }
 }
 
-/// The value part of a well-formed stored value, without copying it.
+/// The value part of a well-formed stored value (at least [`HEADER_LEN`] long), sharing its
+/// memory instead of copying it.
 #[inline]
 pub(crate) fn value(stored: IVec) -> Bytes {
-    Bytes::from_owner(stored).slice(HEADER_LEN..)
+    Bytes::from_owner(ValuePart(stored))
+}
+
+/// A stored value seen without its header, so that `Bytes` can own it directly.
+struct ValuePart(IVec);
+
+impl AsRef<[u8]> for ValuePart {
+    #[inline]
+    fn as_ref(&self) -> &[u8] {
+        self.0.get(HEADER_LEN..).unwrap_or_default()
+    }
 }
 
 /// What an entry counts for in the store's size: its key, its header and its value.
