@@ -80,18 +80,38 @@ impl Codec {
     /// ```
     /// let n: Option<u8> = aurelis_cache_core::Codec::Postcard.decode(&[0])?;
     /// assert_eq!(n, None);
+    /// // Bytes left over mean the entry was written as another type.
+    /// assert!(aurelis_cache_core::Codec::Postcard.decode::<u8>(&[1, 2]).is_err());
     /// # Ok::<(), aurelis_cache_core::Error>(())
     /// ```
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Codec`](crate::ErrorKind::Codec) when the bytes are not a valid `T`.
+    /// [`ErrorKind::Codec`](crate::ErrorKind::Codec) when the bytes are not a valid `T`
+    /// (for postcard, also when bytes are left over after a `T`). Postcard cannot detect
+    /// every mismatch: bytes written as one type may happen to decode as another of the same
+    /// shape; the key's version is the tool for schema changes.
     pub fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T> {
         match self {
-            Codec::Postcard => postcard::from_bytes(bytes).map_err(|e| {
-                Error::codec(format!("postcard could not decode a {}", std::any::type_name::<T>()))
+            Codec::Postcard => {
+                let (value, rest) = postcard::take_from_bytes(bytes).map_err(|e| {
+                    Error::codec(format!(
+                        "postcard could not decode a {}",
+                        std::any::type_name::<T>()
+                    ))
                     .with_source(e)
-            }),
+                })?;
+                // Postcard is not self-describing; leftover bytes are the one sign it gives
+                // that the bytes were written as another type.
+                if !rest.is_empty() {
+                    return Err(Error::codec(format!(
+                        "{} bytes left over after decoding a {}: the entry was written as another type",
+                        rest.len(),
+                        std::any::type_name::<T>()
+                    )));
+                }
+                Ok(value)
+            }
             Codec::Json => serde_json::from_slice(bytes).map_err(|e| {
                 Error::codec(format!("JSON could not decode a {}", std::any::type_name::<T>()))
                     .with_source(e)

@@ -1,1 +1,42 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod cache;
+pub mod config;
+mod global;
+mod layer;
+
+pub use aurelis_cache_core as core;
+pub use aurelis_cache_core::{
+    Backplane, Bytes, CacheStats, Capabilities, Codec, Envelope, Error, ErrorKind, Invalidation,
+    Key, KeyBuilder, Params, Result, StatsReport, Store, TierReport,
+};
+pub use cache::{Cache, CacheBuilder, SetOptions, DEFAULT_MAX_VALUE_BYTES};
+pub use config::CacheConfig;
+pub use global::{get_cache_manager, init, install};
+pub use layer::{BreakerConfig, Layer};
+
+#[cfg(feature = "moka")]
+pub use aurelis_cache_moka::{MokaConfig, MokaStore};
+#[cfg(feature = "redis")]
+pub use aurelis_cache_redis::{RedisBackplane, RedisConfig, RedisStore};
+#[cfg(feature = "sled")]
+pub use aurelis_cache_sled::{SledConfig, SledStore};
+
+/// The workspace README and guides, compiled as doctests so their examples stay true.
+#[cfg(all(doctest, feature = "moka", feature = "sled"))]
+mod guides {
+    #[doc = include_str!("../../../README.md")]
+    mod readme {}
+    #[doc = include_str!("../../../docs/getting-started.md")]
+    mod getting_started {}
+    #[doc = include_str!("../../../docs/tiers.md")]
+    mod tiers {}
+    #[doc = include_str!("../../../docs/strategies.md")]
+    mod strategies {}
+    #[doc = include_str!("../../../docs/invalidation.md")]
+    mod invalidation {}
+    #[doc = include_str!("../../../docs/llm-caching.md")]
+    mod llm_caching {}
+}

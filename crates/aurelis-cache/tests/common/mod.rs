@@ -1,0 +1,83 @@
+//! Shared fixtures: a real moka memory tier and a real sled disk tier (in a temp dir), each
+//! wrapped in a fault-injecting store so tests can make a tier misbehave.
+
+#![allow(dead_code, unreachable_pub, missing_docs, missing_debug_implementations)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aurelis_cache::core::testkit::{FaultControl, FaultyStore};
+use aurelis_cache::{BreakerConfig, Cache, CacheBuilder, Layer, MokaStore, SledStore, Store};
+
+pub struct Tiers {
+    pub memory: Arc<dyn Store>,
+    pub disk: Arc<dyn Store>,
+    pub memory_faults: Arc<FaultControl>,
+    pub disk_faults: Arc<FaultControl>,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn tiers() -> Tiers {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let memory: Arc<dyn Store> =
+        Arc::new(MokaStore::builder().max_entries(10_000).build().expect("moka"));
+    let disk: Arc<dyn Store> =
+        Arc::new(SledStore::builder().path(dir.path().join("db")).build().expect("sled"));
+    let memory_faulty = FaultyStore::new(memory.clone());
+    let disk_faulty = FaultyStore::new(disk.clone());
+    Tiers {
+        memory_faults: memory_faulty.control(),
+        disk_faults: disk_faulty.control(),
+        memory: Arc::new(memory_faulty),
+        disk: Arc::new(disk_faulty),
+        dir,
+    }
+}
+
+impl Tiers {
+    /// memory (300 s cap) over disk (86400 s cap), both behind fault injectors.
+    pub fn builder(&self) -> CacheBuilder {
+        self.builder_with(Duration::from_secs(300), Duration::from_secs(86_400))
+    }
+
+    pub fn builder_with(&self, memory_ttl: Duration, disk_ttl: Duration) -> CacheBuilder {
+        let breaker = BreakerConfig::new(3, Duration::from_millis(50));
+        Cache::builder()
+            .layer(
+                Layer::new("memory", self.memory.clone())
+                    .ttl(memory_ttl)
+                    .priority(3)
+                    .breaker(breaker.clone()),
+            )
+            .layer(Layer::new("disk", self.disk.clone()).ttl(disk_ttl).priority(1).breaker(breaker))
+    }
+
+    pub fn cache(&self) -> Cache {
+        self.builder().build().expect("cache")
+    }
+}
+
+/// Polls `check` until it holds or `limit` passes; returns whether it held.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn tier<'a>(
+    report: &'a aurelis_cache::StatsReport,
+    name: &str,
+) -> &'a aurelis_cache::TierReport {
+    report.tiers.iter().find(|t| t.name == name).expect("tier in report")
+}
