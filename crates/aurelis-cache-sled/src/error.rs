@@ -19,7 +19,7 @@ pub(crate) fn backend(tier: &Arc<str>, op: &str, source: sled::Error) -> Error {
 pub(crate) fn open(tier: &str, path: &Path, source: sled::Error) -> Error {
     let shown = path.display();
     let (kind, message) = match &source {
-        sled::Error::Io(e) if e.to_string().contains("could not acquire lock") => (
+        e if is_locked(e) => (
             ErrorKind::Backend,
             format!(
                 "the sled database at `{shown}` is locked: another store or process has it open"
@@ -42,6 +42,11 @@ pub(crate) fn open(tier: &str, path: &Path, source: sled::Error) -> Error {
         _ => (ErrorKind::Backend, format!("cannot open the sled database at `{shown}`")),
     };
     Error::new(kind, message).with_tier(tier).with_source(source)
+}
+
+/// Whether opening failed because another handle holds the database's file lock.
+pub(crate) fn is_locked(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
 }
 
 /// A setting that cannot work.

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aurelis_cache_core::envelope::now_ms;
@@ -31,6 +31,25 @@ pub(crate) const DEFAULT_FLUSH_EVERY_MS: Option<u64> = Some(500);
 const ORDER_TREE: &str = "__aurelis_cache_write_order";
 /// Tree of each key's latest write sequence, when a size cap is set: key -> big-endian seq.
 const SEQ_TREE: &str = "__aurelis_cache_write_seq";
+
+/// How long `build` waits for a database whose file lock is still held. sled releases it a
+/// little after the last handle is dropped, so a store reopened right after closing it in the
+/// same process would otherwise fail now and then.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Opens the database, waiting up to [`LOCK_WAIT`] for its file lock.
+fn open_db(config: &sled::Config, name: &str, path: &Path) -> Result<sled::Db> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(e) if error::is_locked(&e) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(error::open(name, path, e)),
+        }
+    }
+}
 
 /// Why an entry is being removed, for the counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -817,8 +836,9 @@ impl SledStoreBuilder {
     /// - [`ErrorKind::Config`] when the name is empty, the path is missing, `max_bytes` or
     ///   `cache_capacity_bytes` is zero, or the path cannot hold a database (it is under a
     ///   regular file, not writable, ...); the message names the path.
-    /// - [`ErrorKind::Backend`] when the database is locked by another store or process, or
-    ///   sled fails to open or read it.
+    /// - [`ErrorKind::Backend`] when the database is locked by another store or process (after
+    ///   waiting up to 2 s for the lock, which sled releases shortly after a store using the
+    ///   same path is dropped), or sled fails to open or read it.
     pub fn build(self) -> Result<SledStore> {
         let name = self.name;
         if name.is_empty() {
@@ -838,7 +858,7 @@ impl SledStoreBuilder {
         if let Some(bytes) = self.cache_capacity_bytes {
             sled_config = sled_config.cache_capacity(bytes);
         }
-        let db = sled_config.open().map_err(|e| error::open(&name, &path, e))?;
+        let db = open_db(&sled_config, &name, &path)?;
         let name: Arc<str> = name.into();
         let backend = |op: &'static str| {
             let name = Arc::clone(&name);
