@@ -417,12 +417,19 @@ fn fuzz(args: &[OsString]) -> Result {
         }
         cmd
     };
-    let has_nightly = nightly().arg("--version").output().is_ok_and(|o| o.status.success());
-    if !has_nightly {
-        return Err(Failure::new(
-            "the nightly toolchain is needed for fuzzing (libFuzzer and sanitizers): \
-             rustup toolchain install nightly",
-        ));
+    match nightly().arg("--version").output() {
+        Err(e) => {
+            return Err(Failure::new(format!(
+                "could not run `cargo +nightly` ({e}): fuzzing needs rustup's cargo on PATH"
+            )));
+        }
+        Ok(out) if !out.status.success() => {
+            return Err(Failure::new(
+                "the nightly toolchain is needed for fuzzing (libFuzzer and sanitizers): \
+                 rustup toolchain install nightly",
+            ));
+        }
+        Ok(_) => {}
     }
     let has_cargo_fuzz =
         nightly().args(["fuzz", "--version"]).output().is_ok_and(|o| o.status.success());
