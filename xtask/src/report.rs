@@ -320,8 +320,10 @@ pub(crate) fn fmt_us(ns: f64) -> String {
         format!("{us:.1}")
     } else if us >= 10.0 {
         format!("{us:.2}")
-    } else {
+    } else if us >= 1.0 {
         format!("{us:.3}")
+    } else {
+        format!("{us:.4}")
     }
 }
 
@@ -663,6 +665,7 @@ mod tests {
         assert_eq!(fmt_us(1234.0), "1.234");
         assert_eq!(fmt_us(12_345.0), "12.35");
         assert_eq!(fmt_us(123_456.0), "123.5");
+        assert_eq!(fmt_us(250.0), "0.2500");
         assert_eq!(utc_timestamp(0), "1970-01-01 00:00 UTC");
         assert_eq!(utc_timestamp(951_827_696), "2000-02-29 12:34 UTC");
         assert_eq!(utc_timestamp(1_767_225_599), "2025-12-31 23:59 UTC");
