@@ -18,11 +18,7 @@ fn report(name: &str, samples: &mut [Duration]) -> f64 {
     samples.sort();
     let mean = samples.iter().sum::<Duration>().as_secs_f64() * 1e6 / samples.len() as f64;
     let at = |q: f64| samples[(samples.len() as f64 * q) as usize].as_secs_f64() * 1e6;
-    println!(
-        "{name:<26} mean {mean:7.1} us   p50 {:7.1} us   p90 {:7.1} us",
-        at(0.5),
-        at(0.9)
-    );
+    println!("{name:<26} mean {mean:7.1} us   p50 {:7.1} us   p90 {:7.1} us", at(0.5), at(0.9));
     at(0.5)
 }
 

@@ -207,10 +207,12 @@ mod tests {
 
     #[test]
     fn debug_hides_every_password() {
-        let mut c = RedisConfig::default();
-        c.url = "redis://:in-url@h:1/".into();
-        c.cluster_urls = vec!["redis://u:in-cluster@h:2/".into()];
-        c.password = Some("in-field".into());
+        let c = RedisConfig {
+            url: "redis://:in-url@h:1/".into(),
+            cluster_urls: vec!["redis://u:in-cluster@h:2/".into()],
+            password: Some("in-field".into()),
+            ..RedisConfig::default()
+        };
         let s = format!("{c:?}");
         for secret in ["in-url", "in-cluster", "in-field"] {
             assert!(!s.contains(secret), "{secret} leaked: {s}");
@@ -219,7 +221,8 @@ mod tests {
 
     #[test]
     fn validation_names_the_field() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut RedisConfig)>)> = vec![
+        type Change = Box<dyn Fn(&mut RedisConfig)>;
+        let cases: Vec<(&str, Change)> = vec![
             ("name", Box::new(|c| c.name.clear())),
             ("pool_size", Box::new(|c| c.pool_size = 0)),
             ("timeout_ms", Box::new(|c| c.timeout_ms = 0)),
@@ -249,9 +252,11 @@ mod tests {
     fn serde_defaults_and_round_trip() {
         let c: RedisConfig = serde_json::from_str("{}").expect("empty config");
         assert_eq!(c, RedisConfig::default());
-        let mut c = RedisConfig::default();
-        c.cluster_urls = vec!["redis://a:1/".into()];
-        c.db = Some(0);
+        let c = RedisConfig {
+            cluster_urls: vec!["redis://a:1/".into()],
+            db: Some(0),
+            ..RedisConfig::default()
+        };
         let back: RedisConfig =
             serde_json::from_str(&serde_json::to_string(&c).expect("ser")).expect("de");
         assert_eq!(back, c);

@@ -25,8 +25,8 @@ use aurelis_cache_core::Result;
 use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
 use deadpool_redis::redis::cluster_async::ClusterConnection;
 use deadpool_redis::redis::{
-    AsyncConnectionConfig, Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline,
-    RedisFuture, RedisResult, Value,
+    AsyncConnectionConfig, Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture,
+    RedisResult, Value,
 };
 use deadpool_redis::Runtime;
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -35,7 +35,11 @@ use crate::config::{redact_url, RedisConfig};
 use crate::error;
 
 /// Parses `url` (config field `field`) and applies the config's password and database.
-pub(crate) fn connection_info(config: &RedisConfig, field: &str, url: &str) -> Result<ConnectionInfo> {
+pub(crate) fn connection_info(
+    config: &RedisConfig,
+    field: &str,
+    url: &str,
+) -> Result<ConnectionInfo> {
     let info = url.into_connection_info().map_err(|e| {
         let hint = if url.starts_with("rediss://") && !cfg!(feature = "tls") {
             " (rediss:// needs the crate feature `tls`)"
@@ -231,7 +235,10 @@ impl Connections {
             tier: Arc::from(config.name.as_str()),
             pool,
             slots: (0..slots)
-                .map(|_| Slot { state: Mutex::new(SlotState::Empty), in_flight: AtomicUsize::new(0) })
+                .map(|_| Slot {
+                    state: Mutex::new(SlotState::Empty),
+                    in_flight: AtomicUsize::new(0),
+                })
                 .collect(),
             generation: AtomicU64::new(0),
             timeout: config.timeout(),
@@ -250,10 +257,6 @@ impl Connections {
 
     pub(crate) fn tier(&self) -> &str {
         &self.tier
-    }
-
-    pub(crate) fn timeout(&self) -> Duration {
-        self.timeout
     }
 
     /// Runs `f` on a connection within the per-operation time limit. A connection-level error

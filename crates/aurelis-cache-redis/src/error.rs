@@ -23,11 +23,7 @@ pub(crate) fn timeout(tier: &str, op: &str, limit: Duration) -> Error {
 }
 
 /// Getting a connection from the pool failed.
-pub(crate) fn pool(
-    tier: &str,
-    err: deadpool_redis::PoolError,
-    connect_timeout: Duration,
-) -> Error {
+pub(crate) fn pool(tier: &str, err: deadpool_redis::PoolError, connect_timeout: Duration) -> Error {
     use deadpool_redis::PoolError;
     match err {
         PoolError::Timeout(_) => timeout(tier, "connect", connect_timeout),

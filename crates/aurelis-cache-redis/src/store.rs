@@ -413,10 +413,7 @@ fn parse_masters(reply: Value) -> RedisResult<Vec<(String, u16)>> {
         }
     }
     if masters.is_empty() {
-        return Err(RedisError::from((
-            redis::ErrorKind::Client,
-            "CLUSTER SLOTS named no master",
-        )));
+        return Err(RedisError::from((redis::ErrorKind::Client, "CLUSTER SLOTS named no master")));
     }
     Ok(masters)
 }
@@ -539,12 +536,12 @@ impl Store for RedisStore {
         for key in keys {
             cmd.arg(self.full_key(key).as_ref());
         }
-        let values = self
-            .conns
-            .run("MGET", |mut c| async move {
-                cmd.query_async::<Vec<Option<Vec<u8>>>>(&mut c).await
-            })
-            .await?;
+        let values =
+            self.conns
+                .run("MGET", |mut c| async move {
+                    cmd.query_async::<Vec<Option<Vec<u8>>>>(&mut c).await
+                })
+                .await?;
         if values.len() != keys.len() {
             return Err(error::backend_msg(
                 self.name(),

@@ -147,9 +147,27 @@ fn is_executable(path: &Path) -> bool {
     }
 }
 
+/// A loopback TCP port that was free a moment ago (bind `127.0.0.1:0`, read the port, drop
+/// the listener), for extra listeners such as `tls-port`.
+///
+/// # Examples
+///
+/// ```
+/// let port = aurelis_redis_harness::free_port()?;
+/// assert!(port > 0);
+/// # Ok::<(), aurelis_redis_harness::HarnessError>(())
+/// ```
+///
+/// # Errors
+///
+/// When no socket can be bound on `127.0.0.1`.
+pub fn free_port() -> Result<u16, HarnessError> {
+    pick_port(false)
+}
+
 /// A port that was free a moment ago: bind `127.0.0.1:0`, read the port, drop the listener.
 /// With `cluster_bus`, the port + 10000 (Redis Cluster's bus port) must be free as well.
-fn free_port(cluster_bus: bool) -> Result<u16, HarnessError> {
+fn pick_port(cluster_bus: bool) -> Result<u16, HarnessError> {
     for _ in 0..100 {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .map_err(|e| HarnessError::io("cannot bind 127.0.0.1:0 to find a free port", e))?;
@@ -383,7 +401,7 @@ impl RedisServerBuilder {
             .map_err(|e| HarnessError::io("cannot create a temporary directory", e))?;
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
-            let port = free_port(self.cluster)?;
+            let port = pick_port(self.cluster)?;
             let mut server = RedisServer {
                 binary: binary.clone(),
                 port,
