@@ -53,7 +53,8 @@ pub struct RedisConfig {
     pub pool_size: usize,
     /// Time limit of one operation (of each round trip, for operations that scan). Default 250.
     pub timeout_ms: u64,
-    /// Time limit for opening a connection. Default 1000.
+    /// Time limit for opening a connection. Default 1000. On a cluster it bounds opening the
+    /// cluster connection; each node connection inside it uses redis-rs's own 1 s limit.
     pub connect_timeout_ms: u64,
     /// Prepended to every key. `clear`, `len` and `size_bytes` act only on keys under it, so
     /// a Redis shared with other data is never flushed. Default `""` (the whole database).

@@ -303,8 +303,8 @@ impl RedisStore {
         }
     }
 
-    /// Calls `each` with every batch of keys matching `pattern`, on every target. Keys may
-    /// come twice (a `SCAN` guarantee only covers "at least once").
+    /// Hands every batch of keys matching `pattern`, on every target, to `batch`. A key may
+    /// come twice (`SCAN` only guarantees "at least once").
     async fn scan(&self, pattern: &str, batch: &mut Batch) -> Result<()> {
         for target in self.targets().await? {
             let mut cursor = 0;

@@ -197,3 +197,30 @@ async fn a_stopped_master_fails_without_hanging_and_the_store_recovers() {
     }
     tokio::task::spawn_blocking(move || drop(cluster)).await.expect("join");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_protected_cluster_uses_the_config_password() {
+    let cluster =
+        tokio::task::spawn_blocking(|| RedisCluster::builder().requirepass("cluster-pw").start())
+            .await
+            .expect("join")
+            .unwrap_or_else(|e| panic!("{e}"));
+    let urls: Vec<String> = cluster.nodes().iter().map(RedisServer::url_without_password).collect();
+    let store = RedisStore::builder()
+        .cluster_urls(urls)
+        .password("cluster-pw")
+        .timeout_ms(5_000)
+        .build()
+        .await
+        .expect("cluster store");
+    let keys: Vec<String> = (0..30).map(|i| format!("auth:{i}")).collect();
+    let entries: Vec<(&str, Bytes)> =
+        keys.iter().map(|k| (k.as_str(), Bytes::from(k.clone()))).collect();
+    store.set_many(&entries, None).await.expect("set_many with the password");
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let got = store.get_many(&refs).await.expect("get_many");
+    assert!(got.iter().zip(&keys).all(|(v, k)| v.as_deref() == Some(k.as_bytes())));
+    assert_eq!(store.len().await.expect("len"), 30);
+    assert_eq!(store.delete_prefix("auth:").await.expect("delete_prefix"), 30);
+    tokio::task::spawn_blocking(move || drop(cluster)).await.expect("join");
+}
