@@ -346,6 +346,12 @@ impl Envelope {
         let mut tags = Vec::with_capacity(tag_count);
         for _ in 0..tag_count {
             let len = u16::from_le_bytes(read_array(&bytes[..body_len], pos)?) as usize;
+            if len == 0 || len > MAX_TAG_LEN {
+                // `encode` refuses such tags, so an envelope holding one was not written by us.
+                return Err(Error::codec(format!(
+                    "tag of {len} bytes (1 to {MAX_TAG_LEN} allowed)"
+                )));
+            }
             pos += 2;
             let raw = bytes[..body_len]
                 .get(pos..pos + len)
@@ -419,6 +425,23 @@ mod tests {
         let raw = sample().encode().unwrap();
         for len in 0..raw.len() {
             assert!(Envelope::decode(raw.slice(..len)).is_err(), "len {len}");
+        }
+    }
+
+    #[test]
+    fn tags_encode_refuses_are_refused_by_decode_too() {
+        for bad in [String::new(), "x".repeat(MAX_TAG_LEN + 1)] {
+            // Build the bytes by hand: encode would refuse them.
+            let mut raw = vec![0xA7, 0xCA, FORMAT_VERSION, 0];
+            raw.extend_from_slice(&[0u8; 24]);
+            raw.extend_from_slice(&1u16.to_le_bytes());
+            raw.extend_from_slice(&(bad.len() as u16).to_le_bytes());
+            raw.extend_from_slice(bad.as_bytes());
+            raw.extend_from_slice(&0u32.to_le_bytes());
+            let sum = xxh3_64(&raw);
+            raw.extend_from_slice(&sum.to_le_bytes());
+            let err = Envelope::decode(raw.into()).unwrap_err();
+            assert!(err.message().contains("tag of"), "{err}");
         }
     }
 

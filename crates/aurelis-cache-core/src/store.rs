@@ -353,7 +353,8 @@ pub fn glob_match(pattern: &str, key: &str) -> bool {
 /// the class), or `None` when the class is not terminated.
 fn match_class(p: &[char], start: usize, c: char) -> Option<(bool, usize)> {
     let mut i = start + 1;
-    let negate = matches!(p.get(i), Some('^') | Some('!'));
+    // Redis negates with `^` only; `!` is a literal, as in Redis.
+    let negate = p.get(i) == Some(&'^');
     if negate {
         i += 1;
     }
@@ -422,6 +423,8 @@ mod tests {
             ("[a-c]x", "bx", true),
             ("[a-c]x", "dx", false),
             ("[^a-c]x", "dx", true),
+            ("[!a]", "!", true),
+            ("[!a]", "b", false),
             ("[]]", "]", true),
             ("[", "[", true),
             ("a\\?", "a?", true),
