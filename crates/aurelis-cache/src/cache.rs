@@ -807,13 +807,13 @@ impl Cache {
 
     async fn invalidate(&self, invalidation: Invalidation) -> Result<u64> {
         self.inner.stats.record_invalidation();
-        let removed = self.apply_invalidation(&invalidation, false).await?;
+        let removed = self.apply_invalidation(&invalidation, Scope::All).await?;
         self.publish(invalidation);
         Ok(removed)
     }
 
-    /// Applies an invalidation to every layer, or only to in-process layers (remote events).
-    async fn apply_invalidation(&self, inv: &Invalidation, in_process_only: bool) -> Result<u64> {
+    /// Applies an invalidation to the layers in `scope`.
+    async fn apply_invalidation(&self, inv: &Invalidation, scope: Scope) -> Result<u64> {
         if let Invalidation::Tag(tag) = inv {
             // Entries created before `at` are stale. `at` is the next millisecond, so an entry
             // written earlier in this very millisecond is covered; waiting until `at` has come
@@ -831,7 +831,12 @@ impl Cache {
         }
         let mut removed = 0;
         for layer in &self.inner.layers {
-            if in_process_only && !layer.in_process {
+            let in_scope = match scope {
+                Scope::All => true,
+                Scope::Local => !layer.shared,
+                Scope::InProcess => layer.in_process,
+            };
+            if !in_scope {
                 continue;
             }
             if !layer.available() {
@@ -897,13 +902,19 @@ impl Cache {
                     return;
                 }
                 tracing::debug!(origin = %msg.origin, invalidation = ?msg.invalidation, "remote invalidation");
-                if let Err(e) = self.apply_invalidation(&msg.invalidation, true).await {
+                // Shared tiers (Redis) were already invalidated by the sender; this process's
+                // own tiers (memory, disk) were not.
+                if let Err(e) = self.apply_invalidation(&msg.invalidation, Scope::Local).await {
                     tracing::warn!(error = %e, "could not apply a remote invalidation");
                 }
             }
             BackplaneEvent::Reconnected => {
                 tracing::warn!("backplane reconnected: flushing in-process layers (messages may have been missed)");
-                if let Err(e) = self.apply_invalidation(&Invalidation::Clear, true).await {
+                // The disk tier is not flushed: losing it would cost every warm entry; see
+                // docs/operations.md for what that leaves uncovered.
+                if let Err(e) =
+                    self.apply_invalidation(&Invalidation::Clear, Scope::InProcess).await
+                {
                     tracing::warn!(error = %e, "could not flush in-process layers");
                 }
             }
@@ -1162,6 +1173,17 @@ impl Cache {
             }
         }
     }
+}
+
+/// Which layers an invalidation reaches.
+#[derive(Clone, Copy)]
+enum Scope {
+    /// Every layer (an invalidation made here).
+    All,
+    /// Layers no other process shares (an invalidation received from another process).
+    Local,
+    /// Layers in this process's memory (the flush after a backplane reconnect).
+    InProcess,
 }
 
 enum Checked {

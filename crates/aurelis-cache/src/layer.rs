@@ -139,6 +139,7 @@ pub(crate) struct LayerState {
     pub(crate) layer: Layer,
     pub(crate) stats: TierStats,
     pub(crate) in_process: bool,
+    pub(crate) shared: bool,
     failures: AtomicU32,
     open: AtomicBool,
     probing: AtomicBool,
@@ -156,11 +157,12 @@ impl fmt::Debug for LayerState {
 
 impl LayerState {
     pub(crate) fn new(layer: Layer) -> Self {
-        let in_process = layer.store.capabilities().in_process;
+        let capabilities = layer.store.capabilities();
         LayerState {
+            in_process: capabilities.in_process,
+            shared: capabilities.shared,
             stats: TierStats::new(layer.name.clone()),
             layer,
-            in_process,
             failures: AtomicU32::new(0),
             open: AtomicBool::new(false),
             probing: AtomicBool::new(false),

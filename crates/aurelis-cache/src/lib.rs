@@ -39,4 +39,6 @@ mod guides {
     mod invalidation {}
     #[doc = include_str!("../../../docs/llm-caching.md")]
     mod llm_caching {}
+    #[doc = include_str!("../../../docs/operations.md")]
+    mod operations {}
 }

@@ -86,7 +86,13 @@ async fn two_instances_share_redis_and_see_each_others_invalidations() {
     b.set("session", "s1", None, &1u8).await.unwrap();
     a.get::<u8>("session", "s1", None).await.unwrap();
     b.invalidate_category("session").await.unwrap();
-    assert_eq!(a.get::<u8>("session", "s1", None).await.unwrap(), None);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            a.get::<u8>("session", "s1", None).await.unwrap().is_none()
+        })
+        .await,
+        "category invalidation did not reach A"
+    );
 
     let tagged = aurelis_cache::SetOptions::new().tag("team:7");
     a.set_with("profile", "p", None, &1u8, &tagged).await.unwrap();
@@ -247,4 +253,42 @@ async fn the_facade_works_on_redis_cluster() {
     for node in cluster.nodes() {
         assert_eq!(node.command(&["DBSIZE"]).unwrap().as_int(), Some(0));
     }
+}
+
+/// memory over Redis over a disk tier of its own, with the backplane.
+async fn instance_with_disk(config: &RedisConfig, dir: &std::path::Path) -> Cache {
+    let memory: Arc<dyn Store> = Arc::new(MokaStore::builder().build().unwrap());
+    let redis: Arc<dyn Store> = Arc::new(RedisStore::from_config(config).await.unwrap());
+    let disk: Arc<dyn Store> =
+        Arc::new(aurelis_cache::SledStore::builder().path(dir).build().unwrap());
+    Cache::builder()
+        .layer(Layer::new("memory", memory).priority(3))
+        .layer(Layer::new("redis", redis).priority(2))
+        .layer(Layer::new("disk", disk).priority(1))
+        .backplane(Arc::new(RedisBackplane::new(config, "aurelis").unwrap()))
+        .build_connected()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_invalidations_reach_the_other_processs_disk_tier() {
+    let server = start_server();
+    let config = redis_config(server.url());
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = instance_with_disk(&config, dirs.0.path()).await;
+    let b = instance_with_disk(&config, dirs.1.path()).await;
+
+    // B writes: B's memory, Redis and B's own disk hold it.
+    b.set("doc", "d", None, &"v1".to_string()).await.unwrap();
+    assert_eq!(a.get::<String>("doc", "d", None).await.unwrap().as_deref(), Some("v1"));
+    // A deletes: Redis loses it, and B must drop it from memory and from its disk.
+    a.delete("doc", "d", None).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            b.get::<String>("doc", "d", None).await.unwrap().is_none()
+        })
+        .await,
+        "B's disk tier still serves an entry deleted by A"
+    );
 }
