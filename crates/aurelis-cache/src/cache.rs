@@ -42,17 +42,38 @@ pub struct SetOptions {
 
 impl SetOptions {
     /// No TTL of its own (each tier's cap applies), no tags, no stale window.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let opts = aurelis_cache::SetOptions::new();
+    /// assert!(opts.tags().is_empty());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// The entry's own time to live (each tier still caps it with its own).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let opts = aurelis_cache::SetOptions::new().ttl(std::time::Duration::from_secs(60));
+    /// # let _ = opts;
+    /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
     }
 
     /// Adds a tag, for [`Cache::invalidate_tag`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let opts = aurelis_cache::SetOptions::new().tag("user:1").tag("team:7");
+    /// assert_eq!(opts.tags(), ["user:1", "team:7"]);
+    /// ```
     pub fn tag(mut self, tag: impl Into<String>) -> Self {
         self.tags.push(tag.into());
         self
@@ -60,12 +81,26 @@ impl SetOptions {
 
     /// How long after expiry the entry may still be served by [`Cache::get_or_compute`]
     /// when the loader fails (fail-safe). Needs a TTL.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let opts = aurelis_cache::SetOptions::new().ttl(Duration::from_secs(60)).stale_for(Duration::from_secs(600));
+    /// # let _ = opts;
+    /// ```
     pub fn stale_for(mut self, stale_for: Duration) -> Self {
         self.stale_for = Some(stale_for);
         self
     }
 
     /// The tags.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(aurelis_cache::SetOptions::new().tag("a").tags(), ["a"]);
+    /// ```
     pub fn tags(&self) -> &[String] {
         &self.tags
     }
@@ -113,12 +148,30 @@ impl Default for CacheBuilder {
 
 impl CacheBuilder {
     /// The key namespace (default `aurelis`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
+    /// let cache = aurelis_cache::Cache::builder().namespace("myapp").layer(aurelis_cache::Layer::new("memory", memory)).build()?;
+    /// assert_eq!(cache.keys().namespace(), "myapp");
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// ```
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = namespace.into();
         self
     }
 
     /// The key version (default `v1`); bump it to abandon every entry of an old format.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
+    /// let cache = aurelis_cache::Cache::builder().version("v2").layer(aurelis_cache::Layer::new("memory", memory)).build()?;
+    /// assert_eq!(cache.keys().prefix(), "aurelis:v2:");
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// ```
     pub fn version(mut self, version: impl Into<String>) -> Self {
         self.version = version.into();
         self
@@ -126,30 +179,79 @@ impl CacheBuilder {
 
     /// The codec of new entries (default postcard). Entries are always read with the codec
     /// they were written with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
+    /// let cache = aurelis_cache::Cache::builder().codec(aurelis_cache::Codec::Json).layer(aurelis_cache::Layer::new("memory", memory)).build()?;
+    /// # let _ = cache;
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// ```
     pub fn codec(mut self, codec: Codec) -> Self {
         self.codec = codec;
         self
     }
 
     /// The largest encoded value accepted (default [`DEFAULT_MAX_VALUE_BYTES`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
+    /// let cache = aurelis_cache::Cache::builder().max_value_bytes(1 << 20).layer(aurelis_cache::Layer::new("memory", memory)).build()?;
+    /// # let _ = cache;
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// ```
     pub fn max_value_bytes(mut self, bytes: usize) -> Self {
         self.max_value_bytes = bytes;
         self
     }
 
     /// In strict mode a tier error is returned to the caller instead of being skipped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
+    /// let cache = aurelis_cache::Cache::builder().strict(true).layer(aurelis_cache::Layer::new("memory", memory)).build()?;
+    /// # let _ = cache;
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// ```
     pub fn strict(mut self, strict: bool) -> Self {
         self.strict = strict;
         self
     }
 
     /// Adds a layer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
+    /// let cache = aurelis_cache::Cache::builder().layer(aurelis_cache::Layer::new("memory", memory)).build()?;
+    /// assert_eq!(cache.layer_names(), ["memory"]);
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// ```
     pub fn layer(mut self, layer: Layer) -> Self {
         self.layers.push(layer);
         self
     }
 
     /// Keeps in-process tiers coherent with other instances through `backplane`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "redis")] {
+    /// let config = aurelis_cache::RedisConfig::default();
+    /// let backplane = std::sync::Arc::new(aurelis_cache::RedisBackplane::new(&config, "aurelis")?);
+    /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
+    /// let builder = aurelis_cache::Cache::builder().layer(aurelis_cache::Layer::new("memory", memory)).backplane(backplane);
+    /// # let _ = builder;
+    /// # }
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// ```
     pub fn backplane(mut self, backplane: Arc<dyn Backplane>) -> Self {
         self.backplane = Some(backplane);
         self
@@ -158,6 +260,13 @@ impl CacheBuilder {
     /// Builds the cache. Layers are ordered by priority (highest first), ties in the order
     /// they were added. A backplane, if any, is subscribed by [`Cache::connect_backplane`]
     /// (or by [`CacheBuilder::build_connected`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = aurelis_cache::Cache::builder().build().unwrap_err();
+    /// assert_eq!(err.kind(), aurelis_cache::ErrorKind::Config);
+    /// ```
     ///
     /// # Errors
     ///
@@ -208,6 +317,17 @@ impl CacheBuilder {
     }
 
     /// Builds the cache and subscribes its backplane, if it has one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
+    /// let cache = aurelis_cache::Cache::builder().layer(aurelis_cache::Layer::new("memory", memory)).build_connected().await?;
+    /// # let _ = cache;
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     ///
@@ -310,31 +430,85 @@ enum Found {
 
 impl Cache {
     /// A builder with the default key scheme (`aurelis:v1`) and no layers.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
+    /// let cache = aurelis_cache::Cache::builder().layer(aurelis_cache::Layer::new("memory", memory)).build()?;
+    /// # let _ = cache;
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// ```
     pub fn builder() -> CacheBuilder {
         CacheBuilder::default()
     }
 
     /// The key builder of this cache.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
+    /// let cache = aurelis_cache::Cache::builder().layer(aurelis_cache::Layer::new("memory", memory)).build()?;
+    /// assert_eq!(cache.keys().build_key("c", "i", None)?.as_str(), "aurelis:v1:c:i");
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// ```
     pub fn keys(&self) -> &KeyBuilder {
         &self.inner.keys
     }
 
     /// The layer names in lookup order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
+    /// let cache = aurelis_cache::Cache::builder().layer(aurelis_cache::Layer::new("memory", memory)).build()?;
+    /// assert_eq!(cache.layer_names(), ["memory"]);
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// ```
     pub fn layer_names(&self) -> Vec<&str> {
         self.inner.layers.iter().map(|l| l.name()).collect()
     }
 
     /// The live counters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
+    /// let cache = aurelis_cache::Cache::builder().layer(aurelis_cache::Layer::new("memory", memory)).build()?;
+    /// assert_eq!(cache.stats().snapshot().hits, 0);
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// ```
     pub fn stats(&self) -> &CacheStats {
         &self.inner.stats
     }
 
     /// This instance's id on the backplane.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
+    /// let cache = aurelis_cache::Cache::builder().layer(aurelis_cache::Layer::new("memory", memory)).build()?;
+    /// assert!(!cache.instance_id().is_empty());
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// ```
     pub fn instance_id(&self) -> &str {
         &self.inner.instance_id
     }
 
     /// Whether the circuit breaker of layer `name` is open (the layer is being skipped).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
+    /// let cache = aurelis_cache::Cache::builder().layer(aurelis_cache::Layer::new("memory", memory)).build()?;
+    /// assert!(!cache.is_layer_down("memory"));
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// ```
     pub fn is_layer_down(&self, name: &str) -> bool {
         self.inner.layers.iter().any(|l| l.name() == name && l.is_open())
     }
@@ -342,6 +516,21 @@ impl Cache {
     // ----- reads -------------------------------------------------------------------------
 
     /// The value cached under `(category, identifier, params)`, or `None` on a miss.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// # let cache = aurelis_cache::Cache::builder()
+    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .build()?;
+    /// cache.set("user_data", "u1", None, &42u32).await?;
+    /// assert_eq!(cache.get::<u32>("user_data", "u1", None).await?, Some(42));
+    /// assert_eq!(cache.get::<u32>("user_data", "u2", None).await?, None);
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     ///
@@ -359,6 +548,21 @@ impl Cache {
     }
 
     /// Like [`Cache::get`], for a key built beforehand (see [`Cache::keys`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// # let cache = aurelis_cache::Cache::builder()
+    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .build()?;
+    /// let key = cache.keys().build_key("user_data", "u1", None)?;
+    /// cache.set_key(&key, &"John", &Default::default()).await?;
+    /// assert_eq!(cache.get_key::<String>(&key).await?.as_deref(), Some("John"));
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     ///
@@ -389,6 +593,20 @@ impl Cache {
     /// The values of several identifiers of one category, in order (`None` for misses). Each
     /// tier is asked once for all the keys still missing.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// # let cache = aurelis_cache::Cache::builder()
+    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .build()?;
+    /// cache.set("n", "one", None, &1u8).await?;
+    /// assert_eq!(cache.get_many::<u8>("n", &["one", "two"], None).await?, [Some(1), None]);
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`Cache::get`].
@@ -406,6 +624,21 @@ impl Cache {
     }
 
     /// Like [`Cache::get_many`], for keys built beforehand.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// # let cache = aurelis_cache::Cache::builder()
+    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .build()?;
+    /// let keys = [cache.keys().build_key("n", "a", None)?, cache.keys().build_key("n", "b", None)?];
+    /// cache.set("n", "b", None, &2u8).await?;
+    /// assert_eq!(cache.get_many_keys::<u8>(&keys).await?, [None, Some(2)]);
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     ///
@@ -468,6 +701,25 @@ impl Cache {
     /// and never cached. When the loader fails and an expired entry is still inside its
     /// stale window ([`SetOptions::stale_for`]), that entry is served instead (fail-safe).
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// # let cache = aurelis_cache::Cache::builder()
+    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .build()?;
+    /// let v: u32 = cache
+    ///     .get_or_compute("reports", "daily", None, Default::default(), || async {
+    ///         Ok::<_, std::io::Error>(7)
+    ///     })
+    ///     .await?;
+    /// assert_eq!(v, 7);
+    /// assert_eq!(cache.stats().snapshot().loader_calls, 1);
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`ErrorKind::InvalidKey`] for a bad key, [`ErrorKind::Loader`] (with the loader's error
@@ -492,6 +744,25 @@ impl Cache {
     }
 
     /// Like [`Cache::get_or_compute`], for a key built beforehand.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// # let cache = aurelis_cache::Cache::builder()
+    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .build()?;
+    /// let key = cache.keys().build_model_key("gpt-4o", "Hi!", &aurelis_cache::Params::new())?;
+    /// let answer: String = cache
+    ///     .get_or_compute_key(&key, Default::default(), || async {
+    ///         Ok::<_, std::io::Error>("Hello!".to_string())
+    ///     })
+    ///     .await?;
+    /// assert_eq!(answer, "Hello!");
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     ///
@@ -588,6 +859,20 @@ impl Cache {
     /// Caches `value` under `(category, identifier, params)` in every layer, each with its TTL
     /// cap (no entry TTL of its own).
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// # let cache = aurelis_cache::Cache::builder()
+    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .build()?;
+    /// cache.set("user_data", "u1", None, &("John", 42)).await?;
+    /// assert!(cache.get::<(String, u32)>("user_data", "u1", None).await?.is_some());
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`Cache::set_with`].
@@ -602,6 +887,22 @@ impl Cache {
     }
 
     /// Caches `value` with per-entry options (TTL, tags, stale window).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// # let cache = aurelis_cache::Cache::builder()
+    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .build()?;
+    /// use std::time::Duration;
+    /// let opts = aurelis_cache::SetOptions::new().ttl(Duration::from_secs(60)).tag("user:1");
+    /// cache.set_with("profile", "1", None, &"p", &opts).await?;
+    /// assert!(cache.get::<String>("profile", "1", None).await?.is_some());
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     ///
@@ -623,6 +924,21 @@ impl Cache {
 
     /// Like [`Cache::set_with`], for a key built beforehand.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// # let cache = aurelis_cache::Cache::builder()
+    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .build()?;
+    /// let key = cache.keys().build_key("doc", "d", None)?;
+    /// cache.set_key(&key, &1u8, &Default::default()).await?;
+    /// assert_eq!(cache.get_key::<u8>(&key).await?, Some(1));
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`Cache::set_with`].
@@ -639,6 +955,20 @@ impl Cache {
 
     /// Caches several values of one category with the same options. Each tier gets one
     /// `set_many` call.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// # let cache = aurelis_cache::Cache::builder()
+    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .build()?;
+    /// cache.set_many("n", &[("a", 1u8), ("b", 2)], None, &Default::default()).await?;
+    /// assert_eq!(cache.get_many::<u8>("n", &["a", "b"], None).await?, [Some(1), Some(2)]);
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     ///
@@ -701,6 +1031,21 @@ impl Cache {
     /// Removes `(category, identifier, params)` from every layer (and, through the backplane,
     /// from other instances' in-process layers). Returns whether any layer held it.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// # let cache = aurelis_cache::Cache::builder()
+    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .build()?;
+    /// cache.set("doc", "d", None, &1u8).await?;
+    /// assert!(cache.delete("doc", "d", None).await?);
+    /// assert_eq!(cache.get::<u8>("doc", "d", None).await?, None);
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`ErrorKind::InvalidKey`] for a bad key; tier errors only in strict mode.
@@ -715,6 +1060,21 @@ impl Cache {
     }
 
     /// Like [`Cache::delete`], for a key built beforehand.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// # let cache = aurelis_cache::Cache::builder()
+    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .build()?;
+    /// let key = cache.keys().build_key("doc", "d", None)?;
+    /// cache.set_key(&key, &1u8, &Default::default()).await?;
+    /// assert!(cache.delete_key(&key).await?);
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     ///
@@ -745,6 +1105,21 @@ impl Cache {
     /// Removes every entry of `category` from every layer. Returns how many entries the
     /// layers removed in all.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// # let cache = aurelis_cache::Cache::builder()
+    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .build()?;
+    /// cache.set("session", "a", None, &1u8).await?;
+    /// cache.set("session", "b", None, &2u8).await?;
+    /// assert_eq!(cache.invalidate_category("session").await?, 2);
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`ErrorKind::InvalidKey`] for a bad category; tier errors only in strict mode.
@@ -756,6 +1131,21 @@ impl Cache {
     /// Removes every key matching the glob `pattern`, matched against the part of the key
     /// after `namespace:version:` (for example `user_data:*` or `model_info:gpt-4o*`).
     /// Identifiers are stored with `:` escaped as `%3A`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// # let cache = aurelis_cache::Cache::builder()
+    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .build()?;
+    /// cache.set("model_info", "gpt-4o", None, &1u8).await?;
+    /// cache.set("model_info", "claude", None, &2u8).await?;
+    /// assert_eq!(cache.invalidate_pattern("model_info:gpt-*").await?, 1);
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     ///
@@ -770,6 +1160,21 @@ impl Cache {
 
     /// Removes every entry of `model`'s answers (keys from
     /// [`KeyBuilder::build_model_key`](aurelis_cache_core::KeyBuilder::build_model_key)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// # let cache = aurelis_cache::Cache::builder()
+    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .build()?;
+    /// let key = cache.keys().build_model_key("gpt-4o", "Hi", &aurelis_cache::Params::new())?;
+    /// cache.set_key(&key, &"Hello", &Default::default()).await?;
+    /// assert_eq!(cache.invalidate_model("gpt-4o").await?, 1);
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     ///
@@ -786,6 +1191,22 @@ impl Cache {
     /// a process started later does not know about them, so persistent tiers may still serve
     /// entries tagged before a restart until they expire.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// # let cache = aurelis_cache::Cache::builder()
+    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .build()?;
+    /// let tagged = aurelis_cache::SetOptions::new().tag("user:1");
+    /// cache.set_with("profile", "1", None, &1u8, &tagged).await?;
+    /// cache.invalidate_tag("user:1").await?;
+    /// assert_eq!(cache.get::<u8>("profile", "1", None).await?, None);
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`ErrorKind::InvalidKey`] for an empty tag.
@@ -797,6 +1218,21 @@ impl Cache {
     }
 
     /// Removes every entry of this cache's namespace and version from every layer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// # let cache = aurelis_cache::Cache::builder()
+    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .build()?;
+    /// cache.set("a", "1", None, &1u8).await?;
+    /// cache.clear().await?;
+    /// assert_eq!(cache.get::<u8>("a", "1", None).await?, None);
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     ///
@@ -871,6 +1307,20 @@ impl Cache {
     /// invalidations drop the matching entries from this instance's in-process layers; after
     /// a reconnect the in-process layers are flushed, because messages may have been missed.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// # let cache = aurelis_cache::Cache::builder()
+    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .build()?;
+    /// // Without a backplane this does nothing.
+    /// cache.connect_backplane().await?;
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`ErrorKind::Backend`] when the first subscription fails.
@@ -944,6 +1394,23 @@ impl Cache {
 
     /// A report of the counters, latencies, and each layer's entries and bytes (asked of the
     /// stores, each under its layer's time limit; `None` where a store could not tell).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// # let cache = aurelis_cache::Cache::builder()
+    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .build()?;
+    /// cache.set("a", "1", None, &1u8).await?;
+    /// cache.get::<u8>("a", "1", None).await?;
+    /// let report = cache.stats_report().await;
+    /// assert_eq!(report.overall.hits, 1);
+    /// assert_eq!(report.tiers[0].entries, Some(1));
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn stats_report(&self) -> StatsReport {
         let mut tiers = Vec::with_capacity(self.inner.layers.len());
         for layer in &self.inner.layers {

@@ -11,6 +11,21 @@ static GLOBAL: OnceLock<Cache> = OnceLock::new();
 
 /// Builds the process-wide cache from `config` and returns it.
 ///
+/// # Examples
+///
+/// ```
+/// let err = aurelis_cache::get_cache_manager().unwrap_err();
+/// assert_eq!(err.kind(), aurelis_cache::ErrorKind::Usage);
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let dir = tempfile::tempdir().unwrap();
+/// let mut config = aurelis_cache::CacheConfig::default();
+/// config.disk.store.path = Some(dir.path().join("db"));
+/// let cache = aurelis_cache::init(&config).await?;
+/// assert_eq!(aurelis_cache::get_cache_manager()?.layer_names(), cache.layer_names());
+/// # Ok::<(), aurelis_cache::Error>(())
+/// # }).unwrap();
+/// ```
+///
 /// # Errors
 ///
 /// [`ErrorKind::Usage`] when it was already initialised, and every error of
@@ -26,6 +41,16 @@ pub async fn init(config: &CacheConfig) -> Result<Cache> {
 
 /// Installs an already built cache as the process-wide one.
 ///
+/// # Examples
+///
+/// ```
+/// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
+/// let cache = aurelis_cache::Cache::builder().layer(aurelis_cache::Layer::new("memory", memory)).build()?;
+/// aurelis_cache::install(cache)?;
+/// assert!(aurelis_cache::get_cache_manager().is_ok());
+/// # Ok::<(), aurelis_cache::Error>(())
+/// ```
+///
 /// # Errors
 ///
 /// [`ErrorKind::Usage`] when a process-wide cache is already installed.
@@ -34,6 +59,15 @@ pub fn install(cache: Cache) -> Result<()> {
 }
 
 /// The process-wide cache.
+///
+/// # Examples
+///
+/// ```
+/// match aurelis_cache::get_cache_manager() {
+///     Ok(cache) => println!("layers: {:?}", cache.layer_names()),
+///     Err(e) => println!("not initialised yet: {e}"),
+/// }
+/// ```
 ///
 /// # Errors
 ///

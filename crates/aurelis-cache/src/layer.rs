@@ -37,6 +37,13 @@ pub struct BreakerConfig {
 impl BreakerConfig {
     /// Opens after `failure_threshold` consecutive failures (0 = never) and probes every
     /// `probe_interval` while open.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let b = aurelis_cache::BreakerConfig::new(0, std::time::Duration::from_secs(1));
+    /// assert_eq!(b.failure_threshold, 0);
+    /// ```
     pub fn new(failure_threshold: u32, probe_interval: Duration) -> Self {
         BreakerConfig { failure_threshold, probe_interval_ms: probe_interval.as_millis() as u64 }
     }
@@ -88,6 +95,15 @@ impl fmt::Debug for Layer {
 impl Layer {
     /// A layer called `name` over `store`, with no TTL cap, no time limit and the default
     /// breaker. Without priorities, layers are looked up in the order they were added.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
+    /// let layer = aurelis_cache::Layer::new("memory", memory);
+    /// assert_eq!(layer.name(), "memory");
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// ```
     pub fn new(name: impl Into<String>, store: Arc<dyn Store>) -> Self {
         Layer {
             name: name.into(),
@@ -100,35 +116,89 @@ impl Layer {
     }
 
     /// The longest an entry lives in this tier, whatever its own TTL.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
+    /// let layer = aurelis_cache::Layer::new("memory", memory).ttl(std::time::Duration::from_secs(300));
+    /// # let _ = layer;
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
     }
 
     /// Lookup order: higher priority is checked first (ties keep insertion order).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
+    /// let layer = aurelis_cache::Layer::new("memory", memory).priority(3);
+    /// # let _ = layer;
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// ```
     pub fn priority(mut self, priority: i32) -> Self {
         self.priority = Some(priority);
         self
     }
 
     /// Time limit of every operation on this tier; a late answer counts as a failure.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
+    /// let layer = aurelis_cache::Layer::new("memory", memory).timeout(std::time::Duration::from_millis(20));
+    /// # let _ = layer;
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
 
     /// The circuit breaker's settings.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
+    /// let breaker = aurelis_cache::BreakerConfig::new(3, std::time::Duration::from_millis(250));
+    /// let layer = aurelis_cache::Layer::new("memory", memory).breaker(breaker);
+    /// # let _ = layer;
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// ```
     pub fn breaker(mut self, breaker: BreakerConfig) -> Self {
         self.breaker = breaker;
         self
     }
 
     /// The layer's name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
+    /// assert_eq!(aurelis_cache::Layer::new("l1", memory).name(), "l1");
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// The layer's store.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
+    /// let layer = aurelis_cache::Layer::new("memory", memory);
+    /// assert_eq!(layer.store().name(), "memory");
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// ```
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
