@@ -309,6 +309,32 @@ impl Envelope {
     /// too short, bad magic, unknown version or flags, lengths past the end, bad UTF-8 in a
     /// tag, trailing bytes, or a checksum mismatch.
     pub fn decode(bytes: Bytes) -> Result<Self> {
+        Self::decode_with(bytes, true)
+    }
+
+    /// Decodes an envelope without verifying its checksum; every structural check of
+    /// [`Envelope::decode`] still runs. For bytes that never left this process's memory (an
+    /// in-process tier holding what this process encoded), where the checksum, the most
+    /// expensive part of decoding, guards against nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aurelis_cache_core::{Codec, Envelope};
+    /// let raw = Envelope::new(Codec::Postcard, vec![1, 2].into()).encode()?;
+    /// assert_eq!(Envelope::decode_trusted(raw.clone())?, Envelope::decode(raw)?);
+    /// assert!(Envelope::decode_trusted(bytes::Bytes::from_static(b"garbage")).is_err());
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Envelope::decode`], except for checksum mismatches.
+    pub fn decode_trusted(bytes: Bytes) -> Result<Self> {
+        Self::decode_with(bytes, false)
+    }
+
+    fn decode_with(bytes: Bytes, verify: bool) -> Result<Self> {
         if bytes.len() < HEADER_LEN + 4 + CHECKSUM_LEN {
             return Err(Error::codec(format!("envelope is truncated ({} bytes)", bytes.len())));
         }
@@ -322,9 +348,11 @@ impl Envelope {
             )));
         }
         let body_len = bytes.len() - CHECKSUM_LEN;
-        let stored = u64::from_le_bytes(read_array(&bytes, body_len)?);
-        if xxh3_64(&bytes[..body_len]) != stored {
-            return Err(Error::codec("envelope checksum mismatch"));
+        if verify {
+            let stored = u64::from_le_bytes(read_array(&bytes, body_len)?);
+            if xxh3_64(&bytes[..body_len]) != stored {
+                return Err(Error::codec("envelope checksum mismatch"));
+            }
         }
         let flags = bytes[3];
         let codec = Codec::from_id(flags & 0b111)
@@ -456,14 +484,16 @@ mod tests {
 
         #[test]
         fn arbitrary_bytes_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = Envelope::decode(raw.into());
+            let _ = Envelope::decode(raw.clone().into());
+            let _ = Envelope::decode_trusted(raw.into());
         }
 
         #[test]
         fn garbage_after_a_valid_header_never_panics(tail in proptest::collection::vec(any::<u8>(), 0..256)) {
             let mut raw = vec![0xA7, 0xCA, FORMAT_VERSION, 0];
             raw.extend_from_slice(&tail);
-            let _ = Envelope::decode(raw.into());
+            let _ = Envelope::decode(raw.clone().into());
+            let _ = Envelope::decode_trusted(raw.into());
         }
 
         #[test]

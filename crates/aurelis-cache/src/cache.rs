@@ -569,7 +569,7 @@ impl Cache {
     /// As [`Cache::get`].
     pub async fn get_key<T: DeserializeOwned>(&self, key: &Key) -> Result<Option<T>> {
         let started = Instant::now();
-        let found = self.lookup(key.as_str()).await?;
+        let found = self.lookup(key.as_str(), started).await?;
         let result = match found {
             Found::Fresh(env) => match self.decode::<T>(key.as_str(), &env).await {
                 Some(v) => {
@@ -644,7 +644,6 @@ impl Cache {
     ///
     /// As [`Cache::get`].
     pub async fn get_many_keys<T: DeserializeOwned>(&self, keys: &[Key]) -> Result<Vec<Option<T>>> {
-        let now = now_ms();
         let mut found: Vec<Option<Envelope>> = vec![None; keys.len()];
         for (depth, layer) in self.inner.layers.iter().enumerate() {
             let missing: Vec<usize> = (0..keys.len()).filter(|&i| found[i].is_none()).collect();
@@ -666,10 +665,10 @@ impl Cache {
             layer.stats.record_latency(Op::GetMany, started.elapsed());
             for (&i, value) in missing.iter().zip(values) {
                 let key = keys[i].as_str();
-                match value.map(|raw| (raw.clone(), self.check(layer, key, raw, now))) {
+                match value.map(|raw| (raw.clone(), self.check(layer, key, raw))) {
                     Some((raw, Checked::Fresh(env))) => {
                         layer.stats.record_hit();
-                        self.write_back(depth, key, &raw, &env, now).await;
+                        self.write_back(depth, key, &raw, &env).await;
                         found[i] = Some(env);
                     }
                     Some((_, Checked::Stale(_))) | Some((_, Checked::Dropped)) | None => {
@@ -781,7 +780,7 @@ impl Cache {
     {
         let started = Instant::now();
         let mut stale = None;
-        match self.lookup(key.as_str()).await? {
+        match self.lookup(key.as_str(), started).await? {
             Found::Fresh(env) => {
                 if let Some(v) = self.decode::<T>(key.as_str(), &env).await {
                     self.inner.stats.record_hit();
@@ -1514,26 +1513,31 @@ impl Cache {
     }
 
     /// Walks the layers for `key`; writes a lower-layer hit back to the layers above it.
-    async fn lookup(&self, key: &str) -> Result<Found> {
-        let now = now_ms();
+    /// `started` is when the caller began (one clock reading serves as the first layer's
+    /// start: the read path takes one reading per layer asked, plus one).
+    async fn lookup(&self, key: &str, started: Instant) -> Result<Found> {
         let mut stale = None;
+        let mut clock = started;
         for (depth, layer) in self.inner.layers.iter().enumerate() {
             if !layer.available() {
                 continue;
             }
-            let started = Instant::now();
-            let raw = match layer.call(layer.store().get(key)).await {
+            let result = layer.call(layer.store().get(key)).await;
+            let now = Instant::now();
+            let raw = match result {
                 Ok(raw) => raw,
                 Err(e) => {
+                    clock = now;
                     self.on_tier_error(e)?;
                     continue;
                 }
             };
-            layer.stats.record_latency(Op::Get, started.elapsed());
-            match raw.map(|raw| (raw.clone(), self.check(layer, key, raw, now))) {
+            layer.stats.record_latency(Op::Get, now.duration_since(clock));
+            clock = now;
+            match raw.map(|raw| (raw.clone(), self.check(layer, key, raw))) {
                 Some((raw, Checked::Fresh(env))) => {
                     layer.stats.record_hit();
-                    self.write_back(depth, key, &raw, &env, now).await;
+                    self.write_back(depth, key, &raw, &env).await;
                     return Ok(Found::Fresh(env));
                 }
                 Some((_, Checked::Stale(env))) => {
@@ -1547,9 +1551,12 @@ impl Cache {
     }
 
     /// Verifies what a layer returned. Corrupt entries and expired entries past their stale
-    /// window are deleted from that layer (in the background).
-    fn check(&self, layer: &Arc<LayerState>, key: &str, raw: Bytes, now: u64) -> Checked {
-        let env = match Envelope::decode(raw) {
+    /// window are deleted from that layer (in the background). In-process layers skip the
+    /// checksum: their bytes never left this process's memory.
+    fn check(&self, layer: &Arc<LayerState>, key: &str, raw: Bytes) -> Checked {
+        let decoded =
+            if layer.in_process { Envelope::decode_trusted(raw) } else { Envelope::decode(raw) };
+        let env = match decoded {
             Ok(env) => env,
             Err(e) => {
                 layer.stats.record_corrupt();
@@ -1563,6 +1570,11 @@ impl Cache {
             self.delete_in_background(layer, key);
             return Checked::Dropped;
         }
+        // The wall clock is read only for entries that can expire.
+        if env.expires_at_ms.is_none() {
+            return Checked::Fresh(env);
+        }
+        let now = now_ms();
         if env.is_fresh(now) {
             return Checked::Fresh(env);
         }
@@ -1595,10 +1607,11 @@ impl Cache {
         }
     }
 
-    async fn write_back(&self, depth: usize, key: &str, raw: &Bytes, env: &Envelope, now: u64) {
+    async fn write_back(&self, depth: usize, key: &str, raw: &Bytes, env: &Envelope) {
         if depth == 0 {
             return;
         }
+        let now = now_ms();
         let Some(remaining) = env.remaining_ttl(now) else { return };
         let lifetime = match (remaining, env.stale_until_ms) {
             (r, None) => r,
