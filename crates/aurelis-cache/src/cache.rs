@@ -990,39 +990,14 @@ impl Cache {
         let Some(env) = envelope else { return Ok(()) };
         let pairs: Vec<(&str, Bytes)> =
             encoded.iter().map(|(k, raw)| (k.as_str(), raw.clone())).collect();
-        let mut written = 0;
-        let mut last_err = None;
-        for layer in &self.inner.layers {
-            if !layer.available() {
-                continue;
-            }
-            let ttl = layer.cap_ttl(self.store_lifetime(&env, now_ms()));
-            let started = Instant::now();
-            match layer.call(layer.store().set_many(&pairs, ttl)).await {
-                Ok(()) => {
-                    layer.stats.record_latency(Op::SetMany, started.elapsed());
-                    layer.stats.record_write();
-                    written += 1;
-                }
-                Err(e) => {
-                    self.inner.stats.record_error();
-                    if self.inner.strict {
-                        return Err(e);
-                    }
-                    last_err = Some(e);
-                }
-            }
-        }
-        for _ in &encoded {
-            self.inner.stats.record_write();
-        }
+        let lifetime = self.store_lifetime(&env, now_ms());
+        self.write_layers(lifetime, Op::SetMany, |layer, ttl| layer.store().set_many(&pairs, ttl))
+            .await?;
         for (key, _) in &encoded {
+            self.inner.stats.record_write();
             self.publish(Invalidation::Key(key.as_str().to_owned()));
         }
-        match (written, last_err) {
-            (0, Some(e)) => Err(e),
-            _ => Ok(()),
-        }
+        Ok(())
     }
 
     // ----- invalidation ------------------------------------------------------------------
@@ -1465,21 +1440,40 @@ impl Cache {
 
     async fn write_all(&self, key: &str, raw: &Bytes, env: &Envelope) -> Result<()> {
         let lifetime = self.store_lifetime(env, now_ms());
-        let mut written = 0;
-        let mut last_err = None;
+        self.write_layers(lifetime, Op::Set, |layer, ttl| layer.store().set(key, raw.clone(), ttl))
+            .await?;
+        self.inner.stats.record_write();
+        self.publish(Invalidation::Key(key.to_owned()));
+        Ok(())
+    }
+
+    /// Runs `write` on every available layer concurrently, each with its capped TTL. A failing
+    /// layer is skipped (counted, logged); the write fails only when no layer took it, or in
+    /// strict mode when any layer failed.
+    async fn write_layers<'a, F, Fut>(
+        &'a self,
+        lifetime: Option<Duration>,
+        op: Op,
+        write: F,
+    ) -> Result<()>
+    where
+        F: Fn(&'a Arc<LayerState>, Option<Duration>) -> Fut,
+        Fut: Future<Output = Result<()>>,
+    {
         let writes = self.inner.layers.iter().filter(|l| l.available()).map(|layer| {
-            let ttl = layer.cap_ttl(lifetime);
-            let raw = raw.clone();
+            let fut = write(layer, layer.cap_ttl(lifetime));
             async move {
                 let started = Instant::now();
-                let result = layer.call(layer.store().set(key, raw, ttl)).await;
+                let result = layer.call(fut).await;
                 if result.is_ok() {
-                    layer.stats.record_latency(Op::Set, started.elapsed());
+                    layer.stats.record_latency(op, started.elapsed());
                     layer.stats.record_write();
                 }
                 result
             }
         });
+        let mut written = 0;
+        let mut last_err = None;
         for result in futures::future::join_all(writes).await {
             match result {
                 Ok(()) => written += 1,
@@ -1492,8 +1486,6 @@ impl Cache {
                 }
             }
         }
-        self.inner.stats.record_write();
-        self.publish(Invalidation::Key(key.to_owned()));
         match (written, last_err) {
             (0, Some(e)) => Err(e),
             (0, None) => Err(Error::new(
