@@ -1,0 +1,197 @@
+//! Memory per cached entry beyond the payload (not a criterion timing): the facade's memory
+//! tier (a `MokaStore` layer written through `Cache::set`) against raw moka, foyer's in-memory
+//! cache and the `cached` crate holding the same keys and `String` values.
+//!
+//! Method: a counting global allocator (`cap::Cap` over the system allocator) gives the bytes
+//! the program has asked for and not yet freed. For each store and value size, the live bytes
+//! are read before building a store with a capacity of [`ENTRIES`] entries and after filling it
+//! with that many distinct entries (its pending maintenance run); the difference divided by
+//! the entries it then holds is the cost of one entry of a full store, its fixed structures
+//! (preallocated tables, shards) included. The payload is the key's bytes plus the value's bytes
+//! (the same key strings everywhere: the facade's key for that identifier), so the overhead
+//! column is what each store adds around them: map nodes, hashes, LRU/frequency bookkeeping,
+//! timestamps and, for the facade, its entry envelope (header, expiry, checksum, codec
+//! framing). Allocator rounding and fragmentation are not included (the counter sees requested
+//! sizes, not what malloc reserves).
+//!
+//! The workspace forbids `unsafe_code`, and a `forbid` cannot be lifted by an `allow` in one
+//! file, so the `GlobalAlloc` implementation comes from the small `cap` crate instead of being
+//! written here.
+//!
+//! Writes `<target dir>/aurelis-bench/memory_overhead.json`, which `cargo xtask bench` puts in
+//! docs/performance.md. Takes the same filter argument as the criterion targets: it runs when
+//! the filter is a part of `memory_overhead`.
+
+use std::alloc::System;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aurelis_cache::{Cache, KeyBuilder, Layer, MokaStore, Store};
+use aurelis_cache_benches::{plain_run, value, PlainRun, CATEGORY};
+use cap::Cap;
+
+#[global_allocator]
+static ALLOCATOR: Cap<System> = Cap::new(System, usize::MAX);
+
+/// Entries inserted per measurement.
+const ENTRIES: usize = 100_000;
+/// Value sizes measured, in bytes.
+const VALUE_SIZES: [usize; 2] = [1024, 100];
+/// TTL where the store has one (the default memory tier's 300 s).
+const TTL: Duration = Duration::from_secs(300);
+
+/// One row of the JSON file.
+struct Row {
+    name: String,
+    bytes_per_entry: f64,
+    payload_bytes: f64,
+}
+
+/// The live bytes of the program.
+fn live() -> usize {
+    ALLOCATOR.allocated()
+}
+
+/// The identifier of entry `i`: every identifier, so every key, has the same length.
+fn identifier(i: usize) -> String {
+    format!("item-{i:06}")
+}
+
+/// Runs `fill` between two readings of the live bytes and returns the bytes per entry held.
+/// `fill` builds a store, fills it and returns it with the number of entries it holds (the
+/// store is dropped after the second reading).
+fn per_entry<S>(fill: impl FnOnce() -> (S, usize)) -> f64 {
+    let before = live();
+    let (store, held) = fill();
+    let after = live();
+    drop(store);
+    assert!(held > 0, "the store holds nothing");
+    after.saturating_sub(before) as f64 / held as f64
+}
+
+fn measure(rt: &tokio::runtime::Runtime, entries: usize, value_len: usize) -> Vec<Row> {
+    let value = value(value_len);
+    let keys = KeyBuilder::new("aurelis", "v1").expect("key builder");
+    let key = |i: usize| keys.build_key(CATEGORY, &identifier(i), None).expect("key").into_string();
+    let payload = (key(0).len() + value_len) as f64;
+    let capacity = entries as u64;
+    let mut rows = Vec::new();
+    let mut row = |name: &str, bytes_per_entry: f64| {
+        eprintln!(
+            "memory_overhead: {name:<52} {bytes_per_entry:>6.0} bytes per entry, payload \
+             {payload:.0}, overhead {:.0}",
+            bytes_per_entry - payload
+        );
+        rows.push(Row { name: name.to_owned(), bytes_per_entry, payload_bytes: payload });
+    };
+
+    // Ours: the memory tier, written through the facade (the envelope is what is stored).
+    let facade = per_entry(|| {
+        let store =
+            Arc::new(MokaStore::builder().max_entries(capacity).build().expect("moka store"));
+        let cache = Cache::builder()
+            .layer(Layer::new("memory", store.clone() as Arc<dyn Store>).ttl(TTL))
+            .build()
+            .expect("cache");
+        let held = rt.block_on(async {
+            for i in 0..entries {
+                cache.set(CATEGORY, &identifier(i), None, &value).await.expect("set");
+            }
+            store.len().await.expect("len")
+        });
+        (cache, held as usize)
+    });
+    row(&format!("aurelis facade, memory tier (MokaStore), {value_len} B values"), facade);
+
+    // Raw moka, String keys and values, bounded by entries with a TTL like the memory tier.
+    let raw_moka = per_entry(|| {
+        let moka: moka::future::Cache<String, String> =
+            moka::future::Cache::builder().max_capacity(capacity).time_to_live(TTL).build();
+        let held = rt.block_on(async {
+            for i in 0..entries {
+                moka.insert(key(i), value.clone()).await;
+            }
+            moka.run_pending_tasks().await;
+            moka.entry_count()
+        });
+        (moka, held as usize)
+    });
+    row(&format!("raw moka, String to String, {value_len} B values"), raw_moka);
+
+    // foyer's in-memory cache (its default weigher counts 1 per entry).
+    let foyer_bytes = per_entry(|| {
+        let foyer: foyer::Cache<String, String> = foyer::CacheBuilder::new(entries).build();
+        for i in 0..entries {
+            foyer.insert(key(i), value.clone());
+        }
+        let held = foyer.usage();
+        (foyer, held)
+    });
+    row(&format!("foyer in-memory cache, {value_len} B values"), foyer_bytes);
+
+    // The `cached` crate's concurrent bounded store with a TTL.
+    let cached_bytes = per_entry(|| {
+        let cached: cached::ShardedLruTtlCache<String, String> =
+            cached::ShardedLruTtlCache::new(entries, TTL);
+        for i in 0..entries {
+            cached.set(key(i), value.clone());
+        }
+        let held = cached.len();
+        (cached, held)
+    });
+    row(&format!("cached crate ShardedLruTtlCache, {value_len} B values"), cached_bytes);
+    rows
+}
+
+/// Where `cargo xtask bench` looks for the file: `$CARGO_TARGET_DIR`, else the target
+/// directory this binary was built in (`<target>/release/deps/<bench>`).
+fn target_dir() -> PathBuf {
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
+        return workspace.join(dir);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.ancestors().nth(3).map(PathBuf::from))
+        .unwrap_or_else(|| workspace.join("target"))
+}
+
+fn json(rows: &[Row]) -> String {
+    let rows: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{{\"name\":\"{}\",\"bytes_per_entry\":{:.1},\"payload_bytes\":{:.0}}}",
+                r.name.replace('\\', "\\\\").replace('"', "\\\""),
+                r.bytes_per_entry,
+                r.payload_bytes
+            )
+        })
+        .collect();
+    format!("{{\"rows\":[\n{}\n]}}\n", rows.join(",\n"))
+}
+
+fn main() {
+    let quick = match plain_run("memory_overhead") {
+        PlainRun::Full => false,
+        PlainRun::Quick => true,
+        PlainRun::Skip => return,
+    };
+    // `--test` (`cargo test --benches`): a small run, no file.
+    let entries = if quick { 1_000 } else { ENTRIES };
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let mut rows = Vec::new();
+    for len in VALUE_SIZES {
+        rows.extend(measure(&rt, entries, len));
+    }
+    if quick {
+        return;
+    }
+    let dir = target_dir().join("aurelis-bench");
+    std::fs::create_dir_all(&dir).expect("create the aurelis-bench directory");
+    let path = dir.join("memory_overhead.json");
+    std::fs::write(&path, json(&rows)).expect("write memory_overhead.json");
+    eprintln!("memory_overhead: wrote {}", path.display());
+}
