@@ -18,17 +18,16 @@
 //! file, so the `GlobalAlloc` implementation comes from the small `cap` crate instead of being
 //! written here.
 //!
-//! Writes `<target dir>/aurelis-bench/memory_overhead.json`, which `cargo xtask bench` puts in
-//! docs/performance.md. Takes the same filter argument as the criterion targets: it runs when
-//! the filter is a part of `memory_overhead`.
+//! Writes `<target dir>/aurelis-bench/memory_overhead.json` (see `output_dir` in the benches'
+//! lib), which `cargo xtask bench` puts in docs/performance.md. Takes the same filter argument
+//! as the criterion targets: it runs when the filter is a part of `memory_overhead`.
 
 use std::alloc::System;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aurelis_cache::{Cache, KeyBuilder, Layer, MokaStore, Store};
-use aurelis_cache_benches::{plain_run, value, PlainRun, CATEGORY};
+use aurelis_cache_benches::{json_string, plain_run, value, write_output, PlainRun, CATEGORY};
 use cap::Cap;
 
 #[global_allocator]
@@ -144,26 +143,13 @@ fn measure(rt: &tokio::runtime::Runtime, entries: usize, value_len: usize) -> Ve
     rows
 }
 
-/// Where `cargo xtask bench` looks for the file: `$CARGO_TARGET_DIR`, else the target
-/// directory this binary was built in (`<target>/release/deps/<bench>`).
-fn target_dir() -> PathBuf {
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
-        return workspace.join(dir);
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.ancestors().nth(3).map(PathBuf::from))
-        .unwrap_or_else(|| workspace.join("target"))
-}
-
 fn json(rows: &[Row]) -> String {
     let rows: Vec<String> = rows
         .iter()
         .map(|r| {
             format!(
-                "{{\"name\":\"{}\",\"bytes_per_entry\":{:.1},\"payload_bytes\":{:.0}}}",
-                r.name.replace('\\', "\\\\").replace('"', "\\\""),
+                "{{\"name\":{},\"bytes_per_entry\":{:.1},\"payload_bytes\":{:.0}}}",
+                json_string(&r.name),
                 r.bytes_per_entry,
                 r.payload_bytes
             )
@@ -189,9 +175,5 @@ fn main() {
     if quick {
         return;
     }
-    let dir = target_dir().join("aurelis-bench");
-    std::fs::create_dir_all(&dir).expect("create the aurelis-bench directory");
-    let path = dir.join("memory_overhead.json");
-    std::fs::write(&path, json(&rows)).expect("write memory_overhead.json");
-    eprintln!("memory_overhead: wrote {}", path.display());
+    write_output("memory_overhead", "memory_overhead.json", &json(&rows));
 }

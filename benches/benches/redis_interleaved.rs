@@ -1,5 +1,5 @@
-//! A check of the `redis_hit` ratios that does not depend on when each row ran (not a
-//! criterion timing; nothing goes into docs/performance.md).
+//! The `redis_hit` ratios measured so that they do not depend on when each row ran (not a
+//! criterion timing): the measurement the Redis hit target is judged on.
 //!
 //! Criterion measures the rows of a group one after another, several seconds each. On a
 //! virtual machine the latency of a loopback round trip can change between those seconds
@@ -11,6 +11,12 @@
 //! conditions. It prints, for each, the wall time per read, the ratio to the raw `GET`, and
 //! the bench thread's CPU time per read (from `/proc/thread-self/schedstat`, when present).
 //!
+//! A full run also writes `<target dir>/aurelis-bench/redis_interleaved.json` (see
+//! `output_dir` in the benches' lib), which `cargo xtask bench` puts in docs/performance.md:
+//! `{"reads_per_way":N,"reads_per_turn":200,"rows":[{"name":..,"us_per_read":..,
+//! "cpu_us_per_read":..}]}`, one row per way named like its `redis_hit` criterion function,
+//! `cpu_us_per_read` `null` when the kernel does not tell. The quick `--test` run writes nothing.
+//!
 //! Run it alone with `cargo bench -p aurelis-cache-benches --bench redis_interleaved`.
 
 use std::hint::black_box;
@@ -18,7 +24,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aurelis_cache::{Cache, Layer, RedisStore, Store};
-use aurelis_cache_benches::{plain_run, runtime, value, PlainRun, CATEGORY, IDENTIFIER, VALUE_LEN};
+use aurelis_cache_benches::{
+    json_string, plain_run, runtime, value, write_output, PlainRun, CATEGORY, IDENTIFIER, VALUE_LEN,
+};
 use aurelis_redis_harness::RedisServer;
 
 /// Reads per round and per way of reading.
@@ -27,6 +35,13 @@ const READS: u32 = 200;
 const ROUNDS: u32 = 141;
 /// The raw row's key.
 const RAW_KEY: &str = "raw:item-42";
+/// The ways of reading, in the order they take turns: the name in the JSON file (the
+/// `redis_hit` criterion function of the same read) and the label printed on stderr.
+const WAYS: [(&str, &str); 3] = [
+    ("raw_redis_held_conn", "raw GET, held connection"),
+    ("redis_store", "RedisStore::get"),
+    ("aurelis_facade", "facade get"),
+];
 
 /// Nanoseconds this thread has spent on a CPU, when the kernel tells.
 fn thread_cpu_ns() -> Option<u64> {
@@ -35,11 +50,12 @@ fn thread_cpu_ns() -> Option<u64> {
 }
 
 fn main() {
-    let (reads, rounds) = match plain_run("redis_interleaved") {
-        PlainRun::Full => (READS, ROUNDS),
-        PlainRun::Quick => (10, 2),
+    let full = match plain_run("redis_interleaved") {
+        PlainRun::Full => true,
+        PlainRun::Quick => false,
         PlainRun::Skip => return,
     };
+    let (reads, rounds) = if full { (READS, ROUNDS) } else { (10, 2) };
     let server = RedisServer::start().unwrap_or_else(|e| panic!("redis_interleaved: {e}"));
     let url = server.url();
     let value = value(VALUE_LEN);
@@ -64,7 +80,6 @@ fn main() {
             .await
             .expect("SET");
 
-        let names = ["raw GET, held connection", "RedisStore::get", "facade get"];
         let mut wall_ns = [0u128; 3];
         let mut cpu_ns = [Some(0u64); 3];
         let mut measured = 0u64;
@@ -109,15 +124,29 @@ fn main() {
         }
         let per_read = |ns: f64| ns / measured as f64 / 1_000.0;
         eprintln!("redis_interleaved: {measured} reads each, in {} rounds", rounds - 1);
-        for (i, name) in names.iter().enumerate() {
-            let cpu = cpu_ns[i]
-                .map(|ns| format!("{:6.2} µs CPU", per_read(ns as f64)))
+        let mut rows = Vec::new();
+        for (i, (name, label)) in WAYS.iter().enumerate() {
+            let wall_us = per_read(wall_ns[i] as f64);
+            let cpu_us = cpu_ns[i].map(|ns| per_read(ns as f64));
+            let cpu = cpu_us
+                .map(|us| format!("{us:6.2} µs CPU"))
                 .unwrap_or_else(|| "CPU time unknown".into());
             eprintln!(
-                "redis_interleaved: {name:<26} {:7.2} µs per read ({:.3}× raw), {cpu}",
-                per_read(wall_ns[i] as f64),
+                "redis_interleaved: {label:<26} {wall_us:7.2} µs per read ({:.3}× raw), {cpu}",
                 wall_ns[i] as f64 / wall_ns[0] as f64,
             );
+            let cpu_us = cpu_us.map_or_else(|| "null".to_owned(), |us| format!("{us:.4}"));
+            rows.push(format!(
+                "{{\"name\":{},\"us_per_read\":{wall_us:.4},\"cpu_us_per_read\":{cpu_us}}}",
+                json_string(name)
+            ));
+        }
+        if full {
+            let json = format!(
+                "{{\"reads_per_way\":{measured},\"reads_per_turn\":{reads},\"rows\":[\n{}\n]}}\n",
+                rows.join(",\n")
+            );
+            write_output("redis_interleaved", "redis_interleaved.json", &json);
         }
     });
     drop(rt);

@@ -2,6 +2,7 @@
 //! the tokio runtime every async peer runs on, so that every row of a group is measured the
 //! same way.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::Criterion;
@@ -107,4 +108,48 @@ pub fn plain_run(name: &str) -> PlainRun {
     } else {
         PlainRun::Full
     }
+}
+
+/// The directory the plain bench targets write their results to, for `cargo xtask bench`:
+/// `<target dir>/aurelis-bench`, where the target dir is `$CARGO_TARGET_DIR` (relative to the
+/// workspace), else the one this binary was built in (`<target>/release/deps/<bench>`).
+pub fn output_dir() -> PathBuf {
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = match std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => workspace.join(dir),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.ancestors().nth(3).map(PathBuf::from))
+            .unwrap_or_else(|| workspace.join("target")),
+    };
+    target.join("aurelis-bench")
+}
+
+/// Writes `contents` to `file` in [`output_dir`] (created if needed) and says so on stderr,
+/// prefixed with `bench`. Panics if the file cannot be written: the run's results would be lost.
+pub fn write_output(bench: &str, file: &str, contents: &str) -> PathBuf {
+    let dir = output_dir();
+    std::fs::create_dir_all(&dir)
+        .unwrap_or_else(|e| panic!("{bench}: cannot create {}: {e}", dir.display()));
+    let path = dir.join(file);
+    std::fs::write(&path, contents)
+        .unwrap_or_else(|e| panic!("{bench}: cannot write {}: {e}", path.display()));
+    eprintln!("{bench}: wrote {}", path.display());
+    path
+}
+
+/// `text` as a JSON string literal, quotes included.
+pub fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }

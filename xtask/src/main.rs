@@ -53,14 +53,29 @@ BENCH REPORT:
         peer = \"memory_hit/raw_moka\"               # a baseline measured in the same run
         target = 1.5       # optional: mean(ours) / mean(peer) must be <= 1.5
         # target_min = 30  # or: a speed-up, mean(peer) / mean(ours) must be >= 30
+        # judged_on = \"interleaved\" # shown with its target, which is judged on the
+                                   # interleaved table instead (needs [interleaved])
 
     Without a target the row is informational (ratio ours / peer). Times are criterion's
     mean point estimates, read from <target>/criterion/**/new/estimates.json (CRITERION_HOME or
     CARGO_TARGET_DIR are respected); ids are criterion's full ids (`group/function`, plus
     `/parameter` for parameterised benches). After a run, only results written by that run are
-    used; rows whose benches did not run show \"not measured\". Memory-per-entry figures come from
-    <target>/aurelis-bench/memory_overhead.json when present:
+    used; rows whose benches did not run show \"not measured\".
+
+    Two plain bench targets write files into <target>/aurelis-bench/, used (after a run) only
+    when that run wrote them:
+      memory_overhead.json    the \"Memory per entry\" table:
         {\"rows\":[{\"name\":..., \"bytes_per_entry\":..., \"payload_bytes\":...}]}
+      redis_interleaved.json  the \"Redis hit, interleaved\" table (the ways of reading take
+                              turns, so that they share every change of the machine's speed):
+        {\"reads_per_way\":N, \"reads_per_turn\":N, \"rows\":[{\"name\":..., \"us_per_read\":...,
+         \"cpu_us_per_read\":... or null}]}
+    The interleaved table is set up by an optional [interleaved] table in ratios.toml:
+
+        [interleaved]
+        baseline = \"raw_redis_held_conn\"  # every way / this way (default: the first row)
+        targets = { aurelis_facade = 1.1 }  # way = highest ratio; other ways informational
+
     The generated text goes between <!-- BEGIN MEASURED --> and <!-- END MEASURED --> in
     docs/performance.md; everything outside the markers is kept.
 ";
@@ -303,7 +318,7 @@ fn write_report(since: Option<u64>, command: String) -> Result {
     let ratios_path = root.join("benches/ratios.toml");
     let ratios_text = fs::read_to_string(&ratios_path)
         .map_err(|e| Failure::new(format!("cannot read {}: {e}", ratios_path.display())))?;
-    let rows = report::parse_ratios(&ratios_text)
+    let config = report::parse_ratios(&ratios_text)
         .map_err(|e| Failure::new(format!("{}: {e}", ratios_path.display())))?;
 
     let (criterion_dir, target_dir) = bench_dirs();
@@ -316,33 +331,18 @@ fn write_report(since: Option<u64>, command: String) -> Result {
         if older > 0 { format!(" ({older} from earlier runs left out)") } else { String::new() }
     );
 
-    let memory_path = target_dir.join("aurelis-bench/memory_overhead.json");
-    let memory = match fs::read_to_string(&memory_path) {
-        Ok(text) => {
-            let fresh = since.is_none_or(|since| {
-                fs::metadata(&memory_path)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                    .is_some_and(|d| d.as_secs() >= since)
-            });
-            if fresh {
-                Some(
-                    report::parse_memory(&text)
-                        .map_err(|e| Failure::new(format!("{}: {e}", memory_path.display())))?,
-                )
-            } else {
-                eprintln!(
-                    "xtask bench: {} is from an earlier run, left out",
-                    memory_path.display()
-                );
-                None
-            }
-        }
-        Err(_) => None,
-    };
+    let bench_dir = target_dir.join("aurelis-bench");
+    let memory = read_fresh(&bench_dir.join("memory_overhead.json"), since, report::parse_memory)?;
+    let run =
+        read_fresh(&bench_dir.join("redis_interleaved.json"), since, report::parse_interleaved)?;
+    // The table is shown when it is set up or measured (without [interleaved]: no targets,
+    // ratios to the file's first row).
+    let interleaved = (config.interleaved.is_some() || run.is_some()).then(|| {
+        let settings = config.interleaved.clone().unwrap_or_default();
+        report::evaluate_interleaved(&settings, run.as_ref())
+    });
 
-    let evaluated: Vec<_> = rows.iter().map(|r| report::evaluate(r, &measured)).collect();
+    let evaluated: Vec<_> = config.ratios.iter().map(|r| report::evaluate(r, &measured)).collect();
     let rustc = Command::new(env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
         .arg("-V")
         .output()
@@ -352,7 +352,13 @@ fn write_report(since: Option<u64>, command: String) -> Result {
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "unknown".into());
     let machine = report::MachineInfo::current(rustc, command);
-    let generated = report::render_measured(&evaluated, &measured, memory.as_deref(), &machine);
+    let generated = report::render_measured(
+        &evaluated,
+        interleaved.as_ref(),
+        &measured,
+        memory.as_deref(),
+        &machine,
+    );
 
     let doc_path = root.join("docs/performance.md");
     let doc = match fs::read_to_string(&doc_path) {
@@ -369,21 +375,63 @@ fn write_report(since: Option<u64>, command: String) -> Result {
     fs::write(&doc_path, updated)
         .map_err(|e| Failure::new(format!("cannot write {}: {e}", doc_path.display())))?;
 
-    print_summary(&evaluated, &measured);
+    print_summary(&evaluated, interleaved.as_ref(), &measured);
     eprintln!("xtask bench: wrote {}", doc_path.display());
     Ok(())
 }
 
-fn print_summary(rows: &[report::Evaluated], measured: &BTreeMap<String, report::Measurement>) {
+/// Reads and parses one of the files the plain bench targets write, if it exists and, after a
+/// bench run (`since`), was written by that run; an older file is left out and said so.
+fn read_fresh<T>(
+    path: &Path,
+    since: Option<u64>,
+    parse: impl FnOnce(&str) -> std::result::Result<T, String>,
+) -> Result<Option<T>> {
+    let Ok(text) = fs::read_to_string(path) else {
+        return Ok(None);
+    };
+    let fresh = since.is_none_or(|since| {
+        fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .is_some_and(|d| d.as_secs() >= since)
+    });
+    if !fresh {
+        eprintln!("xtask bench: {} is from an earlier run, left out", path.display());
+        return Ok(None);
+    }
+    parse(&text).map(Some).map_err(|e| Failure::new(format!("{}: {e}", path.display())))
+}
+
+fn print_summary(
+    rows: &[report::Evaluated],
+    interleaved: Option<&report::InterleavedReport>,
+    measured: &BTreeMap<String, report::Measurement>,
+) {
     if measured.is_empty() {
         eprintln!("xtask bench: no criterion results found; every row is \"not measured\"");
     }
-    let width = rows.iter().map(|e| e.row.name.chars().count()).max().unwrap_or(0);
+    let mut lines = Vec::new();
     let mut counts = BTreeMap::new();
     for e in rows {
         let (ratio, target) = report::ratio_cells(e);
-        let status = format!("{:?}", e.status);
-        println!("  {:width$}  {:>14}  {:>16}  {status}", e.row.name, ratio, target);
+        let status = match (e.row.judged_on_interleaved, e.status) {
+            (true, report::Status::Met | report::Status::Missed) => {
+                format!("{:?} here, judged on interleaved", e.status)
+            }
+            (_, status) => format!("{status:?}"),
+        };
+        lines.push((e.row.name.clone(), ratio, target, status));
+    }
+    for way in interleaved.map(|i| i.ways.as_slice()).unwrap_or_default() {
+        let (ratio, target) = report::interleaved_cells(way);
+        let status = format!("{:?}", way.status);
+        lines.push((format!("redis hit, interleaved: {}", way.name), ratio, target, status));
+    }
+    let width = lines.iter().map(|(name, ..)| name.chars().count()).max().unwrap_or(0);
+    for (name, ratio, target, status) in lines {
+        println!("  {name:width$}  {ratio:>14}  {target:>16}  {status}");
         *counts.entry(status).or_insert(0) += 1;
     }
     let counts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();

@@ -1,5 +1,6 @@
 //! The measured part of `docs/performance.md`: ratios between our benches and peers measured in
-//! the same run, every raw measurement, the memory-per-entry figures and the machine.
+//! the same run, the interleaved Redis hit figures, every raw measurement, the memory-per-entry
+//! figures and the machine.
 //!
 //! Everything here is pure (text in, text out) except [`collect_measurements`] and
 //! [`MachineInfo::current`], so that the arithmetic and the marker handling are unit-tested.
@@ -37,25 +38,95 @@ pub(crate) struct RatioRow {
     /// Criterion id of the peer it is compared with.
     pub(crate) peer: String,
     pub(crate) goal: Goal,
+    /// `judged_on = "interleaved"`: the row keeps its target and shows whether this run's
+    /// criterion numbers meet it, but the target is judged on the interleaved table.
+    pub(crate) judged_on_interleaved: bool,
+}
+
+/// The `[interleaved]` table of `benches/ratios.toml`: how the `redis_interleaved` results
+/// are compared.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct InterleavedConfig {
+    /// The way every other way is divided by; `None`: the file's first row.
+    pub(crate) baseline: Option<String>,
+    /// Way name to the highest allowed ratio way / baseline (wall time per read). Ways
+    /// without one are informational.
+    pub(crate) targets: BTreeMap<String, f64>,
+}
+
+/// Everything `benches/ratios.toml` holds.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct BenchConfig {
+    /// The `[[ratio]]` tables, in file order.
+    pub(crate) ratios: Vec<RatioRow>,
+    /// The `[interleaved]` table, when present.
+    pub(crate) interleaved: Option<InterleavedConfig>,
+}
+
+/// A positive finite number (a TOML float or integer).
+fn positive(value: &toml::Value) -> Option<f64> {
+    value
+        .as_float()
+        .or_else(|| value.as_integer().map(|i| i as f64))
+        .filter(|x| x.is_finite() && *x > 0.0)
+}
+
+/// Reads the `[interleaved]` table.
+fn parse_interleaved_config(value: &toml::Value) -> Result<InterleavedConfig, String> {
+    let table = value.as_table().ok_or("`interleaved` must be a table: [interleaved]")?;
+    let mut config = InterleavedConfig::default();
+    for (key, value) in table {
+        match key.as_str() {
+            "baseline" => match value.as_str() {
+                Some(s) if !s.trim().is_empty() => config.baseline = Some(s.to_owned()),
+                _ => return Err("[interleaved]: `baseline` must be a non-empty string".into()),
+            },
+            "targets" => {
+                let targets = value.as_table().ok_or(
+                    "[interleaved]: `targets` must be a table of way = ratio, e.g. \
+                     { aurelis_facade = 1.1 }",
+                )?;
+                for (way, max) in targets {
+                    let max = positive(max).ok_or_else(|| {
+                        format!("[interleaved]: target of `{way}` must be a positive number")
+                    })?;
+                    config.targets.insert(way.clone(), max);
+                }
+            }
+            other => return Err(format!("[interleaved]: unknown key `{other}`")),
+        }
+    }
+    if let Some(baseline) = &config.baseline {
+        if config.targets.contains_key(baseline) {
+            return Err(format!("[interleaved]: the baseline `{baseline}` cannot have a target"));
+        }
+    }
+    Ok(config)
 }
 
 /// Reads `benches/ratios.toml`.
-pub(crate) fn parse_ratios(text: &str) -> Result<Vec<RatioRow>, String> {
+pub(crate) fn parse_ratios(text: &str) -> Result<BenchConfig, String> {
     let table: toml::Table = text.parse().map_err(|e| format!("{e}"))?;
-    if let Some(key) = table.keys().find(|k| *k != "ratio") {
-        return Err(format!("unknown top-level key `{key}` (only [[ratio]] tables are read)"));
+    if let Some(key) = table.keys().find(|k| !["ratio", "interleaved"].contains(&k.as_str())) {
+        return Err(format!(
+            "unknown top-level key `{key}` (only [[ratio]] and [interleaved] tables are read)"
+        ));
     }
+    let interleaved = table.get("interleaved").map(parse_interleaved_config).transpose()?;
     let Some(rows) = table.get("ratio") else {
-        return Ok(Vec::new());
+        return Ok(BenchConfig { ratios: Vec::new(), interleaved });
     };
     let rows = rows.as_array().ok_or("`ratio` must be an array of tables: [[ratio]]")?;
-    rows.iter()
+    let ratios = rows
+        .iter()
         .enumerate()
         .map(|(i, row)| {
             let at = |msg: String| format!("[[ratio]] #{}: {msg}", i + 1);
             let row = row.as_table().ok_or_else(|| at("not a table".into()))?;
             for key in row.keys() {
-                if !["name", "ours", "peer", "target", "target_min"].contains(&key.as_str()) {
+                if !["name", "ours", "peer", "target", "target_min", "judged_on"]
+                    .contains(&key.as_str())
+                {
                     return Err(at(format!("unknown key `{key}`")));
                 }
             }
@@ -69,9 +140,9 @@ pub(crate) fn parse_ratios(text: &str) -> Result<Vec<RatioRow>, String> {
             let number = |key: &str| -> Result<Option<f64>, String> {
                 match row.get(key) {
                     None => Ok(None),
-                    Some(v) => match v.as_float().or_else(|| v.as_integer().map(|i| i as f64)) {
-                        Some(x) if x.is_finite() && x > 0.0 => Ok(Some(x)),
-                        _ => Err(at(format!("`{key}` must be a positive number"))),
+                    Some(v) => match positive(v) {
+                        Some(x) => Ok(Some(x)),
+                        None => Err(at(format!("`{key}` must be a positive number"))),
                     },
                 }
             };
@@ -83,14 +154,29 @@ pub(crate) fn parse_ratios(text: &str) -> Result<Vec<RatioRow>, String> {
                 (None, Some(min)) => Goal::AtLeast(min),
                 (None, None) => Goal::Info,
             };
+            let judged_on_interleaved = match row.get("judged_on").map(|v| v.as_str()) {
+                None => false,
+                Some(Some("interleaved")) if goal == Goal::Info => {
+                    return Err(at("`judged_on` needs a `target` or `target_min`".into()));
+                }
+                Some(Some("interleaved")) if interleaved.is_none() => {
+                    return Err(at(
+                        "`judged_on = \"interleaved\"` needs an [interleaved] table".into()
+                    ));
+                }
+                Some(Some("interleaved")) => true,
+                Some(_) => return Err(at("`judged_on` can only be \"interleaved\"".into())),
+            };
             Ok(RatioRow {
                 name: string("name")?,
                 ours: string("ours")?,
                 peer: string("peer")?,
                 goal,
+                judged_on_interleaved,
             })
         })
-        .collect()
+        .collect::<Result<_, String>>()?;
+    Ok(BenchConfig { ratios, interleaved })
 }
 
 /// One criterion result.
@@ -188,6 +274,8 @@ pub(crate) enum Status {
     Missed,
     Info,
     NotMeasured,
+    /// The way of the interleaved table the others are divided by.
+    Baseline,
 }
 
 impl Status {
@@ -197,7 +285,18 @@ impl Status {
             Status::Missed => "**missed**",
             Status::Info => "info",
             Status::NotMeasured => "not measured",
+            Status::Baseline => "baseline",
         }
+    }
+}
+
+/// The status cell of a ratio row: rows judged on the interleaved table say so, and are not
+/// shown as a missed target.
+pub(crate) fn status_cell(e: &Evaluated) -> String {
+    match (e.row.judged_on_interleaved, e.status) {
+        (true, Status::Met) => "met here (judged on the interleaved table)".into(),
+        (true, Status::Missed) => "missed here (judged on the interleaved table)".into(),
+        (_, status) => status.label().into(),
     }
 }
 
@@ -262,6 +361,170 @@ pub(crate) fn parse_memory(text: &str) -> Result<Vec<MemoryRow>, String> {
             })
         })
         .collect()
+}
+
+/// One way of reading in `redis_interleaved.json`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct InterleavedRow {
+    /// The way's name (that of its `redis_hit` criterion function).
+    pub(crate) name: String,
+    /// Wall time per read, µs.
+    pub(crate) us_per_read: f64,
+    /// The bench thread's CPU time per read, µs, when the kernel tells.
+    pub(crate) cpu_us_per_read: Option<f64>,
+}
+
+/// `redis_interleaved.json`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct InterleavedRun {
+    /// Measured reads of each way.
+    pub(crate) reads_per_way: u64,
+    /// Reads of one way before the next takes its turn, when the file says.
+    pub(crate) reads_per_turn: Option<u64>,
+    pub(crate) rows: Vec<InterleavedRow>,
+}
+
+/// Reads `redis_interleaved.json`: `{"reads_per_way":N,"reads_per_turn":N,"rows":[{"name":..,
+/// "us_per_read":..,"cpu_us_per_read":..|null}]}` (`reads_per_turn` and `cpu_us_per_read`
+/// may be left out).
+pub(crate) fn parse_interleaved(text: &str) -> Result<InterleavedRun, String> {
+    let doc = Json::parse(text).map_err(|e| e.to_string())?;
+    let count = |key: &str| -> Result<Option<u64>, String> {
+        match doc.get(key) {
+            None => Ok(None),
+            Some(v) => match v.as_f64() {
+                Some(n) if n >= 0.0 && n.fract() == 0.0 && n <= u64::MAX as f64 => {
+                    Ok(Some(n as u64))
+                }
+                _ => Err(format!("`{key}` is not a whole number")),
+            },
+        }
+    };
+    let reads_per_way = count("reads_per_way")?.ok_or("no `reads_per_way`")?;
+    let reads_per_turn = count("reads_per_turn")?;
+    let rows = doc.get("rows").and_then(Json::as_array).ok_or("no `rows` array")?;
+    let rows = rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let at = |msg: &str| format!("row {}: {msg}", i + 1);
+            let name = row
+                .get("name")
+                .and_then(Json::as_str)
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| at("`name` is not a non-empty string"))?;
+            let us_per_read = row
+                .get("us_per_read")
+                .and_then(Json::as_f64)
+                .ok_or_else(|| at("`us_per_read` is not a number"))?;
+            let cpu_us_per_read = match row.get("cpu_us_per_read") {
+                None | Some(Json::Null) => None,
+                Some(v) => Some(v.as_f64().ok_or_else(|| at("`cpu_us_per_read` is not a number"))?),
+            };
+            Ok(InterleavedRow { name: name.to_owned(), us_per_read, cpu_us_per_read })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(InterleavedRun { reads_per_way, reads_per_turn, rows })
+}
+
+/// One way of the interleaved table with its ratio and status.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct InterleavedWay {
+    pub(crate) name: String,
+    pub(crate) us_per_read: Option<f64>,
+    pub(crate) cpu_us_per_read: Option<f64>,
+    /// This way's wall time / the baseline's.
+    pub(crate) ratio: Option<f64>,
+    /// The highest allowed ratio, from `[interleaved] targets`.
+    pub(crate) target: Option<f64>,
+    pub(crate) status: Status,
+}
+
+/// The interleaved table: the run's figures (none when it was not measured) checked against
+/// `[interleaved]`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct InterleavedReport {
+    /// `None`: no `redis_interleaved.json` from this run.
+    pub(crate) reads_per_way: Option<u64>,
+    pub(crate) reads_per_turn: Option<u64>,
+    /// The way the others are divided by, when known.
+    pub(crate) baseline: Option<String>,
+    /// The file's ways in file order, then the configured ones it lacks (not measured).
+    pub(crate) ways: Vec<InterleavedWay>,
+}
+
+/// Divides every way of `run` by the baseline and checks the targets of `config`. Without a
+/// run, the baseline and the ways with a target are listed as not measured.
+pub(crate) fn evaluate_interleaved(
+    config: &InterleavedConfig,
+    run: Option<&InterleavedRun>,
+) -> InterleavedReport {
+    let rows = run.map(|r| r.rows.as_slice()).unwrap_or_default();
+    let baseline = config.baseline.clone().or_else(|| rows.first().map(|r| r.name.clone()));
+    let baseline_us = rows
+        .iter()
+        .find(|r| Some(&r.name) == baseline.as_ref())
+        .map(|r| r.us_per_read)
+        .filter(|us| *us > 0.0);
+    let mut ways = Vec::new();
+    if let Some(name) = baseline.as_ref().filter(|b| !rows.iter().any(|r| &r.name == *b)) {
+        ways.push(InterleavedWay {
+            name: name.clone(),
+            us_per_read: None,
+            cpu_us_per_read: None,
+            ratio: None,
+            target: None,
+            status: Status::NotMeasured,
+        });
+    }
+    for row in rows {
+        let target = config.targets.get(&row.name).copied();
+        let is_baseline = Some(&row.name) == baseline.as_ref();
+        let ratio = match (baseline_us, row.us_per_read) {
+            (Some(base), us) if us > 0.0 => Some(us / base),
+            _ => None,
+        };
+        let status = match (ratio, target) {
+            (None, _) => Status::NotMeasured,
+            (Some(_), _) if is_baseline => Status::Baseline,
+            (Some(_), None) => Status::Info,
+            (Some(r), Some(max)) if r <= max => Status::Met,
+            (Some(_), Some(_)) => Status::Missed,
+        };
+        ways.push(InterleavedWay {
+            name: row.name.clone(),
+            us_per_read: Some(row.us_per_read),
+            cpu_us_per_read: row.cpu_us_per_read,
+            ratio,
+            target,
+            status,
+        });
+    }
+    for (name, max) in &config.targets {
+        if !ways.iter().any(|w| &w.name == name) {
+            ways.push(InterleavedWay {
+                name: name.clone(),
+                us_per_read: None,
+                cpu_us_per_read: None,
+                ratio: None,
+                target: Some(*max),
+                status: Status::NotMeasured,
+            });
+        }
+    }
+    InterleavedReport {
+        reads_per_way: run.map(|r| r.reads_per_way),
+        reads_per_turn: run.and_then(|r| r.reads_per_turn),
+        baseline,
+        ways,
+    }
+}
+
+/// The ratio and target cells of one way of the interleaved table.
+pub(crate) fn interleaved_cells(w: &InterleavedWay) -> (String, String) {
+    let ratio = w.ratio.map(|r| format!("{}×", fmt_ratio(r))).unwrap_or_else(|| "—".into());
+    let target = w.target.map(|max| format!("≤ {max}×")).unwrap_or_else(|| "—".into());
+    (ratio, target)
 }
 
 /// Where and when the numbers were taken.
@@ -357,6 +620,7 @@ pub(crate) fn ratio_cells(e: &Evaluated) -> (String, String) {
 /// Everything that goes between the markers.
 pub(crate) fn render_measured(
     rows: &[Evaluated],
+    interleaved: Option<&InterleavedReport>,
     measured: &BTreeMap<String, Measurement>,
     memory: Option<&[MemoryRow]>,
     machine: &MachineInfo,
@@ -397,9 +661,39 @@ pub(crate) fn render_measured(
                 time(e.peer_ns),
                 ratio,
                 target,
-                e.status.label(),
+                status_cell(e),
             );
         }
+    }
+    if rows.iter().any(|e| e.row.judged_on_interleaved) {
+        let turn = interleaved
+            .and_then(|i| i.reads_per_turn)
+            .map(|n| format!("every {n} reads"))
+            .unwrap_or_else(|| "often".into());
+        let _ = writeln!(w);
+        let _ = writeln!(
+            w,
+            "Rows \"judged on the interleaved table\" keep their target here for reference; it is"
+        );
+        let _ = writeln!(
+            w,
+            "judged on \"Redis hit, interleaved\" below, because criterion measures the rows of a"
+        );
+        let _ = writeln!(
+            w,
+            "group one after another, several seconds each, and on a virtual machine the loopback"
+        );
+        let _ = writeln!(
+            w,
+            "round trip drifts between those seconds by more than the facade's own cost, while"
+        );
+        let _ = writeln!(
+            w,
+            "`redis_interleaved` has the ways take turns {turn}, so that they share every drift."
+        );
+    }
+    if let Some(report) = interleaved {
+        render_interleaved(w, report);
     }
     let _ = writeln!(w);
     let _ = writeln!(w, "### Every measurement");
@@ -455,6 +749,57 @@ pub(crate) fn render_measured(
     let _ = writeln!(w, "- Compiler: {}", machine.rustc);
     let _ = writeln!(w, "- Generated: {} by `{}`", machine.date, machine.command);
     out
+}
+
+/// The "Redis hit, interleaved" section.
+fn render_interleaved(w: &mut String, report: &InterleavedReport) {
+    let _ = writeln!(w);
+    let _ = writeln!(w, "### Redis hit, interleaved");
+    let _ = writeln!(w);
+    if report.ways.iter().any(|way| way.target.is_some()) {
+        let _ = writeln!(w, "The Redis hit target is judged on this table.");
+    }
+    let Some(reads) = report.reads_per_way else {
+        let _ =
+            writeln!(w, "Not measured (no `aurelis-bench/redis_interleaved.json` from this run).");
+        return;
+    };
+    let turn = report.reads_per_turn.map(|n| format!(" every {n} reads")).unwrap_or_default();
+    let _ = writeln!(
+        w,
+        "`redis_interleaved` reads the value of `redis_hit` in the ways below, which take"
+    );
+    let _ = writeln!(
+        w,
+        "turns{turn}; {reads} reads per way. Times are wall-clock µs per read; CPU is the bench"
+    );
+    let ratio = report
+        .baseline
+        .as_ref()
+        .map(|b| format!("; ratio is way / `{}` (wall time)", md_cell(b)))
+        .unwrap_or_default();
+    let _ = writeln!(w, "thread's CPU time per read (`/proc/thread-self/schedstat`){ratio}.");
+    let _ = writeln!(w);
+    if report.ways.is_empty() {
+        let _ = writeln!(w, "`redis_interleaved.json` has no rows.");
+        return;
+    }
+    let _ = writeln!(w, "| Way | µs per read | CPU µs per read | ratio | target | status |");
+    let _ = writeln!(w, "|---|---:|---:|---:|---:|---|");
+    let us = |us: Option<f64>| us.map(|us| fmt_us(us * 1000.0)).unwrap_or_else(|| "—".into());
+    for way in &report.ways {
+        let (ratio, target) = interleaved_cells(way);
+        let _ = writeln!(
+            w,
+            "| `{}` | {} | {} | {} | {} | {} |",
+            md_cell(&way.name),
+            us(way.us_per_read),
+            us(way.cpu_us_per_read),
+            ratio,
+            target,
+            way.status.label(),
+        );
+    }
 }
 
 /// The skeleton of a new `docs/performance.md`.
@@ -523,8 +868,25 @@ mod tests {
             .collect()
     }
 
+    fn test_machine() -> MachineInfo {
+        MachineInfo {
+            cpu: "Test CPU".into(),
+            nproc: "2".into(),
+            rustc: "rustc 1.0".into(),
+            os: "linux".into(),
+            date: "2026-01-01 00:00 UTC".into(),
+            command: "cargo xtask bench".into(),
+        }
+    }
+
     fn row(ours: &str, peer: &str, goal: Goal) -> RatioRow {
-        RatioRow { name: "n".into(), ours: ours.into(), peer: peer.into(), goal }
+        RatioRow {
+            name: "n".into(),
+            ours: ours.into(),
+            peer: peer.into(),
+            goal,
+            judged_on_interleaved: false,
+        }
     }
 
     #[test]
@@ -550,13 +912,15 @@ mod tests {
             peer = "a/c"
             "#,
         )
-        .unwrap();
+        .unwrap()
+        .ratios;
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[0].ours, "memory_hit/aurelis_facade");
         assert_eq!(rows[0].goal, Goal::AtMost(1.5));
         assert_eq!(rows[1].goal, Goal::AtLeast(30.0));
         assert_eq!(rows[2].goal, Goal::Info);
-        assert_eq!(parse_ratios("").unwrap(), vec![]);
+        assert!(rows.iter().all(|r| !r.judged_on_interleaved));
+        assert_eq!(parse_ratios("").unwrap(), BenchConfig::default());
     }
 
     #[test]
@@ -704,25 +1068,211 @@ mod tests {
             evaluate(&row("g/ours", "g/peer", Goal::AtMost(1.5)), &m),
             evaluate(&row("g/ours", "g/none", Goal::Info), &m),
         ];
-        let machine = MachineInfo {
-            cpu: "Test CPU".into(),
-            nproc: "2".into(),
-            rustc: "rustc 1.0".into(),
-            os: "linux".into(),
-            date: "2026-01-01 00:00 UTC".into(),
-            command: "cargo xtask bench".into(),
-        };
+        let machine = test_machine();
         let mem =
             [MemoryRow { name: "moka".into(), bytes_per_entry: 1200.0, payload_bytes: 1024.0 }];
-        let text = render_measured(&rows, &m, Some(&mem), &machine);
+        let text = render_measured(&rows, None, &m, Some(&mem), &machine);
         assert!(text.contains("| 2.000 | 1.000 | 2.00× | ≤ 1.5× | **missed** |"), "{text}");
         assert!(text.contains("| — | — | — | not measured |"), "{text}");
         assert!(text.contains("| `g/ours` | 2.000 | 1.800 |"), "{text}");
         assert!(text.contains("| moka | 1024 | 1200 | 176 |"), "{text}");
         assert!(text.contains("Test CPU (2 logical cores"), "{text}");
         assert!(!text.contains(BEGIN_MARKER) && !text.contains(END_MARKER));
-        let empty = render_measured(&[], &BTreeMap::new(), None, &machine);
+        assert!(!text.contains("interleaved"), "{text}");
+        let empty = render_measured(&[], None, &BTreeMap::new(), None, &machine);
         assert!(empty.contains("No criterion results"));
         assert!(empty.contains("Not measured"));
+    }
+
+    const ROW: &str = "[[ratio]]\nname = \"x\"\nours = \"a\"\npeer = \"b\"\n";
+
+    #[test]
+    fn parses_interleaved_table_and_judged_on() {
+        let text = format!(
+            "{ROW}target = 1.1\njudged_on = \"interleaved\"\n\n{ROW}\n\
+             [interleaved]\nbaseline = \"raw\"\ntargets = {{ facade = 1.1, store = 2 }}\n"
+        );
+        let config = parse_ratios(&text).unwrap();
+        assert_eq!(config.ratios.len(), 2);
+        assert!(config.ratios[0].judged_on_interleaved);
+        assert_eq!(config.ratios[0].goal, Goal::AtMost(1.1));
+        assert!(!config.ratios[1].judged_on_interleaved);
+        let interleaved = config.interleaved.unwrap();
+        assert_eq!(interleaved.baseline.as_deref(), Some("raw"));
+        assert_eq!(
+            interleaved.targets.into_iter().collect::<Vec<_>>(),
+            [("facade".to_owned(), 1.1), ("store".to_owned(), 2.0)]
+        );
+        // Every key is optional.
+        let bare = parse_ratios("[interleaved]\n").unwrap();
+        assert_eq!(bare.interleaved, Some(InterleavedConfig::default()));
+        assert_eq!(parse_ratios(ROW).unwrap().interleaved, None);
+    }
+
+    #[test]
+    fn rejects_bad_interleaved_settings() {
+        let bad = [
+            // judged_on: only "interleaved", only with a target and an [interleaved] table.
+            format!("{ROW}target = 1\njudged_on = \"interleaved\""),
+            format!("[interleaved]\n{ROW}judged_on = \"interleaved\""),
+            format!("[interleaved]\n{ROW}target = 1\njudged_on = \"criterion\""),
+            format!("[interleaved]\n{ROW}target = 1\njudged_on = true"),
+            // [interleaved]: a table of known keys, positive targets, none on the baseline.
+            "interleaved = 1".into(),
+            "[interleaved]\nbasline = \"raw\"".into(),
+            "[interleaved]\nbaseline = \"\"".into(),
+            "[interleaved]\ntargets = 1.1".into(),
+            "[interleaved]\ntargets = { facade = 0 }".into(),
+            "[interleaved]\ntargets = { facade = \"1.1\" }".into(),
+            "[interleaved]\nbaseline = \"raw\"\ntargets = { raw = 1.1 }".into(),
+        ];
+        for text in bad {
+            assert!(parse_ratios(&text).is_err(), "accepted: {text}");
+        }
+    }
+
+    /// What `benches/benches/redis_interleaved.rs` writes.
+    const INTERLEAVED_JSON: &str = "{\"reads_per_way\":28000,\"reads_per_turn\":200,\"rows\":[\n\
+        {\"name\":\"raw_redis_held_conn\",\"us_per_read\":60.0000,\"cpu_us_per_read\":30.0000},\n\
+        {\"name\":\"redis_store\",\"us_per_read\":61.2000,\"cpu_us_per_read\":30.5000},\n\
+        {\"name\":\"aurelis_facade\",\"us_per_read\":63.0000,\"cpu_us_per_read\":null}\n]}\n";
+
+    fn interleaved_row(name: &str, us: f64, cpu: Option<f64>) -> InterleavedRow {
+        InterleavedRow { name: name.into(), us_per_read: us, cpu_us_per_read: cpu }
+    }
+
+    #[test]
+    fn reads_redis_interleaved() {
+        let run = parse_interleaved(INTERLEAVED_JSON).unwrap();
+        assert_eq!(run.reads_per_way, 28_000);
+        assert_eq!(run.reads_per_turn, Some(200));
+        assert_eq!(
+            run.rows,
+            [
+                interleaved_row("raw_redis_held_conn", 60.0, Some(30.0)),
+                interleaved_row("redis_store", 61.2, Some(30.5)),
+                interleaved_row("aurelis_facade", 63.0, None),
+            ]
+        );
+        // `reads_per_turn` and `cpu_us_per_read` may be left out.
+        let minimal =
+            parse_interleaved(r#"{"reads_per_way":5,"rows":[{"name":"a","us_per_read":1}]}"#)
+                .unwrap();
+        assert_eq!(minimal.reads_per_turn, None);
+        assert_eq!(minimal.rows, [interleaved_row("a", 1.0, None)]);
+        for bad in [
+            r#"{"rows":[]}"#,
+            r#"{"reads_per_way":1.5,"rows":[]}"#,
+            r#"{"reads_per_way":-1,"rows":[]}"#,
+            r#"{"reads_per_way":1}"#,
+            r#"{"reads_per_way":1,"reads_per_turn":"200","rows":[]}"#,
+            r#"{"reads_per_way":1,"rows":[{"name":"a"}]}"#,
+            r#"{"reads_per_way":1,"rows":[{"name":"","us_per_read":1}]}"#,
+            r#"{"reads_per_way":1,"rows":[{"us_per_read":1}]}"#,
+            r#"{"reads_per_way":1,"rows":[{"name":"a","us_per_read":1,"cpu_us_per_read":"x"}]}"#,
+            "{",
+        ] {
+            assert!(parse_interleaved(bad).is_err(), "accepted: {bad}");
+        }
+    }
+
+    fn interleaved_config(baseline: Option<&str>, targets: &[(&str, f64)]) -> InterleavedConfig {
+        InterleavedConfig {
+            baseline: baseline.map(str::to_owned),
+            targets: targets.iter().map(|(w, t)| (w.to_string(), *t)).collect(),
+        }
+    }
+
+    #[test]
+    fn checks_interleaved_targets_against_the_baseline() {
+        let run = parse_interleaved(INTERLEAVED_JSON).unwrap();
+        let config = interleaved_config(Some("raw_redis_held_conn"), &[("aurelis_facade", 1.1)]);
+        let report = evaluate_interleaved(&config, Some(&run));
+        assert_eq!((report.reads_per_way, report.reads_per_turn), (Some(28_000), Some(200)));
+        let summary: Vec<_> =
+            report.ways.iter().map(|w| (w.name.as_str(), w.ratio, w.status)).collect();
+        assert_eq!(
+            summary,
+            [
+                ("raw_redis_held_conn", Some(1.0), Status::Baseline),
+                ("redis_store", Some(61.2 / 60.0), Status::Info),
+                ("aurelis_facade", Some(63.0 / 60.0), Status::Met),
+            ]
+        );
+        assert_eq!(report.ways[2].cpu_us_per_read, None);
+        assert_eq!(interleaved_cells(&report.ways[2]), ("1.05×".into(), "≤ 1.1×".into()));
+        assert_eq!(interleaved_cells(&report.ways[1]), ("1.02×".into(), "—".into()));
+
+        // Just over the target is missed; exactly on it is met.
+        let tight = interleaved_config(None, &[("aurelis_facade", 1.04)]);
+        let report = evaluate_interleaved(&tight, Some(&run));
+        assert_eq!(report.baseline.as_deref(), Some("raw_redis_held_conn"));
+        assert_eq!(report.ways[2].status, Status::Missed);
+        let exact = interleaved_config(None, &[("redis_store", 61.2 / 60.0)]);
+        assert_eq!(evaluate_interleaved(&exact, Some(&run)).ways[1].status, Status::Met);
+    }
+
+    #[test]
+    fn interleaved_ways_missing_from_the_run_are_not_measured() {
+        let run = parse_interleaved(INTERLEAVED_JSON).unwrap();
+        let config = interleaved_config(Some("raw_redis_held_conn"), &[("other_way", 1.1)]);
+        let report = evaluate_interleaved(&config, Some(&run));
+        let last = report.ways.last().unwrap();
+        assert_eq!(
+            (last.name.as_str(), last.status, last.target),
+            ("other_way", Status::NotMeasured, Some(1.1))
+        );
+
+        // A baseline absent from the file: nothing has a ratio.
+        let config = interleaved_config(Some("absent"), &[("aurelis_facade", 1.1)]);
+        let report = evaluate_interleaved(&config, Some(&run));
+        assert_eq!(report.ways.len(), 4);
+        assert_eq!(report.ways[0].name, "absent");
+        assert!(report.ways.iter().all(|w| w.ratio.is_none() && w.status == Status::NotMeasured));
+
+        // No file from this run.
+        let config = interleaved_config(Some("raw_redis_held_conn"), &[("aurelis_facade", 1.1)]);
+        let report = evaluate_interleaved(&config, None);
+        assert_eq!(report.reads_per_way, None);
+        let names: Vec<_> = report.ways.iter().map(|w| (w.name.as_str(), w.status)).collect();
+        assert_eq!(
+            names,
+            [("raw_redis_held_conn", Status::NotMeasured), ("aurelis_facade", Status::NotMeasured)]
+        );
+    }
+
+    #[test]
+    fn renders_the_interleaved_table_and_marks_the_rows_judged_on_it() {
+        let m = measured(&[("g/ours", 1_300.0), ("g/peer", 1_000.0)]);
+        let mut judged = row("g/ours", "g/peer", Goal::AtMost(1.1));
+        judged.judged_on_interleaved = true;
+        let rows = [evaluate(&judged, &m)];
+        assert_eq!(status_cell(&rows[0]), "missed here (judged on the interleaved table)");
+        let run = parse_interleaved(INTERLEAVED_JSON).unwrap();
+        let config = interleaved_config(Some("raw_redis_held_conn"), &[("aurelis_facade", 1.1)]);
+        let report = evaluate_interleaved(&config, Some(&run));
+        let text = render_measured(&rows, Some(&report), &m, None, &test_machine());
+        for expected in [
+            "| 1.300 | 1.000 | 1.30× | ≤ 1.1× | missed here (judged on the interleaved table) |",
+            "take turns every 200 reads, so that they share every drift.",
+            "### Redis hit, interleaved",
+            "The Redis hit target is judged on this table.",
+            "which take\nturns every 200 reads; 28000 reads per way.",
+            "ratio is way / `raw_redis_held_conn` (wall time).",
+            "| `raw_redis_held_conn` | 60.00 | 30.00 | 1.00× | — | baseline |",
+            "| `redis_store` | 61.20 | 30.50 | 1.02× | — | info |",
+            "| `aurelis_facade` | 63.00 | — | 1.05× | ≤ 1.1× | met |",
+        ] {
+            assert!(text.contains(expected), "no {expected:?} in:\n{text}");
+        }
+        assert!(!text.contains("**missed**"), "{text}");
+        // The interleaved table comes before the raw measurements.
+        assert!(text.find("### Redis hit").unwrap() < text.find("### Every measurement").unwrap());
+
+        let unmeasured = evaluate_interleaved(&config, None);
+        let text = render_measured(&rows, Some(&unmeasured), &m, None, &test_machine());
+        assert!(text.contains("Not measured (no `aurelis-bench/redis_interleaved.json`"), "{text}");
+        assert!(text.contains("take turns often, so that"), "{text}");
+        assert!(!text.contains("| `aurelis_facade` |"), "{text}");
     }
 }
