@@ -297,12 +297,21 @@ impl CacheConfig {
     /// enabled tier, a bad namespace...), and the stores' own build errors (an unopenable
     /// disk path, a bad Redis URL).
     pub async fn build(&self) -> Result<Cache> {
+        // Without any tier feature nothing below adds a layer (and `build` reports that).
+        #[cfg_attr(
+            not(any(feature = "moka", feature = "redis", feature = "sled")),
+            allow(unused_mut)
+        )]
         let mut builder = Cache::builder()
             .namespace(self.namespace.clone())
             .version(self.version.clone())
             .codec(self.codec)
             .max_value_bytes(self.max_value_bytes)
             .strict(self.strict);
+        #[cfg_attr(
+            not(any(feature = "moka", feature = "redis", feature = "sled")),
+            allow(unused_mut)
+        )]
         let mut layers = 0;
         #[cfg(feature = "moka")]
         if self.memory.enabled {
