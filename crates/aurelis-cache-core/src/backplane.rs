@@ -1,9 +1,12 @@
 //! The invalidation backplane: how processes sharing a tier keep their memory tiers coherent.
 //!
 //! A backplane carries [`Invalidation`]s, never values. Each process publishes what it
-//! invalidated; every other process drops the matching entries from its in-process tiers. A
-//! backplane that lost its connection reports [`BackplaneEvent::Reconnected`] once it is back,
-//! because messages may have been missed meanwhile: the cache then flushes its memory tiers.
+//! invalidated; every other process drops the matching entries from its unshared tiers
+//! (memory, disk). A backplane replays what a subscriber missed while disconnected and then
+//! reports [`BackplaneEvent::Resumed`]; when it cannot prove nothing was missed it reports
+//! [`BackplaneEvent::Reconnected`], and the cache marks its unshared tiers' entries as
+//! unproven. Non-key invalidations are also kept as [`Mark`]s, so a process started later
+//! honours them.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -60,8 +63,9 @@ impl Invalidation {
     }
 }
 
-/// One message on the backplane: an invalidation and the instance that made it (so an
-/// instance ignores its own messages).
+/// One message on the backplane: invalidations made together by one instance, the
+/// instance that made them (so an instance ignores its own messages) and when, by the
+/// sender's clock (entries created before `at_ms` are covered by its non-key invalidations).
 ///
 /// # Examples
 ///
@@ -70,6 +74,8 @@ impl Invalidation {
 /// let msg = InvalidationMessage::new("instance-a", Invalidation::Clear);
 /// let bytes = msg.to_bytes()?;
 /// assert_eq!(InvalidationMessage::from_bytes(&bytes)?, msg);
+/// let batch = InvalidationMessage::batch("a", vec![Invalidation::Key("k1".into()), Invalidation::Key("k2".into())]);
+/// assert_eq!(batch.invalidations.len(), 2);
 /// # Ok::<(), aurelis_cache_core::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,17 +83,34 @@ impl Invalidation {
 pub struct InvalidationMessage {
     /// The id of the cache instance that published it.
     pub origin: String,
+    /// When it was made, ms since the Unix epoch, by the sender's clock.
+    pub at_ms: u64,
     /// What was invalidated.
-    pub invalidation: Invalidation,
+    pub invalidations: Vec<Invalidation>,
 }
 
 impl InvalidationMessage {
-    /// A message from `origin`.
+    /// A message from `origin` with one invalidation, made now.
     pub fn new(origin: impl Into<String>, invalidation: Invalidation) -> Self {
-        InvalidationMessage { origin: origin.into(), invalidation }
+        Self::batch(origin, vec![invalidation])
     }
 
-    /// The wire form (JSON, so `redis-cli SUBSCRIBE` shows readable messages).
+    /// A message from `origin` with several invalidations, made now.
+    pub fn batch(origin: impl Into<String>, invalidations: Vec<Invalidation>) -> Self {
+        InvalidationMessage {
+            origin: origin.into(),
+            at_ms: crate::envelope::now_ms(),
+            invalidations,
+        }
+    }
+
+    /// Sets when the invalidations were made.
+    pub fn at(mut self, at_ms: u64) -> Self {
+        self.at_ms = at_ms;
+        self
+    }
+
+    /// The wire form (JSON, so `redis-cli` shows readable messages).
     ///
     /// # Errors
     ///
@@ -108,14 +131,46 @@ impl InvalidationMessage {
     }
 }
 
+/// A durable invalidation mark: every entry created before `at_ms` that the invalidation
+/// matches is stale. Category, model, tag, pattern and clear invalidations are kept as marks,
+/// so they cost O(1) however many entries they cover, and a process started later honours them.
+///
+/// # Examples
+///
+/// ```
+/// use aurelis_cache_core::{Invalidation, Mark};
+/// let mark = Mark::new(Invalidation::Tag("user:1".into()), 1_000);
+/// assert_eq!(mark.at_ms, 1_000);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Mark {
+    /// What the mark covers (never [`Invalidation::Key`]).
+    pub invalidation: Invalidation,
+    /// Entries created before this time (ms since the Unix epoch) are stale.
+    pub at_ms: u64,
+}
+
+impl Mark {
+    /// A mark of `invalidation` at `at_ms`.
+    pub fn new(invalidation: Invalidation, at_ms: u64) -> Self {
+        Mark { invalidation, at_ms }
+    }
+}
+
 /// What a backplane reports to the cache.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BackplaneEvent {
     /// Another instance invalidated something.
     Invalidate(InvalidationMessage),
-    /// The subscription was lost and is back; messages may have been missed.
+    /// The subscription is (again) live and messages may have been missed meanwhile (a first
+    /// connection made late, or a gap the backplane cannot replay): the cache must treat
+    /// whatever its unshared tiers hold as unproven (it sets a clear mark for them).
     Reconnected,
+    /// The subscription is live again and every message published meanwhile was (or is being)
+    /// delivered: nothing was missed.
+    Resumed,
     /// The subscription was lost (the backplane keeps trying to reconnect).
     Disconnected,
 }
@@ -149,10 +204,44 @@ pub trait Backplane: Debug + Send + Sync + 'static {
     async fn publish(&self, msg: &InvalidationMessage) -> Result<()>;
 
     /// Starts delivering events to `handler`, in the background, until the backplane is
-    /// dropped. Reconnects by itself and reports [`BackplaneEvent::Reconnected`] when it does.
+    /// dropped. It must not fail because the server is unreachable: it keeps trying in the
+    /// background, reports [`BackplaneEvent::Disconnected`] while it cannot, and
+    /// [`BackplaneEvent::Resumed`] or [`BackplaneEvent::Reconnected`] once it is back.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Backend`](crate::ErrorKind::Backend) when the first subscription fails.
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) or
+    /// [`ErrorKind::Usage`](crate::ErrorKind::Usage) for a subscription that can never work.
     async fn subscribe(&self, handler: BackplaneHandler) -> Result<()>;
+
+    /// Keeps `marks` where every instance (also one started later) can load them; a mark
+    /// already kept with a later `at_ms` is left as it is. The default keeps nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Backend`](crate::ErrorKind::Backend) when they could not be kept (the
+    /// cache retries).
+    async fn store_marks(&self, marks: &[Mark]) -> Result<()> {
+        let _ = marks;
+        Ok(())
+    }
+
+    /// Every mark kept by [`Backplane::store_marks`] and not pruned.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Backend`](crate::ErrorKind::Backend) when they could not be read.
+    async fn load_marks(&self) -> Result<Vec<Mark>> {
+        Ok(Vec::new())
+    }
+
+    /// Forgets marks made before `before_ms` (no entry that old can still be alive).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Backend`](crate::ErrorKind::Backend) when the backend fails.
+    async fn prune_marks(&self, before_ms: u64) -> Result<()> {
+        let _ = before_ms;
+        Ok(())
+    }
 }

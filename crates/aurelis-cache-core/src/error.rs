@@ -37,6 +37,9 @@ pub enum ErrorKind {
     Unavailable,
     /// Something was used in a way its contract does not allow (closed store, missing init).
     Usage,
+    /// The backend answered but refused this one operation (a key of the wrong type, out of
+    /// memory, a read-only replica): the tier itself is up.
+    Rejected,
 }
 
 impl ErrorKind {
@@ -58,6 +61,7 @@ impl ErrorKind {
             ErrorKind::Loader => "loader",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Usage => "usage",
+            ErrorKind::Rejected => "rejected",
         }
     }
 }
@@ -144,6 +148,23 @@ impl Error {
     /// ```
     pub fn kind(&self) -> ErrorKind {
         self.kind
+    }
+
+    /// Whether the error says the tier is unreachable or too slow (a backend transport
+    /// failure, a time-out, a tier switched off), as opposed to a problem with this one
+    /// operation (a value too large, a key of the wrong type, a codec error). Only transport
+    /// failures count towards a circuit breaker.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aurelis_cache_core::{Error, ErrorKind};
+    /// assert!(Error::new(ErrorKind::Timeout, "slow").is_transport());
+    /// assert!(!Error::new(ErrorKind::Rejected, "WRONGTYPE").is_transport());
+    /// assert!(!Error::new(ErrorKind::ValueTooLarge, "big").is_transport());
+    /// ```
+    pub fn is_transport(&self) -> bool {
+        matches!(self.kind, ErrorKind::Backend | ErrorKind::Timeout | ErrorKind::Unavailable)
     }
 
     /// The message, without kind, tier or source.

@@ -3,10 +3,13 @@
 //! * `namespace`, `version` and `category` are plain tokens: non-empty, at most
 //!   [`MAX_PART_LEN`] bytes, no `:`, no white space or control characters, and none of the glob
 //!   characters `* ? [ ] \` (so a category can always be matched by a prefix or a pattern).
+//!   Categories starting with `@` are reserved for the cache's own keys: model answers live
+//!   under `@model`, so no user category can overlap them.
 //! * `identifier` may hold any character but control characters. A `:` or `%` inside it is
 //!   percent-escaped (`%3A`, `%25`) so that two different (category, identifier, params) triples
 //!   can never produce the same key.
-//! * `params` are canonicalised (maps sorted by key, through `serde_json::Value`) and hashed
+//! * `params` are canonicalised (maps sorted by key at every depth, by this crate itself, so
+//!   the key does not depend on serde_json's `preserve_order` feature) and hashed
 //!   with blake3; the key holds the first 128 bits of that hash as 32 lowercase hex digits.
 //! * A whole key is at most [`MAX_KEY_LEN`] bytes. Longer identifiers (a whole prompt, a URL
 //!   with a long query) should be hashed first, as [`KeyBuilder::build_model_key`] does.
@@ -22,6 +25,8 @@ use crate::error::{Error, Result};
 pub const MAX_KEY_LEN: usize = 1024;
 /// The longest namespace, version or category accepted, in bytes.
 pub const MAX_PART_LEN: usize = 128;
+/// The reserved category of [`KeyBuilder::build_model_key`] keys.
+pub const MODEL_CATEGORY: &str = "@model";
 /// Hex digits of the parameter and prompt hashes in a key (128 bits).
 pub const HASH_HEX_LEN: usize = 32;
 
@@ -189,9 +194,20 @@ impl Params {
     /// assert_eq!(p.canonical_json(), r#"{"a":1,"b":2}"#);
     /// ```
     pub fn canonical_json(&self) -> String {
-        // serde_json's `Map` is a BTreeMap (no `preserve_order` feature), so nested maps are
-        // sorted as well; the outer map is our own BTreeMap.
-        serde_json::to_string(&self.0).unwrap_or_default()
+        // Sorted here at every depth: serde_json's `Map` keeps insertion order when another
+        // crate of the build enables its `preserve_order` feature.
+        let mut out = String::with_capacity(64);
+        out.push('{');
+        for (i, (name, value)) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_json_string(&mut out, name);
+            out.push(':');
+            push_canonical(&mut out, value);
+        }
+        out.push('}');
+        out
     }
 
     /// The first 128 bits of the blake3 hash of [`Params::canonical_json`], in hex.
@@ -240,7 +256,7 @@ pub fn hash_hex(bytes: &[u8]) -> String {
 /// assert!(key.as_str().starts_with("myapp:v2:search:query123:"));
 ///
 /// let model = keys.build_model_key("gpt-4o", "Hello!", &Params::new().with("temperature", 0.0))?;
-/// assert!(model.as_str().starts_with("myapp:v2:model:gpt-4o:"));
+/// assert!(model.as_str().starts_with("myapp:v2:@model:gpt-4o:"));
 /// # Ok::<(), aurelis_cache_core::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -340,7 +356,7 @@ impl KeyBuilder {
         identifier: &str,
         params: Option<&Params>,
     ) -> Result<Key> {
-        validate_token("category", category)?;
+        validate_category(category)?;
         validate_identifier(identifier)?;
         let mut key = String::with_capacity(
             self.prefix.len() + category.len() + identifier.len() + 2 + HASH_HEX_LEN,
@@ -356,7 +372,7 @@ impl KeyBuilder {
         check_len(key)
     }
 
-    /// Builds the key of a model request: `namespace:version:model:<model>:<hash>`, where the
+    /// Builds the key of a model request: `namespace:version:@model:<model>:<hash>`, where the
     /// hash covers the prompt and every parameter (128-bit blake3 of both, so a prompt of any
     /// length gives a short key).
     ///
@@ -395,7 +411,7 @@ impl KeyBuilder {
     ///
     /// ```
     /// let keys = aurelis_cache_core::KeyBuilder::default();
-    /// assert_eq!(keys.model_prefix("gpt-4o")?, "aurelis:v1:model:gpt-4o:");
+    /// assert_eq!(keys.model_prefix("gpt-4o")?, "aurelis:v1:@model:gpt-4o:");
     /// # Ok::<(), aurelis_cache_core::Error>(())
     /// ```
     ///
@@ -408,7 +424,8 @@ impl KeyBuilder {
             .map_err(|e| Error::invalid_key(format!("model: {}", e.message())))?;
         let mut key = String::with_capacity(self.prefix.len() + 7 + model.len() + 1);
         key.push_str(&self.prefix);
-        key.push_str("model:");
+        key.push_str(MODEL_CATEGORY);
+        key.push(':');
         push_escaped(&mut key, model);
         key.push(':');
         Ok(key)
@@ -429,7 +446,7 @@ impl KeyBuilder {
     /// [`ErrorKind::InvalidKey`](crate::ErrorKind::InvalidKey) when the category is not a
     /// valid token.
     pub fn category_prefix(&self, category: &str) -> Result<String> {
-        validate_token("category", category)?;
+        validate_category(category)?;
         Ok(format!("{}{category}:", self.prefix))
     }
 }
@@ -464,6 +481,31 @@ fn validate_token(what: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+fn validate_category(category: &str) -> Result<()> {
+    validate_token("category", category)?;
+    if category.starts_with('@') {
+        return Err(Error::invalid_key(format!(
+            "category {category:?} starts with `@`, which is reserved for the cache's own keys"
+        )));
+    }
+    Ok(())
+}
+
+/// The category part of a key built by a [`KeyBuilder`] with `prefix` (`None` when `key` is
+/// not under the prefix).
+///
+/// # Examples
+///
+/// ```
+/// use aurelis_cache_core::key::category_of;
+/// assert_eq!(category_of("aurelis:v1:", "aurelis:v1:user:42"), Some("user"));
+/// assert_eq!(category_of("aurelis:v1:", "other:v1:user:42"), None);
+/// ```
+pub fn category_of<'a>(prefix: &str, key: &'a str) -> Option<&'a str> {
+    let rest = key.strip_prefix(prefix)?;
+    rest.split(':').next().filter(|c| !c.is_empty())
+}
+
 fn validate_identifier(value: &str) -> Result<()> {
     if value.is_empty() {
         return Err(Error::invalid_key("identifier is empty"));
@@ -478,6 +520,42 @@ fn validate_identifier(value: &str) -> Result<()> {
         return Err(Error::invalid_key(format!("identifier holds the control character {c:?}")));
     }
     Ok(())
+}
+
+/// Writes `value` as JSON with object keys sorted at every depth.
+fn push_canonical(out: &mut String, value: &serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<(&String, &serde_json::Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (name, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_json_string(out, name);
+                out.push(':');
+                push_canonical(out, value);
+            }
+            out.push('}');
+        }
+        serde_json::Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_canonical(out, item);
+            }
+            out.push(']');
+        }
+        // Scalars have one JSON form.
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+fn push_json_string(out: &mut String, s: &str) {
+    out.push_str(&serde_json::Value::String(s.to_owned()).to_string());
 }
 
 fn push_escaped(out: &mut String, identifier: &str) {
@@ -498,6 +576,45 @@ fn push_escaped(out: &mut String, identifier: &str) {
 mod tests {
     use super::*;
     use crate::ErrorKind;
+
+    #[test]
+    fn nested_maps_hash_the_same_in_any_insertion_order() {
+        let mut a = serde_json::Map::new();
+        a.insert("z".into(), 1.into());
+        a.insert("a".into(), serde_json::json!({"y": [1, {"d": 1, "c": 2}], "b": "x"}));
+        let mut b = serde_json::Map::new();
+        b.insert("a".into(), serde_json::json!({"b": "x", "y": [1, {"c": 2, "d": 1}]}));
+        b.insert("z".into(), 1.into());
+        let pa = Params::new().with("p", serde_json::Value::Object(a));
+        let pb = Params::new().with("p", serde_json::Value::Object(b));
+        assert_eq!(pa.canonical_json(), r#"{"p":{"a":{"b":"x","y":[1,{"c":2,"d":1}]},"z":1}}"#);
+        assert_eq!(pa.canonical_json(), pb.canonical_json());
+        assert_eq!(pa.hash_hex(), pb.hash_hex());
+    }
+
+    #[test]
+    fn golden_keys() {
+        // A change of these is a change of the key scheme: every cache goes cold.
+        let keys = KeyBuilder::default();
+        let p = Params::new().with("page", 1).with("filter", serde_json::json!({"b": 2, "a": 1}));
+        assert_eq!(
+            keys.build_key("search", "q:1", Some(&p)).unwrap().as_str(),
+            format!("aurelis:v1:search:q%3A1:{}", hash_hex(br#"{"filter":{"a":1,"b":2},"page":1}"#))
+        );
+        let model = keys.build_model_key("gpt-4o", "Hi", &Params::new()).unwrap();
+        assert!(model.as_str().starts_with("aurelis:v1:@model:gpt-4o:"));
+    }
+
+    #[test]
+    fn reserved_categories_are_refused() {
+        let keys = KeyBuilder::default();
+        let err = keys.build_key("@model", "x", None).unwrap_err();
+        assert!(err.message().contains("reserved"), "{err}");
+        assert!(keys.category_prefix("@x").is_err());
+        // `model` is an ordinary category and cannot overlap model keys.
+        let user = keys.build_key("model", "gpt-4o", None).unwrap();
+        assert!(!user.as_str().starts_with(&keys.model_prefix("gpt-4o").unwrap()));
+    }
 
     #[test]
     fn default_format() {

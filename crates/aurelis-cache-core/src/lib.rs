@@ -13,7 +13,7 @@ pub mod store;
 pub mod testkit;
 
 pub use backplane::{
-    Backplane, BackplaneEvent, BackplaneHandler, Invalidation, InvalidationMessage,
+    Backplane, BackplaneEvent, BackplaneHandler, Invalidation, InvalidationMessage, Mark,
 };
 pub use bytes::Bytes;
 pub use codec::Codec;
@@ -23,4 +23,4 @@ pub use key::{Key, KeyBuilder, Params};
 pub use stats::{
     CacheStats, LatencySummary, Op, OverallReport, StatsReport, TierReport, TierStats,
 };
-pub use store::{glob_match, Capabilities, Store, StoreCounters};
+pub use store::{glob_match, Capabilities, ScanPage, Store, StoreCounters};

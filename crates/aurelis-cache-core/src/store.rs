@@ -30,6 +30,11 @@ pub struct Capabilities {
     pub ordered_scan: bool,
     /// The store lives in this process's memory.
     pub in_process: bool,
+    /// [`Store::set_if_absent`] is atomic (set-if-absent), so a guarded write cannot replace
+    /// an entry written meanwhile.
+    pub conditional_write: bool,
+    /// [`Store::scan_prefix`] lists keys page by page.
+    pub scan: bool,
 }
 
 impl Capabilities {
@@ -48,6 +53,8 @@ impl Capabilities {
             native_ttl: false,
             ordered_scan: false,
             in_process: false,
+            conditional_write: false,
+            scan: false,
         }
     }
 
@@ -99,6 +106,31 @@ impl Capabilities {
         self
     }
 
+    /// Sets [`Capabilities::conditional_write`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let caps = aurelis_cache_core::Capabilities::none().with_conditional_write(true);
+    /// assert!(caps.conditional_write && !caps.scan);
+    /// ```
+    pub const fn with_conditional_write(mut self, yes: bool) -> Self {
+        self.conditional_write = yes;
+        self
+    }
+
+    /// Sets [`Capabilities::scan`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(aurelis_cache_core::Capabilities::none().with_scan(true).scan);
+    /// ```
+    pub const fn with_scan(mut self, yes: bool) -> Self {
+        self.scan = yes;
+        self
+    }
+
     /// Sets [`Capabilities::in_process`].
     ///
     /// # Examples
@@ -140,6 +172,36 @@ impl StoreCounters {
     /// ```
     pub const fn new(evictions: u64, expirations: u64) -> Self {
         StoreCounters { evictions, expirations }
+    }
+}
+
+/// One page of keys from [`Store::scan_prefix`].
+///
+/// # Examples
+///
+/// ```
+/// let page = aurelis_cache_core::ScanPage::new(vec!["a:1".into()], None);
+/// assert!(page.is_last());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ScanPage {
+    /// Keys of this page (live entries; a store that expires lazily may include a few expired
+    /// ones). Order is the store's: sorted for ordered stores, arbitrary for Redis.
+    pub keys: Vec<String>,
+    /// The cursor of the next page, `None` after the last page.
+    pub next: Option<String>,
+}
+
+impl ScanPage {
+    /// A page of `keys`, followed by the page at `next` if any.
+    pub fn new(keys: Vec<String>, next: Option<String>) -> Self {
+        ScanPage { keys, next }
+    }
+
+    /// Whether this is the last page.
+    pub fn is_last(&self) -> bool {
+        self.next.is_none()
     }
 }
 
@@ -191,6 +253,56 @@ pub trait Store: Debug + Send + Sync + 'static {
     /// [`ErrorKind::ValueTooLarge`](crate::ErrorKind::ValueTooLarge) when the store cannot
     /// hold a value that big.
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()>;
+
+    /// Stores `value` under `key` only when no live entry is there; `true` when it was
+    /// written. Stores whose [`Capabilities::conditional_write`] is set do this atomically
+    /// (moka's entry API, sled's compare-and-swap, Redis `SET NX PX`); the cache uses it to
+    /// copy a lower-tier hit upwards without replacing a value written meanwhile.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::set`]; [`ErrorKind::Usage`](crate::ErrorKind::Usage) from the default
+    /// implementation, for stores that cannot write conditionally.
+    async fn set_if_absent(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
+        let _ = (key, value, ttl);
+        Err(crate::Error::new(
+            crate::ErrorKind::Usage,
+            format!("store `{}` has no conditional write", self.name()),
+        ))
+    }
+
+    /// Lists keys starting with `prefix`, at most about `limit` per page, from `cursor`
+    /// (`None` for the first page; then the previous page's [`ScanPage::next`]). Keys written
+    /// or deleted during a scan may or may not be listed; every key present for the whole scan
+    /// is listed at least once.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Backend`](crate::ErrorKind::Backend) when the backend fails;
+    /// [`ErrorKind::Usage`](crate::ErrorKind::Usage) from the default implementation, for
+    /// stores that cannot list keys ([`Capabilities::scan`] unset).
+    async fn scan_prefix(
+        &self,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<ScanPage> {
+        let _ = (prefix, cursor, limit);
+        Err(crate::Error::new(
+            crate::ErrorKind::Usage,
+            format!("store `{}` cannot list keys", self.name()),
+        ))
+    }
+
+    /// Makes every write that returned so far durable (sled: flushed to disk). A no-op for
+    /// stores that are durable per write or not durable at all.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Backend`](crate::ErrorKind::Backend) when the backend fails.
+    async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// Removes `key`; `true` when something was removed.
     ///

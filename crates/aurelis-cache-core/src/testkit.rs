@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::store::{Capabilities, Store, StoreCounters};
+use crate::store::{Capabilities, ScanPage, Store, StoreCounters};
 
 /// A store under test, with whatever must live as long as it (a temp dir, a server).
 ///
@@ -73,7 +73,8 @@ macro_rules! conformance_tests {
             delete_prefix_removes_only_prefix, delete_pattern_matches_globs,
             clear_removes_everything, len_counts_entries, size_bytes_grows,
             binary_and_empty_values, large_values, unusual_keys,
-            concurrent_writers_one_key, concurrent_readers, name_is_set);
+            concurrent_writers_one_key, concurrent_readers, name_is_set,
+            set_if_absent_only_when_absent, scan_prefix_lists_every_key, flush_keeps_entries);
     };
     (@cases $fixture:path; $($case:ident),* $(,)?) => {
         $(
@@ -316,6 +317,84 @@ pub async fn name_is_set(store: &dyn Store) {
     assert!(!store.name().is_empty());
 }
 
+/// With [`Capabilities::conditional_write`], `set_if_absent` writes only where no live entry
+/// is (an expired one counts as absent) and never replaces one; without it, it is refused with
+/// [`ErrorKind::Usage`] and writes nothing.
+pub async fn set_if_absent_only_when_absent(store: &dyn Store) {
+    if !store.capabilities().conditional_write {
+        let err = store.set_if_absent("sia:k", b("v"), None).await.expect_err("no capability");
+        assert_eq!(err.kind(), ErrorKind::Usage);
+        assert_eq!(store.get("sia:k").await.expect("get"), None);
+        return;
+    }
+    assert!(store.set_if_absent("sia:k", b("first"), None).await.expect("set_if_absent"));
+    assert!(!store.set_if_absent("sia:k", b("second"), None).await.expect("set_if_absent"));
+    assert_eq!(store.get("sia:k").await.expect("get"), Some(b("first")));
+    store.delete("sia:k").await.expect("delete");
+    assert!(store.set_if_absent("sia:k", b("third"), None).await.expect("set_if_absent"));
+    assert_eq!(store.get("sia:k").await.expect("get"), Some(b("third")));
+    // An expired entry is absent.
+    store.set("sia:old", b("old"), Some(Duration::from_millis(50))).await.expect("set");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.get("sia:old").await.expect("get").is_some() {
+        assert!(std::time::Instant::now() < deadline, "entry never expired");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(store.set_if_absent("sia:old", b("new"), None).await.expect("set_if_absent"));
+    assert_eq!(store.get("sia:old").await.expect("get"), Some(b("new")));
+    // Concurrent writers: exactly one wins.
+    let wins = futures::future::join_all(
+        (0..8).map(|i| store.set_if_absent("sia:race", Bytes::from(vec![i as u8]), None)),
+    )
+    .await
+    .into_iter()
+    .filter(|r| *r.as_ref().expect("set_if_absent"))
+    .count();
+    assert_eq!(wins, 1, "exactly one concurrent set_if_absent must win");
+}
+
+/// With [`Capabilities::scan`], `scan_prefix` pages through every key under a prefix and no
+/// other; without it, it is refused with [`ErrorKind::Usage`].
+pub async fn scan_prefix_lists_every_key(store: &dyn Store) {
+    if !store.capabilities().scan {
+        let err = store.scan_prefix("scan:", None, 10).await.expect_err("no capability");
+        assert_eq!(err.kind(), ErrorKind::Usage);
+        return;
+    }
+    for i in 0..57 {
+        store.set(&format!("scan:in:{i:03}"), b("v"), None).await.expect("set");
+    }
+    store.set("scan:out:1", b("v"), None).await.expect("set");
+    store.set("scan:i", b("v"), None).await.expect("set");
+    let mut seen = std::collections::BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page: ScanPage =
+            store.scan_prefix("scan:in:", cursor.as_deref(), 10).await.expect("scan_prefix");
+        for key in page.keys {
+            assert!(key.starts_with("scan:in:"), "{key} is outside the prefix");
+            seen.insert(key);
+        }
+        pages += 1;
+        assert!(pages < 1000, "scan never ends");
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 57, "every key under the prefix is listed");
+    let empty = store.scan_prefix("scan:none:", None, 10).await.expect("scan_prefix");
+    assert!(empty.keys.is_empty());
+}
+
+/// `flush` succeeds and keeps what was written.
+pub async fn flush_keeps_entries(store: &dyn Store) {
+    store.set("flush:k", b("v"), None).await.expect("set");
+    store.flush().await.expect("flush");
+    assert_eq!(store.get("flush:k").await.expect("get"), Some(b("v")));
+}
+
 /// How a [`FaultyStore`] damages the values it reads.
 ///
 /// # Examples
@@ -526,6 +605,27 @@ impl Store for FaultyStore {
         self.inner.set_many(entries, ttl).await
     }
 
+    async fn set_if_absent(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
+        self.control.sets.fetch_add(1, SeqCst);
+        self.before(true).await?;
+        self.inner.set_if_absent(key, value, ttl).await
+    }
+
+    async fn scan_prefix(
+        &self,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<ScanPage> {
+        self.before(false).await?;
+        self.inner.scan_prefix(prefix, cursor, limit).await
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.before(true).await?;
+        self.inner.flush().await
+    }
+
     async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
         self.control.deletes.fetch_add(1, SeqCst);
         self.before(true).await?;
@@ -603,7 +703,51 @@ impl Store for MemoryMapStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::none().with_in_process(true).with_ordered_scan(true)
+        Capabilities::none()
+            .with_in_process(true)
+            .with_ordered_scan(true)
+            .with_conditional_write(true)
+            .with_scan(true)
+    }
+
+    async fn set_if_absent(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
+        let mut map = self.lock();
+        if map.get(key).is_some_and(Self::live) {
+            return Ok(false);
+        }
+        let at = ttl.map(|t| std::time::Instant::now() + t);
+        map.insert(key.to_owned(), (value, at));
+        Ok(true)
+    }
+
+    async fn scan_prefix(
+        &self,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<ScanPage> {
+        use std::ops::Bound;
+        let map = self.lock();
+        let start = match cursor {
+            Some(c) => Bound::Excluded(c.to_owned()),
+            None => Bound::Included(prefix.to_owned()),
+        };
+        let mut keys = Vec::new();
+        let mut more = false;
+        for (k, e) in map.range((start, Bound::Unbounded)) {
+            if !k.starts_with(prefix) {
+                break;
+            }
+            if keys.len() >= limit.max(1) {
+                more = true;
+                break;
+            }
+            if Self::live(e) {
+                keys.push(k.clone());
+            }
+        }
+        let next = if more { keys.last().cloned() } else { None };
+        Ok(ScanPage::new(keys, next))
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {

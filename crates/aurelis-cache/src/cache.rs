@@ -1327,11 +1327,13 @@ impl Cache {
                 if msg.origin == self.inner.instance_id {
                     return;
                 }
-                tracing::debug!(origin = %msg.origin, invalidation = ?msg.invalidation, "remote invalidation");
-                // Shared tiers (Redis) were already invalidated by the sender; this process's
-                // own tiers (memory, disk) were not.
-                if let Err(e) = self.apply_invalidation(&msg.invalidation, Scope::Local).await {
-                    tracing::warn!(error = %e, "could not apply a remote invalidation");
+                for invalidation in &msg.invalidations {
+                    tracing::debug!(origin = %msg.origin, ?invalidation, "remote invalidation");
+                    // Shared tiers (Redis) were already invalidated by the sender; this
+                    // process's own tiers (memory, disk) were not.
+                    if let Err(e) = self.apply_invalidation(invalidation, Scope::Local).await {
+                        tracing::warn!(error = %e, "could not apply a remote invalidation");
+                    }
                 }
             }
             BackplaneEvent::Reconnected => {
