@@ -6,7 +6,7 @@
 //! |---|---|
 //! | 2 | magic `0xA7 0xCA` |
 //! | 1 | format version ([`FORMAT_VERSION`]) |
-//! | 1 | flags: bits 0-2 codec, bits 3-5 compression, bits 6-7 zero |
+//! | 1 | flags: bits 0-2 codec, bits 3-5 compression ([`Compression`]), bits 6-7 zero |
 //! | 8 | created-at, ms since the Unix epoch |
 //! | 8 | expires-at, ms since the Unix epoch, 0 = never |
 //! | 8 | stale-until, ms since the Unix epoch, 0 = none |
@@ -17,6 +17,11 @@
 //! Decoding never panics: an unknown version, bad lengths, bad UTF-8 or a checksum mismatch
 //! is an [`ErrorKind::Codec`](crate::ErrorKind::Codec) error, which the cache treats as a miss
 //! and counts as `corrupt`. Times are wall-clock so that processes sharing a tier agree on them.
+//!
+//! A compressed payload (see [`compression`](crate::compression) for the layout of each
+//! algorithm) is decompressed by [`Envelope::value`] and [`Envelope::value_bounded`]: every
+//! build reads every compression, whatever it writes. The checksum covers the payload as
+//! stored (compressed).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -24,6 +29,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::codec::Codec;
+use crate::compression::{self, DEFAULT_MAX_DECOMPRESSED_BYTES};
 use crate::error::{Error, Result};
 
 /// The envelope format this version writes and reads.
@@ -37,13 +43,16 @@ const MAGIC: [u8; 2] = [0xA7, 0xCA];
 const HEADER_LEN: usize = 2 + 1 + 1 + 8 + 8 + 8 + 2;
 const CHECKSUM_LEN: usize = 8;
 
-/// How a payload is compressed. Core only writes [`Compression::None`]; the compression crate
-/// writes and reads the others. An entry whose compression this build cannot undo is a miss.
+/// How a payload is compressed; stored in bits 3-5 of the envelope's flags. Core writes
+/// [`Compression::None`] and reads every variant (see [`compression`](crate::compression) for
+/// the payload layouts); the `aurelis-cache-compress` layer writes the others.
 ///
 /// # Examples
 ///
 /// ```
-/// assert_eq!(aurelis_cache_core::Compression::default(), aurelis_cache_core::Compression::None);
+/// use aurelis_cache_core::Compression;
+/// assert_eq!(Compression::default(), Compression::None);
+/// assert_eq!(Compression::ZstdDictionary.as_str(), "zstd-dictionary");
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -55,14 +64,27 @@ pub enum Compression {
     Zstd,
     /// lz4 block with its size prepended.
     Lz4,
+    /// zstd frame compressed with a registered dictionary, whose id is prepended.
+    ZstdDictionary,
 }
 
 impl Compression {
+    /// A short, stable, lowercase name for logs and stats.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Zstd => "zstd",
+            Compression::Lz4 => "lz4",
+            Compression::ZstdDictionary => "zstd-dictionary",
+        }
+    }
+
     fn id(self) -> u8 {
         match self {
             Compression::None => 0,
             Compression::Zstd => 1,
             Compression::Lz4 => 2,
+            Compression::ZstdDictionary => 3,
         }
     }
 
@@ -71,6 +93,7 @@ impl Compression {
             0 => Some(Compression::None),
             1 => Some(Compression::Zstd),
             2 => Some(Compression::Lz4),
+            3 => Some(Compression::ZstdDictionary),
             _ => None,
         }
     }
@@ -205,7 +228,10 @@ impl Envelope {
         }
     }
 
-    /// Decodes the payload into a `T` with the codec it was written with.
+    /// Decompresses the payload if needed and decodes it into a `T` with the codec it was
+    /// written with; decompression is bounded by
+    /// [`DEFAULT_MAX_DECOMPRESSED_BYTES`](crate::compression::DEFAULT_MAX_DECOMPRESSED_BYTES)
+    /// (use [`Envelope::value_bounded`] to name the cache's own maximum).
     ///
     /// # Examples
     ///
@@ -218,16 +244,79 @@ impl Envelope {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Codec`](crate::ErrorKind::Codec) when the payload is compressed (the
-    /// caller must decompress first) or is not a valid `T`.
+    /// [`ErrorKind::Codec`](crate::ErrorKind::Codec) when the payload does not decompress
+    /// (see [`Envelope::value_bounded`]) or is not a valid `T`.
     pub fn value<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
-        if self.compression != Compression::None {
-            return Err(Error::codec(format!(
-                "payload is compressed with {:?}; decompress it before decoding",
-                self.compression
-            )));
+        self.value_bounded(DEFAULT_MAX_DECOMPRESSED_BYTES)
+    }
+
+    /// As [`Envelope::value`], with decompression bounded by `max_bytes` (the cache's maximum
+    /// value size): a payload that would decompress to more is an error, not an allocation.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aurelis_cache_core::{Codec, Compression, Envelope, ErrorKind};
+    ///
+    /// let text = "many similar words ".repeat(100);
+    /// let plain = Codec::Postcard.encode(&text)?;
+    /// let mut env = Envelope::new(Codec::Postcard, lz4_flex::compress_prepend_size(&plain).into());
+    /// env.compression = Compression::Lz4;
+    /// assert!(env.payload.len() < plain.len());
+    /// assert_eq!(env.value_bounded::<String>(1 << 20)?, text);
+    /// assert_eq!(env.value_bounded::<String>(100).unwrap_err().kind(), ErrorKind::Codec);
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Codec`](crate::ErrorKind::Codec) when the payload is a corrupt frame,
+    /// decompresses to more than `max_bytes`, needs a zstd dictionary this process has not
+    /// registered, or is not a valid `T`.
+    pub fn value_bounded<T: serde::de::DeserializeOwned>(&self, max_bytes: usize) -> Result<T> {
+        if self.compression == Compression::None {
+            return self.codec.decode(&self.payload);
         }
-        self.codec.decode(&self.payload)
+        self.codec.decode(&self.decompressed_payload(max_bytes)?)
+    }
+
+    /// The payload decompressed (a cheap clone when it is not compressed), at most
+    /// `max_bytes` long.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aurelis_cache_core::{Codec, Compression, Envelope};
+    /// let mut env = Envelope::new(Codec::Json, zstd::bulk::compress(b"[1,2,3]", 3)?.into());
+    /// env.compression = Compression::Zstd;
+    /// assert_eq!(env.decompressed_payload(1024)?, &b"[1,2,3]"[..]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`compression::decompress`](crate::compression::decompress).
+    pub fn decompressed_payload(&self, max_bytes: usize) -> Result<Bytes> {
+        compression::decompress(self.compression, &self.payload, max_bytes)
+    }
+
+    /// The id of the zstd dictionary the payload needs, when it is
+    /// [`Compression::ZstdDictionary`] (and long enough to hold one).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aurelis_cache_core::{Codec, Compression, Envelope};
+    /// let mut env = Envelope::new(Codec::Json, vec![9, 0, 0, 0, 1].into());
+    /// assert_eq!(env.dictionary_id(), None);
+    /// env.compression = Compression::ZstdDictionary;
+    /// assert_eq!(env.dictionary_id(), Some(9));
+    /// ```
+    pub fn dictionary_id(&self) -> Option<u32> {
+        if self.compression != Compression::ZstdDictionary {
+            return None;
+        }
+        compression::split_dictionary_id(&self.payload).ok().map(|(id, _)| id)
     }
 
     /// The encoded size of this envelope in bytes.

@@ -4,6 +4,7 @@
 
 pub mod backplane;
 pub mod codec;
+pub mod compression;
 pub mod envelope;
 pub mod error;
 pub mod key;
