@@ -49,8 +49,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "after tag invalidation: {:?}",
         cache.get::<User>("user_data", "user123", None).await?
     );
-    let removed = cache.invalidate_category("search_results").await?;
-    println!("search_results entries removed across tiers: {removed}");
+    cache.invalidate_category("search_results").await?;
+    println!(
+        "search_results after invalidating the category: {:?}",
+        cache.get::<Vec<String>>("search_results", "rust", None).await?
+    );
 
     println!("{}", serde_json::to_string_pretty(&cache.stats_report().await)?);
     drop(cache);

@@ -1,8 +1,11 @@
-//! How typed values become payload bytes: postcard (compact, the default) or JSON.
+//! How typed values become payload bytes: MessagePack (the default), postcard or JSON.
 //!
-//! Neither format can run code while decoding (unlike Python's pickle). Postcard is not
-//! self-describing: types that need to see the data to decode it (`serde_json::Value`,
-//! `#[serde(untagged)]` enums, `#[serde(skip_serializing_if)]` fields) need [`Codec::Json`].
+//! None of them can run code while decoding (unlike Python's pickle). The default,
+//! [`Codec::MessagePack`] with named struct fields, is self-describing, so everything serde
+//! can write it can read back: `serde_json::Value` (tool arguments in LLM responses),
+//! `#[serde(untagged)]` enums, `#[serde(skip_serializing_if)]` fields, structs that gained or
+//! lost a field. [`Codec::Postcard`] is more compact and faster but not self-describing:
+//! those types encode under it and then fail to decode; use it only for plain data.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -26,11 +29,15 @@ use crate::error::{Error, Result};
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Codec {
-    /// [postcard](https://docs.rs/postcard): compact, fast, not self-describing.
-    #[default]
+    /// [postcard](https://docs.rs/postcard): compact, fast, not self-describing (see the
+    /// module docs for the types it cannot decode).
     Postcard,
     /// JSON through serde_json: larger, self-describing, readable with other tools.
     Json,
+    /// [MessagePack](https://docs.rs/rmp-serde) with named struct fields: compact and
+    /// self-describing. The default.
+    #[default]
+    MessagePack,
 }
 
 impl Codec {
@@ -39,6 +46,7 @@ impl Codec {
         match self {
             Codec::Postcard => 0,
             Codec::Json => 1,
+            Codec::MessagePack => 2,
         }
     }
 
@@ -46,6 +54,7 @@ impl Codec {
         match id {
             0 => Some(Codec::Postcard),
             1 => Some(Codec::Json),
+            2 => Some(Codec::MessagePack),
             _ => None,
         }
     }
@@ -70,6 +79,9 @@ impl Codec {
                 .map_err(|e| Error::codec("postcard could not encode the value").with_source(e)),
             Codec::Json => serde_json::to_vec(value)
                 .map_err(|e| Error::codec("JSON could not encode the value").with_source(e)),
+            Codec::MessagePack => rmp_serde::to_vec_named(value).map_err(|e| {
+                Error::codec("MessagePack could not encode the value").with_source(e)
+            }),
         }
     }
 
@@ -116,6 +128,63 @@ impl Codec {
                 Error::codec(format!("JSON could not decode a {}", std::any::type_name::<T>()))
                     .with_source(e)
             }),
+            Codec::MessagePack => {
+                let mut de = rmp_serde::Deserializer::new(std::io::Cursor::new(bytes));
+                let value = T::deserialize(&mut de).map_err(|e| {
+                    Error::codec(format!(
+                        "MessagePack could not decode a {}",
+                        std::any::type_name::<T>()
+                    ))
+                    .with_source(e)
+                })?;
+                let left = bytes.len() - (de.position() as usize).min(bytes.len());
+                if left != 0 {
+                    return Err(Error::codec(format!(
+                        "{left} bytes left over after decoding a {}: the entry was written as another type",
+                        std::any::type_name::<T>()
+                    )));
+                }
+                Ok(value)
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Response {
+        content: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reasoning: Option<String>,
+        tool_args: serde_json::Value,
+    }
+
+    #[test]
+    fn default_codec_round_trips_json_values_and_skipped_fields() {
+        let value = Response {
+            content: "hi".into(),
+            reasoning: None,
+            tool_args: serde_json::json!({"city": "Paris", "days": [1, 2.5, null]}),
+        };
+        let codec = Codec::default();
+        assert_eq!(codec, Codec::MessagePack);
+        let back: Response = codec.decode(&codec.encode(&value).unwrap()).unwrap();
+        assert_eq!(back, value);
+        // Postcard encodes it but cannot read it back: the trap the default avoids.
+        let bytes = Codec::Postcard.encode(&value).unwrap();
+        assert!(Codec::Postcard.decode::<Response>(&bytes).is_err());
+    }
+
+    #[test]
+    fn message_pack_refuses_leftovers_and_other_types() {
+        let bytes = Codec::MessagePack.encode(&(1u8, 2u8)).unwrap();
+        assert!(Codec::MessagePack.decode::<u8>(&bytes).is_err());
+        let mut longer = Codec::MessagePack.encode(&7u32).unwrap();
+        longer.push(0);
+        assert!(Codec::MessagePack.decode::<u32>(&longer).is_err());
+        assert_eq!(Codec::from_id(Codec::MessagePack.id()), Some(Codec::MessagePack));
     }
 }

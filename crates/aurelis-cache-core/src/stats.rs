@@ -372,6 +372,8 @@ pub struct CacheStats {
     loader_errors: AtomicU64,
     coalesced_waiters: AtomicU64,
     invalidations: AtomicU64,
+    type_mismatches: AtomicU64,
+    served_uncached: AtomicU64,
     latency_get: Histogram,
 }
 
@@ -404,6 +406,11 @@ impl CacheStats {
         record_coalesced_waiter => coalesced_waiters,
         /// A prefix, pattern, tag or clear invalidation ran.
         record_invalidation => invalidations,
+        /// An entry did not decode into the type asked for (a local miss; the entry is kept
+        /// for the readers of its own type).
+        record_type_mismatch => type_mismatches,
+        /// A loaded value was returned but no tier could store it.
+        record_served_uncached => served_uncached,
     }
 
     /// Records the latency of one `get` through every tier.
@@ -430,6 +437,8 @@ impl CacheStats {
             loader_errors: self.loader_errors.load(Relaxed),
             coalesced_waiters: self.coalesced_waiters.load(Relaxed),
             invalidations: self.invalidations.load(Relaxed),
+            type_mismatches: self.type_mismatches.load(Relaxed),
+            served_uncached: self.served_uncached.load(Relaxed),
             get_latency: self.latency_get.summary(),
         }
     }
@@ -465,6 +474,12 @@ pub struct OverallReport {
     pub coalesced_waiters: u64,
     /// Prefix, pattern, tag and clear invalidations.
     pub invalidations: u64,
+    /// Entries that did not decode into the type asked for (local misses, entries kept).
+    #[serde(default)]
+    pub type_mismatches: u64,
+    /// Loaded values returned to the caller that no tier could store.
+    #[serde(default)]
+    pub served_uncached: u64,
     /// Latency of `get` through every tier.
     pub get_latency: LatencySummary,
 }

@@ -175,7 +175,23 @@ impl Store for MokaStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::none().with_in_process(true).with_native_ttl(true)
+        Capabilities::none()
+            .with_in_process(true)
+            .with_native_ttl(true)
+            .with_conditional_write(true)
+    }
+
+    async fn set_if_absent(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
+        self.check_weight(key, &value)?;
+        let expires_at = ttl.and_then(|ttl| Instant::now().checked_add(ttl));
+        // moka's entry API runs the insertion once per key even under concurrent callers,
+        // and treats an expired entry as absent.
+        let entry = self
+            .cache
+            .entry_by_ref(key)
+            .or_insert_with(async move { Entry { value, expires_at } })
+            .await;
+        Ok(entry.is_fresh())
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {

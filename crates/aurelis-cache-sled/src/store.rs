@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use aurelis_cache_core::envelope::now_ms;
 use aurelis_cache_core::store::literal_prefix;
 use aurelis_cache_core::{
-    glob_match, Capabilities, Error, ErrorKind, Result, Store, StoreCounters,
+    glob_match, Capabilities, Error, ErrorKind, Result, ScanPage, Store, StoreCounters,
 };
 use bytes::Bytes;
 use sled::IVec;
@@ -142,6 +142,49 @@ impl Inner {
         if let Some(old) = &old {
             self.size.fetch_sub(layout::weight(key, old), Relaxed);
         }
+        self.record_write_order(key)
+    }
+
+    /// Stores `stored` under `key` only when no live entry is there (compare-and-swap, so a
+    /// concurrent write is never replaced); returns whether it wrote.
+    fn insert_if_absent(&self, key: &[u8], stored: Vec<u8>) -> Result<bool> {
+        let weight = layout::weight(key, &stored);
+        let _guard = self.lock();
+        let stored = IVec::from(stored);
+        loop {
+            let current = self.entries.get(key).map_err(self.backend("get"))?;
+            if current.as_ref().is_some_and(|c| layout::is_live(c, now_ms())) {
+                return Ok(false);
+            }
+            self.size.fetch_add(weight, Relaxed);
+            let swapped = match self.entries.compare_and_swap(
+                key,
+                current.as_ref(),
+                Some(stored.clone()),
+            ) {
+                Ok(swapped) => swapped,
+                Err(e) => {
+                    self.size.fetch_sub(weight, Relaxed);
+                    return Err(error::backend(&self.name, "compare_and_swap", e));
+                }
+            };
+            if swapped.is_err() {
+                // Written or removed meanwhile: look again.
+                self.size.fetch_sub(weight, Relaxed);
+                continue;
+            }
+            if let Some(old) = &current {
+                self.size.fetch_sub(layout::weight(key, old), Relaxed);
+                self.expirations.fetch_add(1, Relaxed);
+            }
+            self.record_write_order(key)?;
+            return Ok(true);
+        }
+    }
+
+    /// Moves `key` to the newest end of the write order and evicts over the cap (capped
+    /// stores only; the caller holds the lock).
+    fn record_write_order(&self, key: &[u8]) -> Result<()> {
         if let Some(order) = &self.order {
             let seq = order.next_seq.fetch_add(1, Relaxed).to_be_bytes();
             if let Some(old_seq) =
@@ -153,6 +196,34 @@ impl Inner {
             self.evict_over_cap(order)?;
         }
         Ok(())
+    }
+
+    /// Up to `limit` live keys under `prefix` after `cursor` (or from the start).
+    fn scan_page(&self, prefix: &[u8], cursor: Option<&[u8]>, limit: usize) -> Result<ScanPage> {
+        use std::ops::Bound;
+        let start = match cursor {
+            Some(c) => Bound::Excluded(IVec::from(c)),
+            None => Bound::Included(IVec::from(prefix)),
+        };
+        let now = now_ms();
+        let mut keys = Vec::new();
+        let mut last = None;
+        for item in self.entries.range::<IVec, _>((start, Bound::Unbounded)) {
+            let (key, stored) = item.map_err(self.backend("scan"))?;
+            if !key.starts_with(prefix) {
+                return Ok(ScanPage::new(keys, None));
+            }
+            if keys.len() >= limit.max(1) {
+                return Ok(ScanPage::new(keys, last));
+            }
+            if let Ok(text) = std::str::from_utf8(&key) {
+                last = Some(text.to_owned());
+                if layout::is_live(&stored, now) {
+                    keys.push(text.to_owned());
+                }
+            }
+        }
+        Ok(ScanPage::new(keys, None))
     }
 
     /// Evicts the oldest-written entries until the size is within the cap. The caller holds
@@ -590,7 +661,34 @@ impl Store for SledStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::none().with_persistent(true).with_ordered_scan(true)
+        Capabilities::none()
+            .with_persistent(true)
+            .with_ordered_scan(true)
+            .with_conditional_write(true)
+            .with_scan(true)
+    }
+
+    async fn set_if_absent(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
+        self.check_weight(key, &value)?;
+        self.inner.insert_if_absent(key.as_bytes(), layout::encode(layout::expiry_for(ttl), &value))
+    }
+
+    async fn scan_prefix(
+        &self,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<ScanPage> {
+        let prefix = prefix.as_bytes().to_vec();
+        let cursor = cursor.map(|c| c.as_bytes().to_vec());
+        self.blocking("scan_prefix", move |inner| {
+            inner.scan_page(&prefix, cursor.as_deref(), limit)
+        })
+        .await
+    }
+
+    async fn flush(&self) -> Result<()> {
+        SledStore::flush(self).await.map(drop)
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {

@@ -28,7 +28,8 @@ use std::time::Duration;
 use aurelis_cache_core::{Codec, Error, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::cache::{Cache, DEFAULT_MAX_VALUE_BYTES};
+use crate::cache::Cache;
+use crate::options::DEFAULT_MAX_VALUE_BYTES;
 use crate::layer::{BreakerConfig, Layer};
 
 /// The prefix of environment overrides.

@@ -8,6 +8,8 @@ use crate::cache::Cache;
 use crate::config::CacheConfig;
 
 static GLOBAL: OnceLock<Cache> = OnceLock::new();
+/// Serialises `init` calls, so two concurrent ones cannot both build a cache.
+static INIT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Builds the process-wide cache from `config` and returns it.
 ///
@@ -31,6 +33,7 @@ static GLOBAL: OnceLock<Cache> = OnceLock::new();
 /// [`ErrorKind::Usage`] when it was already initialised, and every error of
 /// [`CacheConfig::build`].
 pub async fn init(config: &CacheConfig) -> Result<Cache> {
+    let _one_at_a_time = INIT.lock().await;
     if GLOBAL.get().is_some() {
         return Err(already());
     }
@@ -83,4 +86,31 @@ pub fn get_cache_manager() -> Result<Cache> {
 
 fn already() -> Error {
     Error::new(ErrorKind::Usage, "the process-wide cache is already initialised")
+}
+
+/// Flushes the process-wide cache before the process exits: waits (up to `limit`) for the
+/// invalidations still to publish and makes the disk tier durable. The process-wide cache is
+/// a `static` that is never dropped, so without this, writes of the last moments (sled's
+/// flush interval, 500 ms by default) are lost when `main` returns or `process::exit` runs.
+/// Returns the number of invalidations still unsent; `Ok(0)` when there is no process-wide
+/// cache.
+///
+/// # Examples
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// // At the end of main:
+/// assert_eq!(aurelis_cache::shutdown(std::time::Duration::from_secs(5)).await?, 0);
+/// # Ok::<(), aurelis_cache::Error>(())
+/// # }).unwrap();
+/// ```
+///
+/// # Errors
+///
+/// As [`Cache::flush`].
+pub async fn shutdown(limit: std::time::Duration) -> Result<usize> {
+    match GLOBAL.get() {
+        Some(cache) => cache.close(limit).await,
+        None => Ok(0),
+    }
 }

@@ -1,20 +1,28 @@
-//! Layers: a store with its place in the lookup order, its TTL cap, its time limit and its
-//! circuit breaker.
+//! Layers: a store with its place in the lookup order, its TTL cap, its time limit, its
+//! circuit breaker and the keys it missed while it could not be written.
 
+use std::collections::HashSet;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
 use aurelis_cache_core::envelope::now_ms;
 use aurelis_cache_core::{Error, ErrorKind, Result, Store, TierStats};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 /// When to stop calling a failing tier, and how to find out it is back.
 ///
-/// After `failure_threshold` consecutive failures (errors or timeouts) the tier is skipped
-/// (reads go to the other tiers and the loader, writes to the other tiers). A background task
-/// probes it every `probe_interval_ms`; the first probe that succeeds puts it back in use.
+/// Only transport failures count (a backend that cannot be reached or does not answer in
+/// time); a refused operation (a value too large, a key of the wrong type) does not. The
+/// breaker opens after `failure_threshold` consecutive failures, or when, within one second,
+/// at least `failure_threshold` calls failed and they were at least `failure_rate_percent` of
+/// the calls (so one dead shard of a cluster, failing a third of the calls, opens it). While
+/// open, the tier is skipped: reads go to the other tiers and the loader, and the keys written
+/// or invalidated meanwhile are remembered. A background task probes the tier every
+/// `probe_interval_ms`; once it answers, the task first removes every remembered key from it
+/// (so it cannot serve what was replaced meanwhile), then puts it back in use.
 ///
 /// # Examples
 ///
@@ -23,20 +31,24 @@ use serde::{Deserialize, Serialize};
 /// let breaker = aurelis_cache::BreakerConfig::new(3, Duration::from_millis(200));
 /// assert_eq!(breaker.failure_threshold, 3);
 /// assert_eq!(aurelis_cache::BreakerConfig::default().probe_interval_ms, 500);
+/// assert_eq!(aurelis_cache::BreakerConfig::default().failure_rate_percent, 25);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct BreakerConfig {
-    /// Consecutive failures that open the breaker (0 = never open).
+    /// Consecutive failures that open the breaker, and the fewest failures in one second
+    /// that can open it by rate (0 = never open).
     pub failure_threshold: u32,
+    /// The share of failed calls within one second that opens the breaker (1-100).
+    pub failure_rate_percent: u8,
     /// How often an open breaker probes the tier.
     pub probe_interval_ms: u64,
 }
 
 impl BreakerConfig {
     /// Opens after `failure_threshold` consecutive failures (0 = never) and probes every
-    /// `probe_interval` while open.
+    /// `probe_interval` while open; the failure rate stays at its default (25 %).
     ///
     /// # Examples
     ///
@@ -45,13 +57,23 @@ impl BreakerConfig {
     /// assert_eq!(b.failure_threshold, 0);
     /// ```
     pub fn new(failure_threshold: u32, probe_interval: Duration) -> Self {
-        BreakerConfig { failure_threshold, probe_interval_ms: probe_interval.as_millis() as u64 }
+        BreakerConfig {
+            failure_threshold,
+            probe_interval_ms: crate::entry::millis(probe_interval),
+            ..BreakerConfig::default()
+        }
+    }
+
+    /// The failure rate (in percent of the calls in one second) that opens the breaker.
+    pub fn failure_rate_percent(mut self, percent: u8) -> Self {
+        self.failure_rate_percent = percent.clamp(1, 100);
+        self
     }
 }
 
 impl Default for BreakerConfig {
     fn default() -> Self {
-        BreakerConfig { failure_threshold: 5, probe_interval_ms: 500 }
+        BreakerConfig { failure_threshold: 5, failure_rate_percent: 25, probe_interval_ms: 500 }
     }
 }
 
@@ -204,16 +226,32 @@ impl Layer {
     }
 }
 
-/// A layer in use: its settings, stats and breaker state.
+/// Keys a tier missed (a write or delete that failed or was skipped) before it is trusted
+/// with them again; past this many, the tier is flushed of what it cannot prove fresh.
+pub(crate) const MAX_PENDING: usize = 100_000;
+
+/// The length of the failure-rate window.
+const WINDOW_MS: u64 = 1_000;
+
+/// A layer in use: its settings, stats, breaker state and the keys it missed.
 pub(crate) struct LayerState {
     pub(crate) layer: Layer,
     pub(crate) stats: TierStats,
     pub(crate) in_process: bool,
     pub(crate) shared: bool,
-    failures: AtomicU32,
+    pub(crate) persistent: bool,
+    pub(crate) conditional_write: bool,
+    pub(crate) scan: bool,
+    consecutive: AtomicU32,
+    window_start_ms: AtomicU64,
+    window_calls: AtomicU32,
+    window_failures: AtomicU32,
     open: AtomicBool,
-    probing: AtomicBool,
-    opened_at_ms: AtomicU64,
+    pending: Mutex<HashSet<String>>,
+    pending_len: AtomicUsize,
+    overflow: AtomicBool,
+    /// Wakes the repair task.
+    pub(crate) wake: tokio::sync::Notify,
 }
 
 impl fmt::Debug for LayerState {
@@ -221,6 +259,7 @@ impl fmt::Debug for LayerState {
         f.debug_struct("LayerState")
             .field("layer", &self.layer)
             .field("open", &self.open.load(SeqCst))
+            .field("pending", &self.pending_len.load(SeqCst))
             .finish()
     }
 }
@@ -231,12 +270,20 @@ impl LayerState {
         LayerState {
             in_process: capabilities.in_process,
             shared: capabilities.shared,
+            persistent: capabilities.persistent,
+            conditional_write: capabilities.conditional_write,
+            scan: capabilities.scan,
             stats: TierStats::new(layer.name.clone()),
             layer,
-            failures: AtomicU32::new(0),
+            consecutive: AtomicU32::new(0),
+            window_start_ms: AtomicU64::new(0),
+            window_calls: AtomicU32::new(0),
+            window_failures: AtomicU32::new(0),
             open: AtomicBool::new(false),
-            probing: AtomicBool::new(false),
-            opened_at_ms: AtomicU64::new(0),
+            pending: Mutex::new(HashSet::new()),
+            pending_len: AtomicUsize::new(0),
+            overflow: AtomicBool::new(false),
+            wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -257,95 +304,184 @@ impl LayerState {
         true
     }
 
+    /// Whether the tier may answer a read of `key`: its breaker is closed and it did not miss
+    /// a write or invalidation of `key` (or more than it could remember).
+    pub(crate) fn readable(&self, key: &str) -> bool {
+        if !self.available() {
+            return false;
+        }
+        if self.pending_len.load(SeqCst) == 0 {
+            return true;
+        }
+        if self.overflow.load(SeqCst) {
+            return false;
+        }
+        !self.pending.lock().contains(key)
+    }
+
     /// Whether the breaker is open.
     pub(crate) fn is_open(&self) -> bool {
         self.open.load(SeqCst)
     }
 
-    /// The TTL to give this tier for an entry with `remaining` lifetime (`None` = forever).
-    pub(crate) fn cap_ttl(&self, remaining: Option<Duration>) -> Option<Duration> {
-        match (remaining, self.layer.ttl) {
-            (Some(r), Some(cap)) => Some(r.min(cap)),
-            (r, cap) => r.or(cap),
-        }
+    /// Whether the repair task has work: an open breaker or keys missed.
+    pub(crate) fn needs_repair(&self) -> bool {
+        self.is_open() || self.pending_len.load(SeqCst) > 0
     }
 
-    /// Runs one store operation under the layer's time limit, recording failures in the
-    /// breaker and the stats.
-    pub(crate) async fn call<T, F>(self: &Arc<Self>, fut: F) -> Result<T>
+    /// Whether the tier missed keys it was not yet repaired of.
+    pub(crate) fn has_pending(&self) -> bool {
+        self.pending_len.load(SeqCst) > 0
+    }
+
+    /// Remembers that the tier missed a write or invalidation of `key`.
+    pub(crate) fn missed(&self, key: &str) {
+        {
+            let mut pending = self.pending.lock();
+            if pending.len() >= MAX_PENDING {
+                if !self.overflow.swap(true, SeqCst) {
+                    tracing::error!(tier = %self.layer.name, "too many missed keys: the tier will be flushed of what it cannot prove fresh before it serves again");
+                }
+            } else {
+                pending.insert(key.to_owned());
+            }
+            self.pending_len.store(pending.len().max(usize::from(self.overflow.load(SeqCst))), SeqCst);
+        }
+        self.wake.notify_one();
+    }
+
+    /// Remembers that the tier missed an invalidation it cannot replay key by key.
+    pub(crate) fn missed_everything(&self) {
+        self.overflow.store(true, SeqCst);
+        self.pending_len.fetch_add(1, SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// The tier took the latest write of `key`: it no longer needs repairing for it.
+    pub(crate) fn caught_up(&self, key: &str) {
+        if self.pending_len.load(SeqCst) == 0 {
+            return;
+        }
+        let mut pending = self.pending.lock();
+        pending.remove(key);
+        self.pending_len.store(pending.len() + usize::from(self.overflow.load(SeqCst)), SeqCst);
+    }
+
+    /// Up to `n` of the keys missed.
+    pub(crate) fn pending_keys(&self, n: usize) -> Vec<String> {
+        self.pending.lock().iter().take(n).cloned().collect()
+    }
+
+    /// Whether more was missed than could be remembered.
+    pub(crate) fn overflowed(&self) -> bool {
+        self.overflow.load(SeqCst)
+    }
+
+    /// The overflow was dealt with (the tier was flushed of what it cannot prove fresh).
+    pub(crate) fn clear_overflow(&self) {
+        let mut pending = self.pending.lock();
+        pending.clear();
+        self.overflow.store(false, SeqCst);
+        self.pending_len.store(0, SeqCst);
+    }
+
+    /// The TTL to give this tier for an entry with `remaining` lifetime (`None` = forever).
+    pub(crate) fn cap_ttl(&self, remaining: Option<Duration>) -> Option<Duration> {
+        crate::entry::cap_ttl(remaining, self.layer.ttl)
+    }
+
+    /// Runs one store operation under the layer's time limit, recording transport failures in
+    /// the breaker and every failure in the stats.
+    pub(crate) async fn call<T, F>(&self, fut: F) -> Result<T>
     where
         F: std::future::Future<Output = Result<T>>,
     {
         let result = match self.layer.timeout {
             Some(limit) => match tokio::time::timeout(limit, fut).await {
                 Ok(r) => r,
-                Err(_) => {
-                    self.stats.record_timeout();
-                    Err(Error::new(
-                        ErrorKind::Timeout,
-                        format!("no answer within {} ms", limit.as_millis()),
-                    )
-                    .with_tier(self.layer.name.as_str()))
-                }
+                Err(_) => Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("no answer within {} ms", limit.as_millis()),
+                )
+                .with_tier(self.layer.name.as_str())),
             },
             None => fut.await,
         };
         match &result {
-            Ok(_) => {
-                if self.failures.load(SeqCst) != 0 {
-                    self.failures.store(0, SeqCst);
+            Ok(_) => self.record_outcome(false),
+            Err(err) => {
+                self.stats.record_error();
+                if err.kind() == ErrorKind::Timeout {
+                    self.stats.record_timeout();
+                }
+                if err.is_transport() {
+                    tracing::warn!(tier = %self.layer.name, error = %err, "cache tier operation failed");
+                    self.record_outcome(true);
+                } else {
+                    tracing::debug!(tier = %self.layer.name, error = %err, "cache tier refused an operation");
                 }
             }
-            Err(err) => self.record_failure(err),
         }
         result
     }
 
-    fn record_failure(self: &Arc<Self>, err: &Error) {
-        self.stats.record_error();
-        let failures = self.failures.fetch_add(1, SeqCst) + 1;
-        tracing::warn!(tier = %self.layer.name, error = %err, failures, "cache tier operation failed");
+    fn record_outcome(&self, failed: bool) {
         let threshold = self.layer.breaker.failure_threshold;
-        if threshold > 0 && failures >= threshold && !self.open.swap(true, SeqCst) {
-            self.opened_at_ms.store(now_ms(), SeqCst);
+        if !failed {
+            if self.consecutive.load(SeqCst) != 0 {
+                self.consecutive.store(0, SeqCst);
+            }
+            if threshold > 0 {
+                self.count_in_window(false);
+            }
+            return;
+        }
+        let consecutive = self.consecutive.fetch_add(1, SeqCst) + 1;
+        if threshold == 0 {
+            return;
+        }
+        let (calls, failures) = self.count_in_window(true);
+        let rate = u64::from(self.layer.breaker.failure_rate_percent.clamp(1, 100));
+        let by_rate =
+            failures >= threshold && u64::from(failures) * 100 >= u64::from(calls) * rate;
+        if (consecutive >= threshold || by_rate) && !self.open.swap(true, SeqCst) {
             tracing::error!(
                 tier = %self.layer.name,
-                failures,
+                consecutive,
+                failures_in_window = failures,
+                calls_in_window = calls,
                 "circuit breaker open: tier skipped until a background probe succeeds"
             );
-            self.start_probe();
+            self.wake.notify_one();
         }
     }
 
-    fn start_probe(self: &Arc<Self>) {
-        if self.probing.swap(true, SeqCst) {
-            return;
+    /// Counts a call in the current one-second window; returns (calls, failures) so far.
+    fn count_in_window(&self, failed: bool) -> (u32, u32) {
+        let now = now_ms();
+        let start = self.window_start_ms.load(SeqCst);
+        if now.saturating_sub(start) >= WINDOW_MS
+            && self.window_start_ms.compare_exchange(start, now, SeqCst, SeqCst).is_ok()
+        {
+            self.window_calls.store(0, SeqCst);
+            self.window_failures.store(0, SeqCst);
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // No runtime to probe from: close again and let the next call find out.
-            self.close();
-            return;
+        let calls = self.window_calls.fetch_add(1, SeqCst) + 1;
+        let failures = if failed {
+            self.window_failures.fetch_add(1, SeqCst) + 1
+        } else {
+            self.window_failures.load(SeqCst)
         };
-        let weak = Arc::downgrade(self);
-        let interval = Duration::from_millis(self.layer.breaker.probe_interval_ms.max(1));
-        runtime.spawn(async move {
-            loop {
-                tokio::time::sleep(interval).await;
-                let Some(state) = weak.upgrade() else { return };
-                let probe = state.store().get("aurelis:__probe__");
-                let limit = state.layer.timeout.unwrap_or(Duration::from_secs(1));
-                if let Ok(Ok(_)) = tokio::time::timeout(limit, probe).await {
-                    tracing::info!(tier = %state.layer.name, "tier answers again: circuit breaker closed");
-                    state.close();
-                    return;
-                }
-            }
-        });
+        (calls, failures)
     }
 
-    fn close(&self) {
-        self.failures.store(0, SeqCst);
-        self.open.store(false, SeqCst);
-        self.probing.store(false, SeqCst);
+    /// Puts the tier back in use.
+    pub(crate) fn close(&self) {
+        self.consecutive.store(0, SeqCst);
+        self.window_calls.store(0, SeqCst);
+        self.window_failures.store(0, SeqCst);
+        if self.open.swap(false, SeqCst) {
+            tracing::info!(tier = %self.layer.name, "tier answers again and caught up: circuit breaker closed");
+        }
     }
 }

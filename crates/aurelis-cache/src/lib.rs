@@ -2,19 +2,28 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod builder;
 mod cache;
+mod coalesce;
 pub mod config;
+mod entry;
 mod global;
+mod invalidation;
 mod layer;
+mod options;
+mod sync;
+mod tiers;
 
 pub use aurelis_cache_core as core;
 pub use aurelis_cache_core::{
     Backplane, Bytes, CacheStats, Capabilities, Codec, Envelope, Error, ErrorKind, Invalidation,
     Key, KeyBuilder, Params, Result, StatsReport, Store, TierReport,
 };
-pub use cache::{Cache, CacheBuilder, SetOptions, DEFAULT_MAX_VALUE_BYTES};
+pub use builder::CacheBuilder;
+pub use cache::Cache;
+pub use options::{SetOptions, DEFAULT_MAX_VALUE_BYTES};
 pub use config::CacheConfig;
-pub use global::{get_cache_manager, init, install};
+pub use global::{get_cache_manager, init, install, shutdown};
 pub use layer::{BreakerConfig, Layer};
 
 #[cfg(feature = "moka")]

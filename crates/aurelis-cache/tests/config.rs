@@ -7,7 +7,7 @@ fn defaults_mirror_the_reference() {
     let c = CacheConfig::default();
     assert_eq!(c.namespace, "aurelis");
     assert_eq!(c.version, "v1");
-    assert_eq!(c.codec, Codec::Postcard);
+    assert_eq!(c.codec, Codec::MessagePack);
     assert!(c.memory.enabled);
     assert_eq!(c.memory.ttl_secs, 300);
     // No capacity given: the moka store holds 1000 entries.

@@ -192,18 +192,23 @@ async fn invalidation_reaches_every_tier() {
     assert!(!cache.delete("user_data", "1", None).await.unwrap());
     assert_eq!(cache.get::<String>("user_data", "1", None).await.unwrap(), None);
 
-    // 2 entries in each of 2 tiers.
-    assert_eq!(cache.invalidate_category("user_data").await.unwrap(), 4);
+    cache.invalidate_category("user_data").await.unwrap();
     assert_eq!(cache.get::<String>("user_data", "2", None).await.unwrap(), None);
     assert!(cache.get::<String>("session", "2", None).await.unwrap().is_some());
 
-    assert_eq!(cache.invalidate_pattern("model_info:gpt-4o*").await.unwrap(), 4);
+    cache.invalidate_pattern("model_info:gpt-4o*").await.unwrap();
     assert!(cache.get::<String>("model_info", "claude", None).await.unwrap().is_some());
     assert_eq!(cache.get::<String>("model_info", "gpt-4o-mini", None).await.unwrap(), None);
 
+    // 2 entries in each of 2 tiers.
     cache.clear().await.unwrap();
-    assert_eq!(cache.get::<String>("session", "3", None).await.unwrap(), None);
-    assert_eq!(t.disk.len().await.unwrap(), 0);
+    for id in ["1", "2", "3"] {
+        assert_eq!(cache.get::<String>("session", id, None).await.unwrap(), None);
+    }
+    // The memory tier emptied, the disk tier still holds entries, but none is served.
+    t.memory.clear().await.unwrap();
+    assert!(t.disk.len().await.unwrap() > 0, "a clear is a mark, not a scan");
+    assert_eq!(cache.get::<String>("model_info", "claude", None).await.unwrap(), None);
     assert!(cache.invalidate_pattern("").await.is_err());
 }
 
@@ -244,7 +249,7 @@ async fn model_keys_and_model_invalidation() {
     for k in [&k1, &k2, &k3] {
         cache.set_key(k, &format!("answer for {k}"), &SetOptions::new()).await.unwrap();
     }
-    assert_eq!(cache.invalidate_model("gpt-4o").await.unwrap(), 4);
+    cache.invalidate_model("gpt-4o").await.unwrap();
     assert_eq!(cache.get_key::<String>(&k1).await.unwrap(), None);
     assert!(cache.get_key::<String>(&k3).await.unwrap().is_some());
 }

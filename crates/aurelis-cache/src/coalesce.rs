@@ -1,0 +1,178 @@
+//! Single-flight: concurrent callers of one key and one result type share one load.
+//!
+//! Modelled on moka's `future/value_initializer.rs`: waiters are keyed by `(key, TypeId)`
+//! (callers asking for different types never share a result); the leader re-checks the cache
+//! after taking the lead (a load that finished just before found the value); a leader that is
+//! cancelled hands the lead to a waiter (tokio's `OnceCell` runs the next waiter's init), and
+//! the last caller to leave an unfinished flight removes it from the map (drop guard), so the
+//! map never keeps a dead entry.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use aurelis_cache_core::{Error, Result};
+use parking_lot::Mutex;
+use tokio::sync::OnceCell;
+
+type Shared = std::result::Result<Arc<dyn Any + Send + Sync>, Error>;
+type FlightKey = (String, TypeId);
+
+/// One load in flight.
+struct Flight {
+    cell: OnceCell<Shared>,
+}
+
+/// The loads in flight.
+#[derive(Default)]
+pub(crate) struct Flights {
+    map: Mutex<HashMap<FlightKey, Arc<Flight>>>,
+}
+
+impl Flights {
+    /// How many loads are in flight.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+
+    /// Runs `init` for `key` unless another caller of the same `T` is already running it, in
+    /// which case this waits for its result. `on_wait` is called when this caller waits.
+    pub(crate) async fn run<T, F, Fut>(&self, key: &str, on_wait: impl FnOnce(), init: F) -> Result<T>
+    where
+        T: Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let fkey: FlightKey = (key.to_owned(), TypeId::of::<T>());
+        let (flight, leader) = {
+            let mut map = self.map.lock();
+            match map.get(&fkey) {
+                Some(f) => (f.clone(), false),
+                None => {
+                    let f = Arc::new(Flight { cell: OnceCell::new() });
+                    map.insert(fkey.clone(), f.clone());
+                    (f, true)
+                }
+            }
+        };
+        if !leader {
+            on_wait();
+        }
+        let guard = Guard { flights: self, key: fkey, flight };
+        let shared = guard
+            .flight
+            .cell
+            .get_or_init(|| async move {
+                match init().await {
+                    Ok(v) => Ok(Arc::new(v) as Arc<dyn Any + Send + Sync>),
+                    Err(e) => Err(e),
+                }
+            })
+            .await
+            .clone();
+        drop(guard);
+        match shared {
+            Ok(any) => Ok(any
+                .downcast_ref::<T>()
+                .expect("flights are keyed by TypeId, so the result is a T")
+                .clone()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Removes a flight from the map once it finished, or when its last caller leaves it
+/// unfinished (cancelled).
+struct Guard<'a> {
+    flights: &'a Flights,
+    key: FlightKey,
+    flight: Arc<Flight>,
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        let mut map = self.flights.map.lock();
+        let Some(current) = map.get(&self.key) else { return };
+        if !Arc::ptr_eq(current, &self.flight) {
+            return;
+        }
+        // Done: later callers must look at the cache again, not at this result. Unfinished:
+        // remove it only when nobody else waits on it (the map's reference and ours).
+        if self.flight.cell.initialized() || Arc::strong_count(&self.flight) <= 2 {
+            map.remove(&self.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    #[tokio::test]
+    async fn one_init_for_concurrent_callers_of_one_type() {
+        let flights = Arc::new(Flights::default());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let (flights, calls, gate) = (flights.clone(), calls.clone(), gate.clone());
+            tasks.push(tokio::spawn(async move {
+                flights
+                    .run("k", || {}, || async move {
+                        calls.fetch_add(1, SeqCst);
+                        gate.notified().await;
+                        Ok(7u32)
+                    })
+                    .await
+            }));
+        }
+        while calls.load(SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // Every task has registered once the map holds one flight and the tasks all wait.
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        gate.notify_one();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap(), 7);
+        }
+        assert_eq!(calls.load(SeqCst), 1);
+        assert_eq!(flights.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn different_types_do_not_share() {
+        let flights = Flights::default();
+        let a = flights.run("k", || {}, || async { Ok(1u8) });
+        let b = flights.run("k", || {}, || async { Ok("x".to_string()) });
+        let (a, b) = tokio::join!(a, b);
+        assert_eq!((a.unwrap(), b.unwrap()), (1u8, "x".to_string()));
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_leader_leaves_no_flight_behind() {
+        let flights = Arc::new(Flights::default());
+        let started = Arc::new(tokio::sync::Notify::new());
+        let task = {
+            let (flights, started) = (flights.clone(), started.clone());
+            tokio::spawn(async move {
+                flights
+                    .run("k", || {}, || async move {
+                        started.notify_one();
+                        std::future::pending::<Result<u8>>().await
+                    })
+                    .await
+            })
+        };
+        started.notified().await; // the loader runs: the leader is registered
+        assert_eq!(flights.len(), 1);
+        task.abort();
+        let _ = task.await;
+        assert_eq!(flights.len(), 0, "the cancelled leader's flight is gone");
+        assert_eq!(flights.run("k", || {}, || async { Ok(3u8) }).await.unwrap(), 3);
+    }
+}

@@ -1,0 +1,241 @@
+//! What makes an entry invalid besides its TTL: per-key epochs that guard write-backs and
+//! loads against concurrent writes, and marks that invalidate whole categories, models, tags,
+//! patterns or everything in O(1).
+//!
+//! - **Epochs.** Every local write, delete or invalidation of a key bumps its stripe (4096
+//!   stripes, so unrelated keys rarely share one); non-key invalidations bump a global epoch.
+//!   A read or a load takes a snapshot before it asks any tier and copies a value into a tier
+//!   only while the snapshot still holds, checking again after the copy (and removing what it
+//!   copied when it no longer holds). So a value replaced or deleted while a read was in flight
+//!   is never written back after the replacement returned.
+//! - **Marks.** `(invalidation, at_ms)`: every entry created before `at_ms` that the
+//!   invalidation matches is stale, in every tier. They are kept in memory, on the disk tier
+//!   and through the backplane in the shared tier, so processes started later honour them; a
+//!   mark older than the longest lifetime any tier allows is pruned.
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+
+use aurelis_cache_core::Invalidation;
+use parking_lot::RwLock;
+
+const STRIPES: usize = 4096;
+
+/// Per-key-stripe and global invalidation counters.
+pub(crate) struct Epochs {
+    hasher: RandomState,
+    stripes: Box<[AtomicU64]>,
+    global: AtomicU64,
+}
+
+/// What [`Epochs::snapshot`] saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct EpochSnapshot {
+    stripe: usize,
+    key: u64,
+    global: u64,
+}
+
+impl Epochs {
+    pub(crate) fn new() -> Self {
+        Epochs {
+            hasher: RandomState::new(),
+            stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            global: AtomicU64::new(0),
+        }
+    }
+
+    fn stripe(&self, key: &str) -> usize {
+        (self.hasher.hash_one(key) as usize) % STRIPES
+    }
+
+    pub(crate) fn snapshot(&self, key: &str) -> EpochSnapshot {
+        let stripe = self.stripe(key);
+        EpochSnapshot {
+            stripe,
+            key: self.stripes[stripe].load(SeqCst),
+            global: self.global.load(SeqCst),
+        }
+    }
+
+    /// Whether nothing that could touch the key happened since `snap`.
+    pub(crate) fn unchanged(&self, snap: EpochSnapshot) -> bool {
+        self.stripes[snap.stripe].load(SeqCst) == snap.key && self.global.load(SeqCst) == snap.global
+    }
+
+    pub(crate) fn bump_key(&self, key: &str) {
+        self.stripes[self.stripe(key)].fetch_add(1, SeqCst);
+    }
+
+    pub(crate) fn bump_all(&self) {
+        self.global.fetch_add(1, SeqCst);
+    }
+}
+
+/// The mark table.
+#[derive(Default)]
+struct Table {
+    /// Entries created before this are stale everywhere (a clear).
+    clear: u64,
+    /// Entries of unshared persistent tiers created before this are unproven (missed
+    /// backplane messages).
+    local: u64,
+    /// Full prefix (`ns:version:category:`, a model prefix) -> at.
+    prefixes: HashMap<String, u64>,
+    tags: HashMap<String, u64>,
+    patterns: Vec<(String, u64)>,
+}
+
+/// The marks this process knows.
+pub(crate) struct Marks {
+    /// The latest `at` of any mark: an entry created at or after it is covered by none.
+    latest: AtomicU64,
+    table: RwLock<Table>,
+}
+
+impl Marks {
+    pub(crate) fn new() -> Self {
+        Marks { latest: AtomicU64::new(0), table: RwLock::new(Table::default()) }
+    }
+
+    /// Records `invalidation` at `at_ms` (keeping a later `at` already known). Returns whether
+    /// it changed anything. Key invalidations are not marks and are ignored.
+    pub(crate) fn add(&self, invalidation: &Invalidation, at_ms: u64) -> bool {
+        let mut t = self.table.write();
+        let changed = match invalidation {
+            Invalidation::Clear => raise(&mut t.clear, at_ms),
+            Invalidation::Prefix(p) => raise(t.prefixes.entry(p.clone()).or_insert(0), at_ms),
+            Invalidation::Tag(tag) => raise(t.tags.entry(tag.clone()).or_insert(0), at_ms),
+            Invalidation::Pattern(p) => match t.patterns.iter_mut().find(|(q, _)| q == p) {
+                Some((_, at)) => raise(at, at_ms),
+                None => {
+                    t.patterns.push((p.clone(), at_ms));
+                    true
+                }
+            },
+            _ => false,
+        };
+        if changed {
+            self.latest.fetch_max(at_ms, SeqCst);
+        }
+        changed
+    }
+
+    /// Marks every entry of unshared persistent tiers created before `at_ms` as unproven.
+    pub(crate) fn add_local(&self, at_ms: u64) {
+        raise(&mut self.table.write().local, at_ms);
+        self.latest.fetch_max(at_ms, SeqCst);
+    }
+
+    /// Whether an entry under `key` (built under `prefix`), created at `created_at_ms` with
+    /// `tags`, read from a tier that is `local_persistent` (unshared and on disk), is stale.
+    pub(crate) fn covers(
+        &self,
+        prefix: &str,
+        key: &str,
+        created_at_ms: u64,
+        tags: &[String],
+        local_persistent: bool,
+    ) -> bool {
+        // Fast path: created after every mark.
+        if created_at_ms >= self.latest.load(SeqCst) {
+            return false;
+        }
+        let t = self.table.read();
+        if created_at_ms < t.clear || (local_persistent && created_at_ms < t.local) {
+            return true;
+        }
+        if !t.prefixes.is_empty() {
+            if let Some(rest) = key.strip_prefix(prefix) {
+                // Every prefix of the key that ends at a `:` after the cache's own prefix.
+                for (i, _) in rest.match_indices(':') {
+                    let candidate = &key[..prefix.len() + i + 1];
+                    if t.prefixes.get(candidate).is_some_and(|&at| created_at_ms < at) {
+                        return true;
+                    }
+                }
+            }
+        }
+        if tags.iter().any(|tag| t.tags.get(tag).is_some_and(|&at| created_at_ms < at)) {
+            return true;
+        }
+        t.patterns.iter().any(|(p, at)| {
+            created_at_ms < *at && aurelis_cache_core::glob_match(p, key)
+        })
+    }
+
+    /// Forgets marks made before `before_ms`.
+    pub(crate) fn prune(&self, before_ms: u64) {
+        let mut t = self.table.write();
+        t.prefixes.retain(|_, at| *at >= before_ms);
+        t.tags.retain(|_, at| *at >= before_ms);
+        t.patterns.retain(|(_, at)| *at >= before_ms);
+    }
+
+    /// How many marks are held.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        let t = self.table.read();
+        usize::from(t.clear > 0) + t.prefixes.len() + t.tags.len() + t.patterns.len()
+    }
+}
+
+fn raise(slot: &mut u64, at: u64) -> bool {
+    if at > *slot {
+        *slot = at;
+        true
+    } else {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: &str = "aurelis:v1:";
+
+    #[test]
+    fn epochs_see_key_and_global_bumps() {
+        let e = Epochs::new();
+        let s = e.snapshot("aurelis:v1:a:1");
+        assert!(e.unchanged(s));
+        e.bump_key("aurelis:v1:a:1");
+        assert!(!e.unchanged(s));
+        let s = e.snapshot("aurelis:v1:a:1");
+        e.bump_all();
+        assert!(!e.unchanged(s));
+    }
+
+    #[test]
+    fn marks_cover_older_entries_only() {
+        let m = Marks::new();
+        assert!(!m.covers(P, "aurelis:v1:user:1", 5, &[], false));
+        m.add(&Invalidation::Prefix("aurelis:v1:user:".into()), 100);
+        assert!(m.covers(P, "aurelis:v1:user:1", 99, &[], false));
+        assert!(!m.covers(P, "aurelis:v1:user:1", 100, &[], false));
+        assert!(!m.covers(P, "aurelis:v1:users:1", 5, &[], false));
+        assert!(!m.covers(P, "aurelis:v1:session:1", 5, &[], false));
+        // Model prefixes sit one level deeper.
+        m.add(&Invalidation::Prefix("aurelis:v1:@model:gpt-4o:".into()), 200);
+        assert!(m.covers(P, "aurelis:v1:@model:gpt-4o:abc", 150, &[], false));
+        assert!(!m.covers(P, "aurelis:v1:@model:gpt-4o-mini:abc", 150, &[], false));
+        m.add(&Invalidation::Tag("t".into()), 300);
+        assert!(m.covers(P, "aurelis:v1:x:1", 250, &["t".into()], false));
+        assert!(!m.covers(P, "aurelis:v1:x:1", 250, &["u".into()], false));
+        m.add(&Invalidation::Pattern("aurelis:v1:doc:a*".into()), 400);
+        assert!(m.covers(P, "aurelis:v1:doc:abc", 350, &[], false));
+        assert!(!m.covers(P, "aurelis:v1:doc:b", 350, &[], false));
+        m.add_local(500);
+        assert!(m.covers(P, "aurelis:v1:z:1", 450, &[], true));
+        assert!(!m.covers(P, "aurelis:v1:z:1", 450, &[], false));
+        m.add(&Invalidation::Clear, 600);
+        assert!(m.covers(P, "aurelis:v1:z:1", 550, &[], false));
+        assert!(!m.add(&Invalidation::Clear, 10), "an older clear changes nothing");
+        assert_eq!(m.len(), 5);
+        m.prune(350);
+        assert_eq!(m.len(), 2, "the clear and the pattern stay");
+    }
+}

@@ -1,0 +1,102 @@
+//! Per-entry write options.
+
+use std::time::Duration;
+
+/// The largest encoded value accepted by default (16 MiB).
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Per-entry settings for a write.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let opts = aurelis_cache::SetOptions::new()
+///     .ttl(Duration::from_secs(60))
+///     .tag("user:42")
+///     .stale_for(Duration::from_secs(600));
+/// assert_eq!(opts.tags(), ["user:42"]);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SetOptions {
+    ttl: Option<Duration>,
+    tags: Vec<String>,
+    stale_for: Option<Duration>,
+}
+
+impl SetOptions {
+    /// No TTL of its own (each tier's cap applies), no tags, no stale window.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let opts = aurelis_cache::SetOptions::new();
+    /// assert!(opts.tags().is_empty());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The entry's own time to live (each tier still caps it with its own).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let opts = aurelis_cache::SetOptions::new().ttl(std::time::Duration::from_secs(60));
+    /// assert_ne!(opts, aurelis_cache::SetOptions::new());
+    /// ```
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Adds a tag, for [`Cache::invalidate_tag`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let opts = aurelis_cache::SetOptions::new().tag("user:1").tag("team:7");
+    /// assert_eq!(opts.tags(), ["user:1", "team:7"]);
+    /// ```
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tags.push(tag.into());
+        self
+    }
+
+    /// How long after expiry the entry may still be served by [`Cache::get_or_compute`]
+    /// when the loader fails (fail-safe). Needs a TTL.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let opts = aurelis_cache::SetOptions::new().ttl(Duration::from_secs(60)).stale_for(Duration::from_secs(600));
+    /// assert_ne!(opts, aurelis_cache::SetOptions::new().ttl(Duration::from_secs(60)));
+    /// ```
+    pub fn stale_for(mut self, stale_for: Duration) -> Self {
+        self.stale_for = Some(stale_for);
+        self
+    }
+
+    /// The entry's own time to live, if set.
+    pub(crate) fn ttl_value(&self) -> Option<Duration> {
+        self.ttl
+    }
+
+    /// The stale window, if set.
+    pub(crate) fn stale_for_value(&self) -> Option<Duration> {
+        self.stale_for
+    }
+
+    /// The tags.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(aurelis_cache::SetOptions::new().tag("a").tags(), ["a"]);
+    /// ```
+    pub fn tags(&self) -> &[String] {
+        &self.tags
+    }
+}
+

@@ -1,0 +1,412 @@
+//! The one walk over the tiers: read, write, guarded write-back, delete and the repair of a
+//! tier that missed writes, with one error policy.
+//!
+//! Error policy: a tier error is counted and logged; a read goes on to the next tier, a
+//! write or delete is remembered as missed by that tier (so the tier cannot serve the key
+//! again before it caught up). Strict caches return the first error instead, after doing the
+//! same bookkeeping.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aurelis_cache_core::envelope::now_ms;
+use aurelis_cache_core::{Bytes, Envelope, Error, ErrorKind, Invalidation, Op, Result};
+use serde::de::DeserializeOwned;
+
+use crate::cache::Inner;
+use crate::entry::{self, Freshness};
+use crate::invalidation::EpochSnapshot;
+use crate::layer::LayerState;
+
+/// What a typed read found.
+pub(crate) enum Lookup<T> {
+    /// A fresh value.
+    Fresh(T),
+    /// Nothing fresh; maybe an expired value inside its stale window (fail-safe candidate).
+    Miss(Option<T>),
+}
+
+/// What a tier's bytes turned out to be.
+enum Checked {
+    Fresh(Envelope),
+    Stale(Envelope),
+    Dropped,
+}
+
+impl Inner {
+    /// Reads `key` through the tiers; the first fresh entry that decodes into `T` wins and is
+    /// copied (guarded) into the tiers above it. An entry that does not decode into `T` is a
+    /// local miss: the read goes on and the entry is kept for readers of its own type.
+    pub(crate) async fn read<T: DeserializeOwned>(&self, key: &str) -> Result<Lookup<T>> {
+        let snap = self.epochs.snapshot(key);
+        let started = Instant::now();
+        let mut clock = started;
+        let mut stale = None;
+        for (depth, tier) in self.tiers.iter().enumerate() {
+            if !tier.readable(key) {
+                continue;
+            }
+            let result = tier.call(tier.store().get(key)).await;
+            let now = Instant::now();
+            tier.stats.record_latency(Op::Get, now.duration_since(clock));
+            clock = now;
+            let raw = match result {
+                Ok(Some(raw)) => raw,
+                Ok(None) => {
+                    tier.stats.record_miss();
+                    continue;
+                }
+                Err(e) => {
+                    self.stats.record_error();
+                    if self.strict {
+                        return Err(e);
+                    }
+                    continue;
+                }
+            };
+            match self.check(tier, key, raw.clone()) {
+                Checked::Fresh(env) => match self.decode::<T>(tier, key, &env) {
+                    Some(value) => {
+                        tier.stats.record_hit();
+                        self.write_back(depth, key, &raw, &env, snap).await;
+                        self.stats.record_get_latency(clock.duration_since(started));
+                        return Ok(Lookup::Fresh(value));
+                    }
+                    None => tier.stats.record_miss(),
+                },
+                Checked::Stale(env) => {
+                    tier.stats.record_miss();
+                    if stale.is_none() {
+                        stale = self.decode::<T>(tier, key, &env);
+                    }
+                }
+                Checked::Dropped => tier.stats.record_miss(),
+            }
+        }
+        self.stats.record_get_latency(clock.duration_since(started));
+        Ok(Lookup::Miss(stale))
+    }
+
+    /// Verifies what a tier returned: envelope, marks, freshness. Unreadable and dead entries
+    /// of unshared tiers are removed in the background (never from a shared tier, where
+    /// another process may have written a fresh value meanwhile; it expires there by itself).
+    fn check(&self, tier: &Arc<LayerState>, key: &str, raw: Bytes) -> Checked {
+        let decoded =
+            if tier.in_process { Envelope::decode_trusted(raw) } else { Envelope::decode(raw) };
+        let env = match decoded {
+            Ok(env) => env,
+            Err(e) => {
+                tier.stats.record_corrupt();
+                self.stats.record_corrupt();
+                tracing::warn!(tier = %tier.name(), key, error = %e, "corrupt cache entry skipped");
+                self.remove_in_background(tier, key);
+                return Checked::Dropped;
+            }
+        };
+        let local_persistent = !tier.shared && !tier.in_process;
+        if self.marks.covers(
+            self.keys.prefix(),
+            key,
+            env.created_at_ms,
+            &env.tags,
+            local_persistent,
+        ) {
+            self.remove_in_background(tier, key);
+            return Checked::Dropped;
+        }
+        if env.expires_at_ms.is_none() {
+            return Checked::Fresh(env);
+        }
+        match entry::freshness(&env, now_ms()) {
+            Freshness::Fresh => Checked::Fresh(env),
+            Freshness::Stale => {
+                tier.stats.record_expired();
+                Checked::Stale(env)
+            }
+            Freshness::Dead => {
+                tier.stats.record_expired();
+                self.remove_in_background(tier, key);
+                Checked::Dropped
+            }
+        }
+    }
+
+    fn decode<T: DeserializeOwned>(&self, tier: &LayerState, key: &str, env: &Envelope) -> Option<T> {
+        match env.value::<T>() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.stats.record_type_mismatch();
+                tracing::debug!(tier = %tier.name(), key, error = %e, "entry does not decode into the requested type: a miss for this read, entry kept");
+                None
+            }
+        }
+    }
+
+    fn remove_in_background(&self, tier: &Arc<LayerState>, key: &str) {
+        if tier.shared {
+            return;
+        }
+        let tier = tier.clone();
+        let key = key.to_owned();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = tier.call(tier.store().delete(&key)).await {
+                    tracing::debug!(tier = %tier.name(), error = %e, "could not remove a bad entry");
+                }
+            });
+        }
+    }
+
+    /// Copies a hit found at `depth` into the tiers above it, with its remaining lifetime,
+    /// only while nothing touched the key since `snap`; never from an unshared tier into a
+    /// shared one (this process's copy may be one another process already replaced). The
+    /// copy is conditional where the tier can do it (never replacing a value written
+    /// meanwhile), and undone when the key was touched while it was made.
+    pub(crate) async fn write_back(
+        &self,
+        depth: usize,
+        key: &str,
+        raw: &Bytes,
+        env: &Envelope,
+        snap: EpochSnapshot,
+    ) {
+        if depth == 0 {
+            return;
+        }
+        let source_shared = self.tiers[depth].shared;
+        let lifetime = entry::store_lifetime(env, now_ms());
+        for tier in &self.tiers[..depth] {
+            if tier.shared && !source_shared {
+                continue;
+            }
+            if !tier.readable(key) || !self.epochs.unchanged(snap) {
+                continue;
+            }
+            let ttl = tier.cap_ttl(lifetime);
+            let started = Instant::now();
+            let result = if tier.conditional_write {
+                tier.call(tier.store().set_if_absent(key, raw.clone(), ttl)).await
+            } else {
+                tier.call(tier.store().set(key, raw.clone(), ttl)).await.map(|()| true)
+            };
+            match result {
+                Ok(true) => {
+                    tier.stats.record_latency(Op::Set, started.elapsed());
+                    tier.stats.record_writeback();
+                    if !self.epochs.unchanged(snap) {
+                        // Touched while we copied: what we wrote may be the replaced value.
+                        if tier.call(tier.store().delete(key)).await.is_err() {
+                            tier.missed(key);
+                        }
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    self.stats.record_error();
+                    tracing::debug!(tier = %tier.name(), error = %e, "write-back failed");
+                }
+            }
+        }
+    }
+
+    /// Writes encoded entries to every tier concurrently, each with its capped TTL. A tier
+    /// that is down or fails misses the keys (it will not serve them before it caught up).
+    /// Fails when no tier took the write, or in strict mode when any tier failed.
+    pub(crate) async fn write_all(&self, entries: &[(&str, Bytes)], lifetime: Option<Duration>) -> Result<()> {
+        for (key, _) in entries {
+            self.epochs.bump_key(key);
+        }
+        let op = if entries.len() == 1 { Op::Set } else { Op::SetMany };
+        let writes = self.tiers.iter().map(|tier| async move {
+            if !tier.available() {
+                for (key, _) in entries {
+                    tier.missed(key);
+                }
+                return Err(Error::new(ErrorKind::Unavailable, "circuit breaker open")
+                    .with_tier(tier.name()));
+            }
+            let ttl = tier.cap_ttl(lifetime);
+            let started = Instant::now();
+            let result = if let [(key, raw)] = entries {
+                tier.call(tier.store().set(key, raw.clone(), ttl)).await
+            } else {
+                tier.call(tier.store().set_many(entries, ttl)).await
+            };
+            match &result {
+                Ok(()) => {
+                    tier.stats.record_latency(op, started.elapsed());
+                    tier.stats.record_write();
+                    for (key, _) in entries {
+                        tier.caught_up(key);
+                    }
+                }
+                Err(_) => {
+                    for (key, _) in entries {
+                        tier.missed(key);
+                    }
+                }
+            }
+            result
+        });
+        let results = futures::future::join_all(writes).await;
+        for (key, _) in entries {
+            self.epochs.bump_key(key);
+        }
+        self.settle(results, "nothing was written")
+    }
+
+    /// Deletes `key` from the tiers in `scope`. Returns whether any tier held it.
+    pub(crate) async fn delete_everywhere(&self, key: &str, scope: Scope) -> Result<bool> {
+        self.epochs.bump_key(key);
+        let deletes = self.tiers.iter().filter(|t| scope.reaches(t)).map(|tier| async move {
+            if !tier.available() {
+                tier.missed(key);
+                return Err(Error::new(ErrorKind::Unavailable, "circuit breaker open")
+                    .with_tier(tier.name()));
+            }
+            let started = Instant::now();
+            let result = tier.call(tier.store().delete(key)).await;
+            match &result {
+                Ok(removed) => {
+                    tier.stats.record_latency(Op::Delete, started.elapsed());
+                    if *removed {
+                        tier.stats.record_delete();
+                    }
+                    tier.caught_up(key);
+                }
+                Err(_) => tier.missed(key),
+            }
+            result
+        });
+        let results = futures::future::join_all(deletes).await;
+        self.epochs.bump_key(key);
+        let any = results.iter().any(|r| matches!(r, Ok(true)));
+        if self.strict {
+            if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+                self.stats.record_error();
+                return Err(partial(e, "delete"));
+            }
+        } else {
+            let failed = results.iter().filter(|r| r.is_err()).count();
+            for _ in 0..failed {
+                self.stats.record_error();
+            }
+        }
+        Ok(any)
+    }
+
+    /// Applies a non-key invalidation made at `at_ms`: a mark, which every tier honours at
+    /// once, persisted to the unshared persistent tiers.
+    pub(crate) async fn apply_mark(&self, invalidation: &Invalidation, at_ms: u64) -> Result<()> {
+        self.epochs.bump_all();
+        if !self.marks.add(invalidation, at_ms) {
+            return Ok(());
+        }
+        self.persist_marks(&[aurelis_cache_core::Mark::new(invalidation.clone(), at_ms)]).await
+    }
+
+    /// Collects per-tier outcomes of a write: fine when at least one tier took it (or, in
+    /// strict mode, when every tier did).
+    fn settle(&self, results: Vec<Result<()>>, nothing: &str) -> Result<()> {
+        let mut written = 0;
+        let mut first_err = None;
+        for result in results {
+            match result {
+                Ok(()) => written += 1,
+                Err(e) => {
+                    self.stats.record_error();
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match (written, first_err) {
+            (_, Some(e)) if self.strict => Err(partial(e, "write")),
+            (0, Some(e)) => Err(rewrap(e, &format!("no tier could be written ({nothing})"))),
+            (0, None) => Err(Error::new(ErrorKind::Unavailable, format!("the cache has no tier ({nothing})"))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The repair task of one tier: while its breaker is open it probes it; once it answers,
+    /// it removes every key the tier missed (or, past what could be remembered, flushes it of
+    /// what it cannot prove fresh), and only then puts the tier back in use.
+    pub(crate) async fn repair(&self, tier: &Arc<LayerState>) {
+        let interval = Duration::from_millis(tier.layer.breaker.probe_interval_ms.max(1));
+        if tier.is_open() {
+            let limit = tier.layer.timeout.unwrap_or(Duration::from_secs(1));
+            let probe = tier.store().get("aurelis:__probe__");
+            match tokio::time::timeout(limit, probe).await {
+                Ok(Ok(_)) => {}
+                _ => return,
+            }
+        }
+        if tier.overflowed() {
+            let at = self.fresh_mark_time().await;
+            let flushed = if tier.shared {
+                // Other processes read this tier too: they must stop trusting it as well.
+                self.invalidate_everywhere(Invalidation::Clear, at).await.is_ok()
+            } else if tier.in_process {
+                tier.call(tier.store().delete_prefix(self.keys.prefix())).await.is_ok()
+            } else {
+                self.marks.add_local(at);
+                true
+            };
+            if !flushed {
+                return;
+            }
+            tier.clear_overflow();
+        }
+        loop {
+            let keys = tier.pending_keys(256);
+            if keys.is_empty() {
+                break;
+            }
+            for key in keys {
+                match tier.call(tier.store().delete(&key)).await {
+                    Ok(_) => tier.caught_up(&key),
+                    Err(e) => {
+                        tracing::debug!(tier = %tier.name(), error = %e, "repair: delete failed, retrying later");
+                        tokio::time::sleep(interval).await;
+                        return;
+                    }
+                }
+            }
+        }
+        if tier.is_open() && !tier.has_pending() {
+            tier.close();
+        }
+    }
+}
+
+/// Which tiers an operation reaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// Every tier (an operation of this process).
+    All,
+    /// Tiers no other process shares (an invalidation received from another process, which
+    /// already applied it to the shared tiers).
+    Unshared,
+}
+
+impl Scope {
+    fn reaches(self, tier: &LayerState) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Unshared => !tier.shared,
+        }
+    }
+}
+
+fn partial(e: Error, what: &str) -> Error {
+    rewrap(e, &format!("partial failure: the {what} did not reach every tier"))
+}
+
+/// `e` with `context` in front of its message, keeping its kind and tier.
+fn rewrap(e: Error, context: &str) -> Error {
+    let tier = e.tier().map(str::to_owned);
+    let mut err = Error::new(e.kind(), format!("{context}: {}", e.message()));
+    if let Some(tier) = tier {
+        err = err.with_tier(tier);
+    }
+    err.with_source(e)
+}
