@@ -538,12 +538,23 @@ impl Cache {
         options: &SetOptions,
     ) -> Result<()> {
         let now = now_ms();
-        let env = entry::build_envelope(self.inner.codec, self.inner.max_value_bytes, value, options, now)?;
+        let env = entry::build_envelope(
+            self.inner.codec,
+            self.inner.max_value_bytes,
+            value,
+            options,
+            now,
+        )?;
         let raw = env.encode()?;
         self.write_encoded(&[(key.as_str(), raw)], &env, now).await
     }
 
-    async fn write_encoded(&self, entries: &[(&str, Bytes)], env: &Envelope, now: u64) -> Result<()> {
+    async fn write_encoded(
+        &self,
+        entries: &[(&str, Bytes)],
+        env: &Envelope,
+        now: u64,
+    ) -> Result<()> {
         let lifetime = entry::store_lifetime(env, now);
         let written = self.inner.write_all(entries, lifetime).await;
         for (key, _) in entries {
@@ -684,7 +695,13 @@ impl Cache {
         let mut envelope = None;
         for (id, value) in entries {
             let key = self.inner.keys.build_key(category, id, params)?;
-            let env = entry::build_envelope(self.inner.codec, self.inner.max_value_bytes, value, options, now)?;
+            let env = entry::build_envelope(
+                self.inner.codec,
+                self.inner.max_value_bytes,
+                value,
+                options,
+                now,
+            )?;
             encoded.push((key, env.encode()?));
             envelope.get_or_insert(env);
         }
@@ -1034,10 +1051,8 @@ impl Cache {
             report.expirations = counters.expirations;
             if !tier.is_open() && !tier.shared {
                 let limit = tier.layer.timeout.unwrap_or(Duration::from_secs(2));
-                report.entries = tokio::time::timeout(limit, tier.store().len())
-                    .await
-                    .ok()
-                    .and_then(|r| r.ok());
+                report.entries =
+                    tokio::time::timeout(limit, tier.store().len()).await.ok().and_then(|r| r.ok());
                 report.bytes = tokio::time::timeout(limit, tier.store().size_bytes())
                     .await
                     .ok()

@@ -39,7 +39,12 @@ impl Flights {
 
     /// Runs `init` for `key` unless another caller of the same `T` is already running it, in
     /// which case this waits for its result. `on_wait` is called when this caller waits.
-    pub(crate) async fn run<T, F, Fut>(&self, key: &str, on_wait: impl FnOnce(), init: F) -> Result<T>
+    pub(crate) async fn run<T, F, Fut>(
+        &self,
+        key: &str,
+        on_wait: impl FnOnce(),
+        init: F,
+    ) -> Result<T>
     where
         T: Clone + Send + Sync + 'static,
         F: FnOnce() -> Fut,
@@ -121,11 +126,15 @@ mod tests {
             let (flights, calls, gate) = (flights.clone(), calls.clone(), gate.clone());
             tasks.push(tokio::spawn(async move {
                 flights
-                    .run("k", || {}, || async move {
-                        calls.fetch_add(1, SeqCst);
-                        gate.notified().await;
-                        Ok(7u32)
-                    })
+                    .run(
+                        "k",
+                        || {},
+                        || async move {
+                            calls.fetch_add(1, SeqCst);
+                            gate.notified().await;
+                            Ok(7u32)
+                        },
+                    )
                     .await
             }));
         }
@@ -161,10 +170,14 @@ mod tests {
             let (flights, started) = (flights.clone(), started.clone());
             tokio::spawn(async move {
                 flights
-                    .run("k", || {}, || async move {
-                        started.notify_one();
-                        std::future::pending::<Result<u8>>().await
-                    })
+                    .run(
+                        "k",
+                        || {},
+                        || async move {
+                            started.notify_one();
+                            std::future::pending::<Result<u8>>().await
+                        },
+                    )
                     .await
             })
         };

@@ -29,8 +29,8 @@ use aurelis_cache_core::{Codec, Error, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::Cache;
-use crate::options::DEFAULT_MAX_VALUE_BYTES;
 use crate::layer::{BreakerConfig, Layer};
+use crate::options::DEFAULT_MAX_VALUE_BYTES;
 
 /// The prefix of environment overrides.
 pub const ENV_PREFIX: &str = "AURELIS_CACHE__";

@@ -104,7 +104,10 @@ mod tests {
     fn lifetimes_and_caps() {
         let e = env(Some(2_000), Some(5_000));
         assert_eq!(store_lifetime(&e, 1_000), Some(Duration::from_millis(4_000)));
-        assert_eq!(store_lifetime(&env(Some(2_000), None), 1_500), Some(Duration::from_millis(500)));
+        assert_eq!(
+            store_lifetime(&env(Some(2_000), None), 1_500),
+            Some(Duration::from_millis(500))
+        );
         assert_eq!(store_lifetime(&env(Some(2_000), None), 9_000), Some(Duration::from_millis(1)));
         assert_eq!(store_lifetime(&env(None, None), 9_000), None);
         let s = Duration::from_secs;
@@ -126,7 +129,8 @@ mod tests {
 
     #[test]
     fn too_large_values_are_refused_with_the_sizes() {
-        let err = build_envelope(Codec::Json, 4, &"long string", &SetOptions::new(), 0).unwrap_err();
+        let err =
+            build_envelope(Codec::Json, 4, &"long string", &SetOptions::new(), 0).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ValueTooLarge);
         assert!(err.message().contains("max_value_bytes"), "{err}");
     }

@@ -62,7 +62,8 @@ impl Epochs {
 
     /// Whether nothing that could touch the key happened since `snap`.
     pub(crate) fn unchanged(&self, snap: EpochSnapshot) -> bool {
-        self.stripes[snap.stripe].load(SeqCst) == snap.key && self.global.load(SeqCst) == snap.global
+        self.stripes[snap.stripe].load(SeqCst) == snap.key
+            && self.global.load(SeqCst) == snap.global
     }
 
     pub(crate) fn bump_key(&self, key: &str) {
@@ -161,9 +162,9 @@ impl Marks {
         if tags.iter().any(|tag| t.tags.get(tag).is_some_and(|&at| created_at_ms < at)) {
             return true;
         }
-        t.patterns.iter().any(|(p, at)| {
-            created_at_ms < *at && aurelis_cache_core::glob_match(p, key)
-        })
+        t.patterns
+            .iter()
+            .any(|(p, at)| created_at_ms < *at && aurelis_cache_core::glob_match(p, key))
     }
 
     /// Forgets marks made before `before_ms`.

@@ -345,7 +345,8 @@ impl LayerState {
             } else {
                 pending.insert(key.to_owned());
             }
-            self.pending_len.store(pending.len().max(usize::from(self.overflow.load(SeqCst))), SeqCst);
+            self.pending_len
+                .store(pending.len().max(usize::from(self.overflow.load(SeqCst))), SeqCst);
         }
         self.wake.notify_one();
     }
@@ -442,8 +443,7 @@ impl LayerState {
         }
         let (calls, failures) = self.count_in_window(true);
         let rate = u64::from(self.layer.breaker.failure_rate_percent.clamp(1, 100));
-        let by_rate =
-            failures >= threshold && u64::from(failures) * 100 >= u64::from(calls) * rate;
+        let by_rate = failures >= threshold && u64::from(failures) * 100 >= u64::from(calls) * rate;
         if (consecutive >= threshold || by_rate) && !self.open.swap(true, SeqCst) {
             tracing::error!(
                 tier = %self.layer.name,

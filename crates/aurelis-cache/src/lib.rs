@@ -21,10 +21,10 @@ pub use aurelis_cache_core::{
 };
 pub use builder::CacheBuilder;
 pub use cache::Cache;
-pub use options::{SetOptions, DEFAULT_MAX_VALUE_BYTES};
 pub use config::CacheConfig;
 pub use global::{get_cache_manager, init, install, shutdown};
 pub use layer::{BreakerConfig, Layer};
+pub use options::{SetOptions, DEFAULT_MAX_VALUE_BYTES};
 
 #[cfg(feature = "moka")]
 pub use aurelis_cache_moka::{MokaConfig, MokaStore};

@@ -99,4 +99,3 @@ impl SetOptions {
         &self.tags
     }
 }
-

@@ -77,7 +77,9 @@ impl SyncState {
             let mut outbox = self.outbox.lock();
             if outbox.len() >= OUTBOX_CAPACITY {
                 if self.overflowed_at.fetch_max(at, SeqCst) == 0 {
-                    tracing::error!("backplane outbox full: peers will be sent a clear once it drains");
+                    tracing::error!(
+                        "backplane outbox full: peers will be sent a clear once it drains"
+                    );
                 }
                 return;
             }
@@ -137,7 +139,10 @@ pub(crate) async fn run_publisher(weak: Weak<Inner>) {
             for item in outbox.iter() {
                 match item {
                     Outgoing::Publish(Invalidation::Key(_), _) if batch.len() < BATCH => {
-                        if matches!(batch.first(), Some(Outgoing::Publish(Invalidation::Key(_), _)) | None) {
+                        if matches!(
+                            batch.first(),
+                            Some(Outgoing::Publish(Invalidation::Key(_), _)) | None
+                        ) {
                             batch.push(item.clone());
                         } else {
                             break;
@@ -224,7 +229,8 @@ impl Inner {
                     let (tier, interval) = {
                         let Some(inner) = weak.upgrade() else { return };
                         let tier = inner.tiers[i].clone();
-                        let interval = Duration::from_millis(tier.layer.breaker.probe_interval_ms.max(1));
+                        let interval =
+                            Duration::from_millis(tier.layer.breaker.probe_interval_ms.max(1));
                         (tier, interval)
                     };
                     let _ = tokio::time::timeout(interval, tier.wake.notified()).await;
@@ -319,14 +325,23 @@ impl Inner {
         for tier in self.tiers.iter().filter(|t| !t.shared && t.scan) {
             let mut cursor: Option<String> = None;
             loop {
-                let page = match tier.call(tier.store().scan_prefix(&prefix, cursor.as_deref(), 512)).await {
+                let page = match tier
+                    .call(tier.store().scan_prefix(&prefix, cursor.as_deref(), 512))
+                    .await
+                {
                     Ok(page) => page,
                     Err(e) => {
                         tracing::warn!(tier = %tier.name(), error = %e, "could not load invalidation marks");
                         break;
                     }
                 };
-                let values = match tier.call(tier.store().get_many(&page.keys.iter().map(String::as_str).collect::<Vec<_>>())).await {
+                let values = match tier
+                    .call(
+                        tier.store()
+                            .get_many(&page.keys.iter().map(String::as_str).collect::<Vec<_>>()),
+                    )
+                    .await
+                {
                     Ok(v) => v,
                     Err(_) => break,
                 };
@@ -335,7 +350,9 @@ impl Inner {
                         Ok(mark) => {
                             self.marks.add(&mark.invalidation, mark.at_ms);
                         }
-                        Err(e) => tracing::warn!(tier = %tier.name(), error = %e, "unreadable mark skipped"),
+                        Err(e) => {
+                            tracing::warn!(tier = %tier.name(), error = %e, "unreadable mark skipped")
+                        }
                     }
                 }
                 match page.next {
@@ -351,7 +368,9 @@ impl Inner {
                         self.marks.add(&mark.invalidation, mark.at_ms);
                     }
                 }
-                Ok(Err(e)) => tracing::warn!(error = %e, "could not load shared invalidation marks"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "could not load shared invalidation marks")
+                }
                 Err(_) => tracing::warn!("shared invalidation marks: no answer within 2 s"),
             }
         }
@@ -411,7 +430,11 @@ impl Inner {
     }
 
     /// Applies a non-key invalidation here, keeps it as a shared mark and tells the others.
-    pub(crate) async fn invalidate_everywhere(&self, invalidation: Invalidation, at: u64) -> Result<()> {
+    pub(crate) async fn invalidate_everywhere(
+        &self,
+        invalidation: Invalidation,
+        at: u64,
+    ) -> Result<()> {
         self.stats.record_invalidation();
         let applied = self.apply_mark(&invalidation, at).await;
         self.sync.store_marks(vec![Mark::new(invalidation.clone(), at)]);

@@ -131,7 +131,12 @@ impl Inner {
         }
     }
 
-    fn decode<T: DeserializeOwned>(&self, tier: &LayerState, key: &str, env: &Envelope) -> Option<T> {
+    fn decode<T: DeserializeOwned>(
+        &self,
+        tier: &LayerState,
+        key: &str,
+        env: &Envelope,
+    ) -> Option<T> {
         match env.value::<T>() {
             Ok(v) => Some(v),
             Err(e) => {
@@ -212,7 +217,11 @@ impl Inner {
     /// Writes encoded entries to every tier concurrently, each with its capped TTL. A tier
     /// that is down or fails misses the keys (it will not serve them before it caught up).
     /// Fails when no tier took the write, or in strict mode when any tier failed.
-    pub(crate) async fn write_all(&self, entries: &[(&str, Bytes)], lifetime: Option<Duration>) -> Result<()> {
+    pub(crate) async fn write_all(
+        &self,
+        entries: &[(&str, Bytes)],
+        lifetime: Option<Duration>,
+    ) -> Result<()> {
         for (key, _) in entries {
             self.epochs.bump_key(key);
         }
@@ -322,7 +331,10 @@ impl Inner {
         match (written, first_err) {
             (_, Some(e)) if self.strict => Err(partial(e, "write")),
             (0, Some(e)) => Err(rewrap(e, &format!("no tier could be written ({nothing})"))),
-            (0, None) => Err(Error::new(ErrorKind::Unavailable, format!("the cache has no tier ({nothing})"))),
+            (0, None) => Err(Error::new(
+                ErrorKind::Unavailable,
+                format!("the cache has no tier ({nothing})"),
+            )),
             _ => Ok(()),
         }
     }
