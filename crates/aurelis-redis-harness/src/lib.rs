@@ -26,6 +26,10 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod proxy;
+
+pub use proxy::TcpProxy;
+
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -351,6 +355,7 @@ fn read_reply(reader: &mut impl BufRead) -> std::io::Result<Reply> {
 #[derive(Clone, Debug)]
 pub struct RedisServerBuilder {
     password: Option<String>,
+    port: Option<u16>,
     options: Vec<(String, String)>,
     startup_timeout: Duration,
     cluster: bool,
@@ -360,6 +365,7 @@ impl Default for RedisServerBuilder {
     fn default() -> Self {
         RedisServerBuilder {
             password: None,
+            port: None,
             options: Vec::new(),
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             cluster: false,
@@ -374,7 +380,16 @@ impl RedisServerBuilder {
         self
     }
 
-    /// Passes `--name value` to `redis-server` (e.g. `option("maxmemory", "64mb")`).
+    /// Listens on `port` (reserved beforehand with [`free_port`], so a client can be pointed at
+    /// it before the server starts) instead of a free port picked at start.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// Passes `--name value` to `redis-server` (e.g. `option("maxmemory", "64mb")`); it
+    /// overrides the harness's own settings (`option("appendonly", "yes")` turns persistence
+    /// on, so a [`RedisServer::restart`] keeps the data).
     pub fn option(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.options.push((name.into(), value.into()));
         self
@@ -400,8 +415,12 @@ impl RedisServerBuilder {
             .tempdir()
             .map_err(|e| HarnessError::io("cannot create a temporary directory", e))?;
         let mut last_error = None;
-        for _ in 0..PORT_ATTEMPTS {
-            let port = pick_port(self.cluster)?;
+        let attempts = if self.port.is_some() { 1 } else { PORT_ATTEMPTS };
+        for _ in 0..attempts {
+            let port = match self.port {
+                Some(port) => port,
+                None => pick_port(self.cluster)?,
+            };
             let mut server = RedisServer {
                 binary: binary.clone(),
                 port,
@@ -567,7 +586,8 @@ impl RedisServer {
     }
 
     /// Starts the server again on the same port (stopping it first if it runs), for outage
-    /// tests. Data is not kept (no persistence).
+    /// tests. Data is not kept, unless persistence was turned on with
+    /// [`RedisServerBuilder::option`].
     ///
     /// # Errors
     ///
