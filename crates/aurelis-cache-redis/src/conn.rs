@@ -5,10 +5,19 @@
 //! Redis connections from deadpool-redis are multiplexed (`MultiplexedConnection`, or the
 //! cluster connection built on it): cheap to clone, and they pipeline concurrent requests. So
 //! [`Connections`] checks up to `pool_size` connections out of the pool once, keeps them in
-//! slots, hands out clones, and replaces a slot's connection only when it fails (a
-//! connection-level error or a timeout). The pool still creates and bounds the connections,
-//! with its create timeout; a connect runs in its own task, so an operation that gives up
-//! waiting does not abort it, and there is at most one connect per slot at a time.
+//! slots, hands out clones, and replaces a slot's connection only when it is broken. The pool
+//! still creates and bounds the connections, with its create timeout; a connect runs in its
+//! own task, so an operation that gives up waiting does not abort it, and there is at most one
+//! connect per slot at a time.
+//!
+//! Broken means a connection-level error (I/O, dropped, refused), or a connection that stays
+//! silent: an operation that times out does not drop the connection, which every other
+//! request of the process shares (one slow command, say a large value or a server busy for a
+//! moment, would otherwise cost everybody a reconnect). Instead the slot starts one probe, a
+//! `PING` on the same connection that may take [`probe_limit`](Connections::probe_limit)
+//! (`connect_timeout + timeout`); the connection is dropped only when the probe fails or gets
+//! no answer in that time (a half-open TCP connection, a stopped server). At most one probe
+//! runs per slot.
 //!
 //! Which slot: the first one with fewer than [`SPREAD_AT`] requests in flight, else the least
 //! busy. A caller issuing one request at a time therefore always uses the same, warm
@@ -17,7 +26,7 @@
 //! up every request behind it. Slots past the first connect when first needed.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -135,10 +144,12 @@ enum SlotState {
     Ready { conn: Conn, pooled: Pooled, generation: u64 },
 }
 
-/// One held connection (or none yet) and how many requests it carries.
+/// One held connection (or none yet), how many requests it carries, and whether a probe of
+/// it runs.
 struct Slot {
     state: Mutex<SlotState>,
     in_flight: AtomicUsize,
+    probing: AtomicBool,
 }
 
 /// Counts a request in flight on a slot until dropped (also on timeout or cancellation).
@@ -238,6 +249,7 @@ impl Connections {
                 .map(|_| Slot {
                     state: Mutex::new(SlotState::Empty),
                     in_flight: AtomicUsize::new(0),
+                    probing: AtomicBool::new(false),
                 })
                 .collect(),
             generation: AtomicU64::new(0),
@@ -260,7 +272,8 @@ impl Connections {
     }
 
     /// Runs `f` on a connection within the per-operation time limit. A connection-level error
-    /// or a timeout makes the slot drop its connection, so the next use reconnects.
+    /// makes the slot drop its connection, so the next use reconnects; a timeout makes the slot
+    /// probe its connection (see the module documentation).
     pub(crate) async fn run<T, F, Fut>(self: &Arc<Self>, op: &str, f: F) -> Result<T>
     where
         F: FnOnce(Conn) -> Fut,
@@ -284,7 +297,7 @@ impl Connections {
             Ok(result) => result,
             Err(_elapsed) => {
                 if let Some((slot, generation)) = picked {
-                    self.discard(slot, generation);
+                    self.probe(slot, generation);
                 }
                 Err(error::timeout(&self.tier, op, self.timeout))
             }
@@ -380,6 +393,47 @@ impl Connections {
         }
         .boxed()
         .shared()
+    }
+
+    /// How long a probe waits for `PING` after a time-out before the connection counts as
+    /// broken: as long as opening a new connection and one operation on it may take, since a
+    /// new connection could not do better.
+    pub(crate) fn probe_limit(&self) -> Duration {
+        self.connect_timeout + self.timeout
+    }
+
+    /// Starts a probe of slot `i`'s connection of `generation` (after an operation on it timed
+    /// out), unless one runs: a `PING` on that connection; no answer within
+    /// [`probe_limit`](Self::probe_limit), or a connection-level error, drops it.
+    fn probe(self: &Arc<Self>, i: usize, generation: u64) {
+        let conn = match &*lock(&self.slots[i].state) {
+            SlotState::Ready { conn, generation: g, .. } if *g == generation => conn.clone(),
+            _ => return,
+        };
+        if self.slots[i].probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak: Weak<Self> = Arc::downgrade(self);
+        let limit = self.probe_limit();
+        tokio::spawn(async move {
+            let mut conn = conn;
+            let answer = tokio::time::timeout(
+                limit,
+                deadpool_redis::redis::cmd("PING").query_async::<Value>(&mut conn),
+            )
+            .await;
+            let Some(this) = weak.upgrade() else { return };
+            let broken = match &answer {
+                Ok(Ok(_)) => false,
+                Ok(Err(e)) => error::is_connection_error(e) || e.is_timeout(),
+                Err(_elapsed) => true,
+            };
+            if broken {
+                tracing::debug!(tier = %this.tier, slot = i, "redis connection failed its probe");
+                this.discard(i, generation);
+            }
+            this.slots[i].probing.store(false, Ordering::Release);
+        });
     }
 
     /// Drops slot `i`'s connection if it is still the one of `generation`.

@@ -1,13 +1,12 @@
 //! [`RedisStore`], its builder, and the [`Store`] implementation.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aurelis_cache_core::{Capabilities, Result, Store};
+use aurelis_cache_core::{Capabilities, Result, ScanPage, Store};
 use bytes::Bytes;
 use deadpool_redis::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use deadpool_redis::redis::{self, from_redis_value, RedisError, RedisResult, Value};
@@ -247,6 +246,16 @@ impl RedisStore {
             .await
     }
 
+    /// The store's key of a Redis key: without the key prefix; `None` for a key that is not
+    /// UTF-8 or not under the prefix (not one of this store's keys).
+    fn store_key(&self, redis_key: Vec<u8>) -> Option<String> {
+        let key = String::from_utf8(redis_key).ok()?;
+        if self.config.key_prefix.is_empty() {
+            return Some(key);
+        }
+        key.strip_prefix(self.config.key_prefix.as_str()).map(str::to_owned)
+    }
+
     fn full_key<'a>(&self, key: &'a str) -> Cow<'a, str> {
         if self.config.key_prefix.is_empty() {
             Cow::Borrowed(key)
@@ -272,18 +281,24 @@ impl RedisStore {
                 parse_masters(reply)
             })
             .await?;
+        // Sorted, so an index into the list names the same master from one call to the next
+        // (the cursor of `scan_prefix` holds one) while the topology does not change.
+        let mut masters = masters;
+        masters.sort();
         Ok(masters.into_iter().map(|(host, port)| Target::Node { host, port }).collect())
     }
 
-    /// One `SCAN` round trip on `target`: the next cursor and the keys it returned.
+    /// One `SCAN` round trip on `target` with `COUNT count`: the next cursor and the keys it
+    /// returned.
     async fn scan_step(
         &self,
         target: &Target,
         cursor: u64,
         pattern: &str,
+        count: usize,
     ) -> Result<(u64, Vec<Vec<u8>>)> {
         let mut cmd = redis::cmd("SCAN");
-        cmd.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(self.config.scan_count);
+        cmd.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(count);
         match target {
             Target::Server => {
                 self.conns.run("SCAN", |mut c| async move { cmd.query_async(&mut c).await }).await
@@ -309,7 +324,8 @@ impl RedisStore {
         for target in self.targets().await? {
             let mut cursor = 0;
             loop {
-                let (next, keys) = self.scan_step(&target, cursor, pattern).await?;
+                let (next, keys) =
+                    self.scan_step(&target, cursor, pattern, self.config.scan_count).await?;
                 if !keys.is_empty() {
                     batch.take(self, keys).await?;
                 }
@@ -371,12 +387,13 @@ impl RedisStore {
     }
 }
 
-/// What [`RedisStore::scan`] does with each batch of keys.
+/// What [`RedisStore::scan`] does with each batch of keys. None keeps more than one batch in
+/// memory.
 enum Batch {
     /// Unlinks each batch and counts what was removed.
     Unlink(u64),
-    /// Collects distinct keys.
-    Distinct(HashSet<Vec<u8>>),
+    /// Counts keys (a key `SCAN` returns twice counts twice: an estimate, see `len`).
+    Count(u64),
     /// Sums `MEMORY USAGE` of each batch (a key seen twice by `SCAN` counts twice: this is
     /// an estimate).
     MemoryUsage(u64),
@@ -386,11 +403,35 @@ impl Batch {
     async fn take(&mut self, store: &RedisStore, keys: Vec<Vec<u8>>) -> Result<()> {
         match self {
             Batch::Unlink(removed) => *removed += store.unlink(keys).await?,
-            Batch::Distinct(seen) => seen.extend(keys),
+            Batch::Count(n) => *n += keys.len() as u64,
             Batch::MemoryUsage(bytes) => *bytes += store.memory_usage(keys).await?,
         }
         Ok(())
     }
+}
+
+/// Round trips one `scan_prefix` page may take while they find no key.
+const SCAN_ROUNDS_PER_PAGE: usize = 16;
+
+/// Parses a `scan_prefix` cursor: a Redis cursor (standalone), or `<master>:<cursor>` with
+/// the index of a master in [`RedisStore::targets`] (cluster).
+fn parse_cursor(text: &str, targets: usize) -> Option<(usize, u64)> {
+    let (target, cursor) = match text.split_once(':') {
+        Some((target, cursor)) => (target.parse().ok()?, cursor),
+        None => (0, text),
+    };
+    if target >= targets {
+        return None;
+    }
+    Some((target, cursor.parse().ok()?))
+}
+
+fn scan_cursor_error(tier: &str, cursor: &str) -> aurelis_cache_core::Error {
+    aurelis_cache_core::Error::new(
+        aurelis_cache_core::ErrorKind::Usage,
+        format!("`{cursor}` is not a scan cursor of this store (or the cluster changed)"),
+    )
+    .with_tier(tier)
 }
 
 fn not_cluster() -> RedisError {
@@ -477,7 +518,11 @@ impl Store for RedisStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::none().with_shared(true).with_native_ttl(true)
+        Capabilities::none()
+            .with_shared(true)
+            .with_native_ttl(true)
+            .with_conditional_write(true)
+            .with_scan(true)
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
@@ -514,6 +559,65 @@ impl Store for RedisStore {
             }
         };
         self.conns.run("SET", |mut c| async move { cmd.query_async::<()>(&mut c).await }).await
+    }
+
+    async fn set_if_absent(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.full_key(key).as_ref()).arg(value.as_ref()).arg("NX");
+        match ttl_arg(ttl) {
+            // Already expired: there is nothing to write, and an entry that is there stays.
+            Ttl::Expired => return Ok(false),
+            Ttl::Keep => {}
+            Ttl::Px(ms) => {
+                cmd.arg("PX").arg(ms);
+            }
+        }
+        // `OK` when written, nil when the key exists (of any type).
+        let written = self
+            .conns
+            .run("SET NX", |mut c| async move { cmd.query_async::<Option<String>>(&mut c).await })
+            .await?;
+        Ok(written.is_some())
+    }
+
+    async fn scan_prefix(
+        &self,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<ScanPage> {
+        let count = limit.max(1);
+        let pattern = format!("{}{}*", self.escaped_prefix, escape_glob(prefix));
+        let targets = self.targets().await?;
+        let (mut target, mut redis_cursor) = match cursor {
+            None => (0, 0),
+            Some(text) => parse_cursor(text, targets.len())
+                .ok_or_else(|| scan_cursor_error(self.name(), text))?,
+        };
+        let mut keys = Vec::new();
+        // `SCAN` with `MATCH` may answer no key for many round trips when few keys match:
+        // go on for a few round trips before handing back an empty page.
+        for _ in 0..SCAN_ROUNDS_PER_PAGE {
+            let (next, batch) =
+                self.scan_step(&targets[target], redis_cursor, &pattern, count).await?;
+            keys.extend(batch.into_iter().filter_map(|key| self.store_key(key)));
+            redis_cursor = next;
+            if redis_cursor == 0 {
+                target += 1;
+                if target == targets.len() {
+                    return Ok(ScanPage::new(keys, None));
+                }
+            }
+            if !keys.is_empty() {
+                break;
+            }
+        }
+        let next = if self.is_cluster() {
+            format!("{target}:{redis_cursor}")
+        } else {
+            redis_cursor.to_string()
+        };
+        Ok(ScanPage::new(keys, Some(next)))
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
@@ -633,10 +737,10 @@ impl Store for RedisStore {
                 })
                 .await;
         }
-        let mut batch = Batch::Distinct(HashSet::new());
+        let mut batch = Batch::Count(0);
         self.scan(&format!("{}*", self.escaped_prefix), &mut batch).await?;
         match batch {
-            Batch::Distinct(keys) => Ok(keys.len() as u64),
+            Batch::Count(n) => Ok(n),
             _ => unreachable!("the batch kind does not change"),
         }
     }
@@ -672,6 +776,15 @@ mod tests {
         let escaped = format!("{}*", escape_glob("odd:star*"));
         assert!(aurelis_cache_core::glob_match(&escaped, "odd:star*q?[x]"));
         assert!(!aurelis_cache_core::glob_match(&escaped, "odd:starry"));
+    }
+
+    #[test]
+    fn scan_cursors() {
+        assert_eq!(parse_cursor("17", 1), Some((0, 17)));
+        assert_eq!(parse_cursor("2:17", 3), Some((2, 17)));
+        assert_eq!(parse_cursor("3:17", 3), None, "no fourth master");
+        assert_eq!(parse_cursor("x", 1), None);
+        assert_eq!(parse_cursor("1:-4", 3), None);
     }
 
     #[test]

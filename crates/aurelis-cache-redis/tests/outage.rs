@@ -58,6 +58,8 @@ async fn every_operation_fails(store: &RedisStore) {
     }
     fails!("get", store.get("k"));
     fails!("set", store.set("k", Bytes::from_static(b"v"), None));
+    fails!("set_if_absent", store.set_if_absent("k", Bytes::from_static(b"v"), None));
+    fails!("scan_prefix", store.scan_prefix("p:", None, 10));
     fails!("delete", store.delete("k"));
     fails!("get_many", store.get_many(&["a", "b"]));
     fails!("set_many", store.set_many(&[("a", Bytes::from_static(b"1"))], None));
