@@ -1,4 +1,5 @@
-//! [`RedisBackplane`]: invalidations between cache instances over Redis pub/sub.
+//! [`RedisBackplane`]: invalidations between cache instances over a Redis stream, and the
+//! durable invalidation marks in a Redis hash.
 
 use std::fmt;
 use std::panic::AssertUnwindSafe;
@@ -7,21 +8,31 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aurelis_cache_core::{
-    Backplane, BackplaneEvent, BackplaneHandler, InvalidationMessage, Result,
+    Backplane, BackplaneEvent, BackplaneHandler, Invalidation, InvalidationMessage, Mark, Result,
 };
-use deadpool_redis::redis::aio::{PubSubSink, PubSubStream};
-use deadpool_redis::redis::{self, ConnectionInfo, Value};
-use futures::StreamExt;
-use tokio::sync::oneshot;
+use deadpool_redis::redis::cluster::ClusterClient;
+use deadpool_redis::redis::{
+    self, from_redis_value, AsyncConnectionConfig, ConnectionInfo, RedisResult, Value,
+};
 use tokio::task::AbortHandle;
 
 use crate::config::RedisConfig;
-use crate::conn::{connection_info, Connections};
+use crate::conn::{connection_info, Conn, Connections};
 use crate::error;
 
-/// The version suffix of the channel name; it changes when the message format does, so
+/// The version suffix of the stream name; it changes when the message format does, so
 /// instances of different formats never read each other's messages.
-const FORMAT_VERSION: &str = "v1";
+const STREAM_FORMAT: &str = "v2";
+
+/// The version suffix of the marks hash.
+const MARKS_FORMAT: &str = "v1";
+
+/// The stream field that holds a message's JSON.
+const MESSAGE_FIELD: &str = "m";
+
+/// The stream field of an anchor entry: written by a subscriber that finds the stream empty,
+/// so it has an entry id to resume from; readers skip it.
+const ANCHOR_FIELD: &str = "anchor";
 
 /// First delay before a reconnect attempt; doubled after each failure up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
@@ -29,30 +40,91 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 /// Longest delay between reconnect attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// How often an idle subscription is checked with `PING`, to notice a connection that died
-/// without closing (a half-open TCP connection never ends the message stream).
-const PING_EVERY: Duration = Duration::from_secs(1);
+/// How long one `XREAD` blocks on the server. A reply (empty after this long) that does not
+/// come within this plus the config's `timeout_ms` means the connection is dead (half-open),
+/// so this also bounds how long a dead connection goes unnoticed.
+const BLOCK: Duration = Duration::from_millis(1000);
 
-/// Carries [`InvalidationMessage`]s between cache instances on a Redis pub/sub channel.
+/// Entries one `XREAD` returns at most.
+const READ_COUNT: usize = 512;
+
+/// Keeps `ARGV[2k]` as the value of field `ARGV[2k-1]` of hash `KEYS[1]` unless the field
+/// holds a larger number already.
+const STORE_MARKS: &str = r"
+local written = 0
+for i = 1, #ARGV, 2 do
+  local current = tonumber(redis.call('HGET', KEYS[1], ARGV[i]))
+  if current == nil or current < tonumber(ARGV[i + 1]) then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    written = written + 1
+  end
+end
+return written
+";
+
+/// Removes every field of hash `KEYS[1]` whose value is below `ARGV[1]` (or not a number).
+const PRUNE_MARKS: &str = r"
+local all = redis.call('HGETALL', KEYS[1])
+local before = tonumber(ARGV[1])
+local removed = 0
+for i = 1, #all, 2 do
+  local at = tonumber(all[i + 1])
+  if at == nil or at < before then
+    redis.call('HDEL', KEYS[1], all[i])
+    removed = removed + 1
+  end
+end
+return removed
+";
+
+/// Carries [`InvalidationMessage`]s between cache instances on a Redis stream, so a peer that
+/// was disconnected replays what it missed, and keeps the durable invalidation [`Mark`]s.
 ///
-/// The channel is `aurelis:{namespace}:invalidations:v1`; instances that share a namespace
-/// see each other's invalidations. The `v1` suffix is the message format version: it changes
-/// when the format does, so old and new instances never misread each other. The config's
-/// `key_prefix` does not apply to the channel (channels are not keys).
+/// Keys (the config's `key_prefix` does not apply to them, so a prefixed store's `clear`
+/// never removes them):
 ///
-/// - [`publish`](Backplane::publish) sends `PUBLISH channel <message JSON>` on a held
-///   multiplexed connection, within the config's `timeout_ms`.
-/// - [`subscribe`](Backplane::subscribe) starts a task with its own pub/sub connection that
-///   hands every message to the handler. Messages that do not parse are logged and skipped.
-///   When the connection is lost the handler gets [`BackplaneEvent::Disconnected`] once;
-///   the task reconnects with backoff (50 ms doubling to 2 s), moving to the next node of a
-///   cluster, and after subscribing again the handler gets [`BackplaneEvent::Reconnected`]:
-///   messages may have been missed meanwhile, so the cache flushes its memory tiers.
+/// - the stream `aurelis:{namespace}:{version}:invalidations:v2`, where `namespace` and
+///   `version` are the cache's key namespace and key version, and `v2` the message format;
+/// - the hash `aurelis:{namespace}:{version}:marks:v1` of marks.
+///
+/// Each is one key, so on a cluster each lives on the master of its slot (no operation spans
+/// both).
+///
+/// - [`publish`](Backplane::publish) is `XADD <stream> MAXLEN ~ <backplane_max_len> * m
+///   <message JSON>`, within the config's `timeout_ms`. It fails (`Backend`, `Timeout`)
+///   while Redis is down: the caller retries or records the loss.
+/// - [`subscribe`](Backplane::subscribe) returns at once and starts a task with a connection
+///   of its own (a cluster connection on a cluster, which reads from the stream's master). It
+///   connects with backoff (50 ms doubling to 2 s) and then loops on `XREAD COUNT 512 BLOCK
+///   1000 STREAMS <stream> <last id>`, handing every entry to the handler as
+///   [`BackplaneEvent::Invalidate`], in stream order, and remembering the last id. Entries
+///   that do not parse are logged and skipped. Messages from the subscriber's own instance
+///   are delivered too (the cache filters them by `origin`).
+/// - Events around the connection:
+///   - the first connection starts at the current end of the stream; it reports
+///     [`BackplaneEvent::Reconnected`] if an attempt failed before it (messages may have been
+///     published meanwhile), else nothing;
+///   - a lost connection (an error, or an `XREAD` unanswered for 1 s + `timeout_ms`: a
+///     half-open connection) is reported once as [`BackplaneEvent::Disconnected`]; a first
+///     attempt that fails is reported the same way;
+///   - after reconnecting, if the last entry it saw is still in the stream, nothing after it
+///     was trimmed: it reports [`BackplaneEvent::Resumed`] and replays every entry since, in
+///     order. Otherwise (trimmed by `MAXLEN`, the stream deleted, a server restarted empty,
+///     `FLUSHALL`) it reports [`BackplaneEvent::Reconnected`] and goes on from the current
+///     end.
+/// - A subscriber that finds the stream empty adds an anchor entry (field `anchor`, skipped by
+///   readers), so it has an id to resume from.
+/// - [`store_marks`](Backplane::store_marks) keeps each mark in the hash (field: the mark's
+///   invalidation as JSON, value: `at_ms`) with a Lua script that never lowers a value;
+///   [`load_marks`](Backplane::load_marks) is `HGETALL` (fields that do not parse are logged
+///   and skipped); [`prune_marks`](Backplane::prune_marks) removes, in one script, the fields
+///   whose value is older than asked.
 /// - Dropping the backplane stops its subscriber tasks.
 ///
-/// Delivery is at most once and only while connected: Redis pub/sub keeps no backlog. Every
-/// subscriber gets every message, including its own; the cache ignores messages whose
-/// `origin` is itself.
+/// Limits: a subscriber that falls behind by more than `backplane_max_len` entries while
+/// connected loses the oldest; it notices (the last entry it saw is gone) and reports
+/// `Reconnected`. A Redis without persistence that restarts loses the stream: subscribers
+/// report `Reconnected`.
 ///
 /// # Examples
 ///
@@ -62,12 +134,12 @@ const PING_EVERY: Duration = Duration::from_secs(1);
 /// use aurelis_cache_redis::{RedisBackplane, RedisConfig};
 ///
 /// # async fn demo() -> aurelis_cache_core::Result<()> {
-/// let backplane = RedisBackplane::new(&RedisConfig::default(), "myapp")?;
-/// assert_eq!(backplane.channel(), "aurelis:myapp:invalidations:v1");
+/// let backplane = RedisBackplane::new(&RedisConfig::default(), "myapp", "v1")?;
+/// assert_eq!(backplane.stream(), "aurelis:myapp:v1:invalidations:v2");
 /// backplane
 ///     .subscribe(Arc::new(|event| match event {
-///         BackplaneEvent::Invalidate(msg) => println!("drop {:?}", msg.invalidation),
-///         BackplaneEvent::Reconnected => println!("flush memory tiers"),
+///         BackplaneEvent::Invalidate(msg) => println!("drop {:?}", msg.invalidations),
+///         BackplaneEvent::Reconnected => println!("messages may be lost: distrust local tiers"),
 ///         _ => {}
 ///     }))
 ///     .await?;
@@ -77,17 +149,21 @@ const PING_EVERY: Duration = Duration::from_secs(1);
 /// # Ok(()) }
 /// ```
 pub struct RedisBackplane {
-    channel: String,
+    stream: String,
+    marks: String,
+    max_len: usize,
     publisher: Arc<Connections>,
-    subscriber: Arc<SubscriberParams>,
+    reader: Arc<ReaderParams>,
     tasks: Mutex<Vec<AbortHandle>>,
 }
 
 /// What a subscriber task needs, shared by every `subscribe` of one backplane.
-struct SubscriberParams {
+struct ReaderParams {
     tier: String,
-    channel: String,
+    stream: String,
+    max_len: usize,
     nodes: Vec<ConnectionInfo>,
+    cluster: bool,
     timeout: Duration,
     connect_timeout: Duration,
 }
@@ -96,8 +172,10 @@ impl fmt::Debug for RedisBackplane {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let tasks = self.tasks.lock().map(|t| t.len()).unwrap_or(0);
         f.debug_struct("RedisBackplane")
-            .field("channel", &self.channel)
-            .field("nodes", &self.subscriber.nodes.len())
+            .field("stream", &self.stream)
+            .field("marks", &self.marks)
+            .field("max_len", &self.max_len)
+            .field("cluster", &self.reader.cluster)
             .field("subscriptions", &tasks)
             .field("publisher", &self.publisher)
             .finish()
@@ -105,38 +183,58 @@ impl fmt::Debug for RedisBackplane {
 }
 
 impl RedisBackplane {
-    /// The channel name of `namespace`: `aurelis:{namespace}:invalidations:v1`.
+    /// The stream of `namespace` and key `version`:
+    /// `aurelis:{namespace}:{version}:invalidations:v2`.
     ///
     /// # Examples
     ///
     /// ```
     /// assert_eq!(
-    ///     aurelis_cache_redis::RedisBackplane::channel_for("shop"),
-    ///     "aurelis:shop:invalidations:v1"
+    ///     aurelis_cache_redis::RedisBackplane::stream_for("shop", "v3"),
+    ///     "aurelis:shop:v3:invalidations:v2"
     /// );
     /// ```
-    pub fn channel_for(namespace: &str) -> String {
-        format!("aurelis:{namespace}:invalidations:{FORMAT_VERSION}")
+    pub fn stream_for(namespace: &str, version: &str) -> String {
+        format!("aurelis:{namespace}:{version}:invalidations:{STREAM_FORMAT}")
     }
 
-    /// A backplane on the Redis (or Redis Cluster) of `config`, for the instances sharing
-    /// `namespace`. Nothing connects until the first `publish` or `subscribe`.
+    /// The marks hash of `namespace` and key `version`: `aurelis:{namespace}:{version}:marks:v1`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(
+    ///     aurelis_cache_redis::RedisBackplane::marks_key_for("shop", "v3"),
+    ///     "aurelis:shop:v3:marks:v1"
+    /// );
+    /// ```
+    pub fn marks_key_for(namespace: &str, version: &str) -> String {
+        format!("aurelis:{namespace}:{version}:marks:{MARKS_FORMAT}")
+    }
+
+    /// A backplane on the Redis (or Redis Cluster) of `config`, for the instances sharing the
+    /// key `namespace` and key `version`. Nothing connects until the first `publish` or
+    /// `subscribe`.
     ///
     /// # Examples
     ///
     /// ```
     /// use aurelis_cache_redis::{RedisBackplane, RedisConfig};
-    /// let err = RedisBackplane::new(&RedisConfig::default(), "").unwrap_err();
+    /// let err = RedisBackplane::new(&RedisConfig::default(), "", "v1").unwrap_err();
     /// assert_eq!(err.kind(), aurelis_cache_core::ErrorKind::Config);
+    /// assert!(err.message().contains("namespace"));
     /// ```
     ///
     /// # Errors
     ///
     /// [`ErrorKind::Config`](aurelis_cache_core::ErrorKind::Config) for an empty namespace or
-    /// an invalid config (see [`RedisConfig::validate`]).
-    pub fn new(config: &RedisConfig, namespace: &str) -> Result<RedisBackplane> {
+    /// version, or an invalid config (see [`RedisConfig::validate`]).
+    pub fn new(config: &RedisConfig, namespace: &str, version: &str) -> Result<RedisBackplane> {
         if namespace.is_empty() {
             return Err(error::config("namespace", "must not be empty"));
+        }
+        if version.is_empty() {
+            return Err(error::config("version", "must not be empty"));
         }
         config.validate()?;
         let nodes = if config.is_cluster() {
@@ -148,24 +246,33 @@ impl RedisBackplane {
         } else {
             vec![connection_info(config, "url", &config.url)?]
         };
-        let channel = Self::channel_for(namespace);
+        let stream = Self::stream_for(namespace, version);
         Ok(RedisBackplane {
             publisher: Connections::new(config, config.pool_size.min(2))?,
-            subscriber: Arc::new(SubscriberParams {
+            reader: Arc::new(ReaderParams {
                 tier: config.name.clone(),
-                channel: channel.clone(),
+                stream: stream.clone(),
+                max_len: config.backplane_max_len,
                 nodes,
+                cluster: config.is_cluster(),
                 timeout: config.timeout(),
                 connect_timeout: config.connect_timeout(),
             }),
-            channel,
+            marks: Self::marks_key_for(namespace, version),
+            max_len: config.backplane_max_len,
+            stream,
             tasks: Mutex::new(Vec::new()),
         })
     }
 
-    /// The pub/sub channel this backplane uses.
-    pub fn channel(&self) -> &str {
-        &self.channel
+    /// The stream this backplane uses.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// The hash that holds the marks.
+    pub fn marks_key(&self) -> &str {
+        &self.marks
     }
 }
 
@@ -182,131 +289,335 @@ impl Drop for RedisBackplane {
 impl Backplane for RedisBackplane {
     async fn publish(&self, msg: &InvalidationMessage) -> Result<()> {
         let payload = msg.to_bytes()?;
-        let mut cmd = redis::cmd("PUBLISH");
-        cmd.arg(&self.channel).arg(payload);
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(&self.stream)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.max_len)
+            .arg("*")
+            .arg(MESSAGE_FIELD)
+            .arg(payload);
         self.publisher
-            .run("PUBLISH", |mut c| async move { cmd.query_async::<u64>(&mut c).await })
+            .run("XADD", |mut c| async move { cmd.query_async::<Value>(&mut c).await })
             .await?;
         Ok(())
     }
 
     async fn subscribe(&self, handler: BackplaneHandler) -> Result<()> {
-        let (first_tx, first_rx) = oneshot::channel();
-        let task = tokio::spawn(run_subscriber(self.subscriber.clone(), handler, first_tx));
+        let task = tokio::spawn(run_reader(self.reader.clone(), handler));
         self.tasks.lock().unwrap_or_else(|e| e.into_inner()).push(task.abort_handle());
-        match first_rx.await {
-            Ok(result) => result,
-            Err(_) => Err(error::backend_msg(
-                &self.subscriber.tier,
-                "the backplane subscriber task ended before subscribing",
-            )),
+        Ok(())
+    }
+
+    async fn store_marks(&self, marks: &[Mark]) -> Result<()> {
+        if marks.is_empty() {
+            return Ok(());
         }
+        let script = redis::Script::new(STORE_MARKS);
+        let mut invocation = script.key(&self.marks);
+        for mark in marks {
+            invocation.arg(mark_field(&mark.invalidation)?).arg(mark.at_ms);
+        }
+        self.publisher
+            .run("store marks", |mut c| async move { invocation.invoke_async::<u64>(&mut c).await })
+            .await?;
+        Ok(())
+    }
+
+    async fn load_marks(&self) -> Result<Vec<Mark>> {
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(&self.marks);
+        let fields = self
+            .publisher
+            .run("HGETALL", |mut c| async move {
+                cmd.query_async::<Vec<(Vec<u8>, Vec<u8>)>>(&mut c).await
+            })
+            .await?;
+        let mut marks = Vec::with_capacity(fields.len());
+        for (field, value) in fields {
+            match parse_mark(&field, &value) {
+                Some(mark) => marks.push(mark),
+                None => tracing::warn!(
+                    tier = %self.reader.tier,
+                    key = %self.marks,
+                    field = %String::from_utf8_lossy(&field),
+                    "skipping a malformed invalidation mark"
+                ),
+            }
+        }
+        Ok(marks)
+    }
+
+    async fn prune_marks(&self, before_ms: u64) -> Result<()> {
+        let script = redis::Script::new(PRUNE_MARKS);
+        let mut invocation = script.key(&self.marks);
+        invocation.arg(before_ms);
+        self.publisher
+            .run("prune marks", |mut c| async move { invocation.invoke_async::<u64>(&mut c).await })
+            .await?;
+        Ok(())
     }
 }
 
-/// Subscribes (first to the nodes in order until one answers), reports the outcome on
-/// `first`, then delivers messages, reconnecting until aborted. Gives up only when the very
-/// first subscription fails.
-async fn run_subscriber(
-    params: Arc<SubscriberParams>,
-    handler: BackplaneHandler,
-    first: oneshot::Sender<Result<()>>,
-) {
-    let mut node = 0;
-    let mut connected = None;
-    let mut last_error = None;
-    for _ in 0..params.nodes.len() {
-        match connect(&params, node).await {
-            Ok(subscription) => {
-                connected = Some(subscription);
-                break;
-            }
-            Err(e) => {
-                last_error = Some(e);
-                node = (node + 1) % params.nodes.len();
-            }
-        }
-    }
-    let Some(mut subscription) = connected else {
-        let error = last_error
-            .unwrap_or_else(|| error::backend_msg(&params.tier, "no node to subscribe to"));
-        let _ = first.send(Err(error));
-        return;
-    };
-    if first.send(Ok(())).is_err() {
-        return; // `subscribe` was cancelled.
-    }
+/// The hash field of a mark: its invalidation as JSON.
+fn mark_field(invalidation: &Invalidation) -> Result<String> {
+    serde_json::to_string(invalidation).map_err(|e| {
+        aurelis_cache_core::Error::codec("cannot encode an invalidation mark").with_source(e)
+    })
+}
+
+/// A mark from a hash field and value; `None` when either does not parse.
+fn parse_mark(field: &[u8], value: &[u8]) -> Option<Mark> {
+    let invalidation: Invalidation = serde_json::from_slice(field).ok()?;
+    let at_ms: u64 = std::str::from_utf8(value).ok()?.trim().parse().ok()?;
+    Some(Mark::new(invalidation, at_ms))
+}
+
+/// The subscriber task: connects with backoff, reads the stream, reconnects, forever (until
+/// aborted by the backplane's drop).
+async fn run_reader(params: Arc<ReaderParams>, handler: BackplaneHandler) {
+    // The id of the last entry seen; `None` until the first connection.
+    let mut last_id: Option<String> = None;
+    // A connection attempt failed before the first connection.
+    let mut failed_first = false;
+    // `Disconnected` was reported and no connection made since.
+    let mut reported_down = false;
+    let mut delay = FIRST_BACKOFF;
     loop {
-        deliver(&params, subscription, &handler).await;
-        tracing::warn!(tier = %params.tier, channel = %params.channel, "backplane disconnected");
-        emit(&handler, BackplaneEvent::Disconnected);
-        let mut delay = FIRST_BACKOFF;
-        subscription = loop {
-            tokio::time::sleep(delay).await;
-            // The node that failed is likely down: try the next one first.
-            node = (node + 1) % params.nodes.len();
-            match connect(&params, node).await {
-                Ok(subscription) => break subscription,
-                Err(e) => {
-                    tracing::debug!(tier = %params.tier, error = %e, "backplane reconnect failed");
-                    delay = (delay * 2).min(MAX_BACKOFF);
+        let attempt = async {
+            let mut conn = params.connect().await?;
+            let (start, event) = params.start_id(&mut conn, last_id.as_deref()).await?;
+            Ok::<_, aurelis_cache_core::Error>((conn, start, event))
+        };
+        let (mut conn, start, event) = match attempt.await {
+            Ok(connected) => connected,
+            Err(e) => {
+                tracing::debug!(tier = %params.tier, stream = %params.stream, error = %e,
+                    "backplane connect failed");
+                if last_id.is_none() {
+                    failed_first = true;
                 }
+                if !reported_down {
+                    tracing::warn!(tier = %params.tier, stream = %params.stream, error = %e,
+                        "backplane disconnected");
+                    emit(&handler, BackplaneEvent::Disconnected);
+                    reported_down = true;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_BACKOFF);
+                continue;
             }
         };
-        tracing::info!(tier = %params.tier, channel = %params.channel, "backplane reconnected");
-        emit(&handler, BackplaneEvent::Reconnected);
+        delay = FIRST_BACKOFF;
+        let event = match (event, last_id.is_none()) {
+            (Start::Fresh, true) if !failed_first => None,
+            (Start::Fresh, _) => Some(BackplaneEvent::Reconnected),
+            (Start::Resume, _) => Some(BackplaneEvent::Resumed),
+        };
+        if let Some(event) = event {
+            tracing::info!(tier = %params.tier, stream = %params.stream, ?event,
+                "backplane connected");
+            emit(&handler, event);
+        }
+        let mut last = start;
+        let e = params.read(&mut conn, &mut last, &handler).await;
+        last_id = Some(last);
+        tracing::warn!(tier = %params.tier, stream = %params.stream, error = %e,
+            "backplane disconnected");
+        emit(&handler, BackplaneEvent::Disconnected);
+        reported_down = true;
     }
 }
 
-/// Opens a pub/sub connection to node `i` and subscribes to the channel.
-async fn connect(params: &SubscriberParams, i: usize) -> Result<(PubSubSink, PubSubStream)> {
-    let limit = params.connect_timeout + params.timeout;
-    let attempt = async {
-        let client = redis::Client::open(params.nodes[i].clone())?;
-        let (mut sink, stream) = client.get_async_pubsub().await?.split();
-        sink.subscribe(&params.channel).await?;
-        Ok::<_, redis::RedisError>((sink, stream))
-    };
-    match tokio::time::timeout(limit, attempt).await {
-        Ok(Ok(subscription)) => Ok(subscription),
-        Ok(Err(e)) => Err(error::backend(&params.tier, "SUBSCRIBE", e)),
-        Err(_) => Err(error::timeout(&params.tier, "SUBSCRIBE", limit)),
-    }
+/// Where a (re)connected reader starts.
+#[derive(Debug)]
+enum Start {
+    /// At the current end of the stream: what came before is unknown or was missed.
+    Fresh,
+    /// After the last entry seen, which is still in the stream: nothing was missed.
+    Resume,
 }
 
-/// Hands every message to the handler until the connection is lost (the stream ends or a
-/// `PING` gets no answer in time).
-async fn deliver(
-    params: &SubscriberParams,
-    (mut sink, mut stream): (PubSubSink, PubSubStream),
-    handler: &BackplaneHandler,
-) {
-    let ping_limit = params.timeout.max(PING_EVERY);
-    let mut ping = tokio::time::interval(PING_EVERY);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ping.tick().await; // the first tick is immediate
-    loop {
-        tokio::select! {
-            msg = stream.next() => {
-                let Some(msg) = msg else { return };
-                match InvalidationMessage::from_bytes(msg.get_payload_bytes()) {
-                    Ok(message) => emit(handler, BackplaneEvent::Invalidate(message)),
-                    Err(e) => tracing::warn!(
-                        tier = %params.tier,
-                        channel = %params.channel,
-                        error = %e,
-                        "skipping a malformed backplane message"
-                    ),
+impl ReaderParams {
+    /// Opens the reader's own connection (within `connect_timeout + timeout`).
+    async fn connect(&self) -> Result<Conn> {
+        let limit = self.connect_timeout + self.timeout;
+        let attempt = async {
+            if self.cluster {
+                let client = ClusterClient::builder(self.nodes.clone())
+                    .connection_timeout(self.connect_timeout)
+                    .build()?;
+                Ok::<_, redis::RedisError>(Conn::Cluster(client.get_async_connection().await?))
+            } else {
+                let client = redis::Client::open(self.nodes[0].clone())?;
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.connect_timeout))
+                    .set_response_timeout(None);
+                Ok(Conn::Single(
+                    client.get_multiplexed_async_connection_with_config(&config).await?,
+                ))
+            }
+        };
+        match tokio::time::timeout(limit, attempt).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(error::connect(&self.tier, "backplane connect", e)),
+            Err(_) => Err(error::timeout(&self.tier, "backplane connect", limit)),
+        }
+    }
+
+    /// Runs one command within the time limit.
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        conn: &mut Conn,
+        op: &str,
+        cmd: &redis::Cmd,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.timeout, cmd.query_async::<T>(conn)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(error::backend(&self.tier, op, e)),
+            Err(_) => Err(error::timeout(&self.tier, op, self.timeout)),
+        }
+    }
+
+    /// The id to read after, on a new connection: the last one seen if it is still in the
+    /// stream, else the current end.
+    async fn start_id(&self, conn: &mut Conn, last: Option<&str>) -> Result<(String, Start)> {
+        if let Some(last) = last {
+            if self.contains(conn, last).await? {
+                return Ok((last.to_owned(), Start::Resume));
+            }
+        }
+        Ok((self.end_id(conn).await?, Start::Fresh))
+    }
+
+    /// Whether the entry `id` is in the stream.
+    async fn contains(&self, conn: &mut Conn, id: &str) -> Result<bool> {
+        let mut cmd = redis::cmd("XRANGE");
+        cmd.arg(&self.stream).arg(id).arg(id).arg("COUNT").arg(1);
+        let found: Vec<Value> = self.query(conn, "XRANGE", &cmd).await?;
+        Ok(!found.is_empty())
+    }
+
+    /// The id of the newest entry; when the stream has none, of an anchor entry added now.
+    async fn end_id(&self, conn: &mut Conn) -> Result<String> {
+        let mut cmd = redis::cmd("XREVRANGE");
+        cmd.arg(&self.stream).arg("+").arg("-").arg("COUNT").arg(1);
+        let newest: Value = self.query(conn, "XREVRANGE", &cmd).await?;
+        let entries =
+            parse_entries(newest).map_err(|e| error::backend(&self.tier, "XREVRANGE", e))?;
+        if let Some((id, _)) = entries.into_iter().next() {
+            return Ok(id);
+        }
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(&self.stream)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.max_len)
+            .arg("*")
+            .arg(ANCHOR_FIELD)
+            .arg("");
+        self.query(conn, "XADD", &cmd).await
+    }
+
+    /// Reads entries after `last` and hands them to the handler until the connection is lost;
+    /// returns why it was.
+    async fn read(
+        &self,
+        conn: &mut Conn,
+        last: &mut String,
+        handler: &BackplaneHandler,
+    ) -> aurelis_cache_core::Error {
+        let limit = BLOCK + self.timeout;
+        let mut lagging = false;
+        loop {
+            if lagging {
+                // The previous read was a full batch: make sure the stream was not trimmed
+                // past what was read while this reader was behind.
+                match self.contains(conn, last).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(tier = %self.tier, stream = %self.stream,
+                            "backplane fell behind the stream's MAXLEN: messages were lost");
+                        emit(handler, BackplaneEvent::Reconnected);
+                        match self.end_id(conn).await {
+                            Ok(end) => *last = end,
+                            Err(e) => return e,
+                        }
+                    }
+                    Err(e) => return e,
                 }
             }
-            _ = ping.tick() => {
-                match tokio::time::timeout(ping_limit, sink.ping::<Value>()).await {
-                    Ok(Ok(_)) => {}
-                    _ => return,
-                }
+            let mut cmd = redis::cmd("XREAD");
+            cmd.arg("COUNT")
+                .arg(READ_COUNT)
+                .arg("BLOCK")
+                .arg(BLOCK.as_millis() as u64)
+                .arg("STREAMS")
+                .arg(&self.stream)
+                .arg(last.as_str());
+            let reply = match tokio::time::timeout(limit, cmd.query_async::<Value>(conn)).await {
+                Ok(Ok(reply)) => reply,
+                Ok(Err(e)) => return error::backend(&self.tier, "XREAD", e),
+                Err(_) => return error::timeout(&self.tier, "XREAD", limit),
+            };
+            let entries = match parse_xread(reply) {
+                Ok(entries) => entries,
+                Err(e) => return error::backend(&self.tier, "XREAD", e),
+            };
+            lagging = entries.len() >= READ_COUNT;
+            for (id, fields) in entries {
+                self.deliver(&id, fields, handler);
+                *last = id;
             }
         }
     }
+
+    /// Hands one entry to the handler, or logs why not.
+    fn deliver(&self, id: &str, fields: Vec<Vec<u8>>, handler: &BackplaneHandler) {
+        let mut message = None;
+        let mut anchor = false;
+        for pair in fields.chunks(2) {
+            match pair {
+                [name, value] if name == MESSAGE_FIELD.as_bytes() => message = Some(value),
+                [name, _] if name == ANCHOR_FIELD.as_bytes() => anchor = true,
+                _ => {}
+            }
+        }
+        match message.map(|bytes| InvalidationMessage::from_bytes(bytes)) {
+            Some(Ok(message)) => emit(handler, BackplaneEvent::Invalidate(message)),
+            None if anchor => {}
+            Some(Err(e)) => tracing::warn!(tier = %self.tier, stream = %self.stream, id,
+                error = %e, "skipping a malformed backplane message"),
+            None => tracing::warn!(tier = %self.tier, stream = %self.stream, id,
+                "skipping a backplane entry without a message"),
+        }
+    }
+}
+
+/// A stream entry: its id and its fields as a flat list (name, value, name, value, ...).
+type Entry = (String, Vec<Vec<u8>>);
+
+/// The entries of an `XRANGE`/`XREVRANGE` reply.
+fn parse_entries(reply: Value) -> RedisResult<Vec<Entry>> {
+    match reply {
+        Value::Nil => Ok(Vec::new()),
+        other => Ok(from_redis_value(other)?),
+    }
+}
+
+/// The entries of an `XREAD` reply for one stream (nil when the block ran out): RESP2 gives
+/// `[[stream, entries]]`, RESP3 `{stream: entries}`.
+fn parse_xread(reply: Value) -> RedisResult<Vec<Entry>> {
+    let streams: Vec<(Value, Value)> = match reply {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Map(pairs) => pairs,
+        other => from_redis_value(other)?,
+    };
+    let mut out = Vec::new();
+    for (_, entries) in streams {
+        out.extend(parse_entries(entries)?);
+    }
+    Ok(out)
 }
 
 /// Calls the handler; a panicking handler is logged and does not stop the subscriber.
@@ -321,16 +632,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn channel_name_has_namespace_and_version() {
-        assert_eq!(RedisBackplane::channel_for("ns"), "aurelis:ns:invalidations:v1");
+    fn key_names_have_namespace_version_and_format() {
+        assert_eq!(RedisBackplane::stream_for("ns", "v7"), "aurelis:ns:v7:invalidations:v2");
+        assert_eq!(RedisBackplane::marks_key_for("ns", "v7"), "aurelis:ns:v7:marks:v1");
     }
 
     #[test]
-    fn rejects_empty_namespace_and_bad_config() {
-        let err = RedisBackplane::new(&RedisConfig::default(), "").expect_err("empty");
+    fn rejects_empty_names_and_bad_config() {
+        let err = RedisBackplane::new(&RedisConfig::default(), "", "v1").expect_err("empty");
         assert!(err.message().contains("namespace"));
+        let err = RedisBackplane::new(&RedisConfig::default(), "ns", "").expect_err("empty");
+        assert!(err.message().contains("version"));
         let config = RedisConfig { url: "nope".into(), ..RedisConfig::default() };
-        let err = RedisBackplane::new(&config, "ns").expect_err("bad url");
+        let err = RedisBackplane::new(&config, "ns", "v1").expect_err("bad url");
         assert!(err.message().contains("`url`"));
+    }
+
+    #[test]
+    fn parses_stream_replies() {
+        let entry = |id: &str, fields: &[&str]| {
+            Value::Array(vec![
+                Value::BulkString(id.as_bytes().to_vec()),
+                Value::Array(
+                    fields.iter().map(|f| Value::BulkString(f.as_bytes().to_vec())).collect(),
+                ),
+            ])
+        };
+        let entries = Value::Array(vec![entry("1-0", &["m", "{}"]), entry("2-0", &["anchor", ""])]);
+        let resp2 = Value::Array(vec![Value::Array(vec![
+            Value::BulkString(b"s".to_vec()),
+            entries.clone(),
+        ])]);
+        let parsed = parse_xread(resp2).expect("resp2");
+        assert_eq!(parsed.len(), 2);
+        assert_eq!(parsed[0], ("1-0".to_owned(), vec![b"m".to_vec(), b"{}".to_vec()]));
+        let resp3 = Value::Map(vec![(Value::BulkString(b"s".to_vec()), entries)]);
+        assert_eq!(parse_xread(resp3).expect("resp3"), parsed);
+        assert!(parse_xread(Value::Nil).expect("nil").is_empty());
+        assert!(parse_entries(Value::Array(vec![])).expect("empty").is_empty());
+    }
+
+    #[test]
+    fn marks_round_trip_through_fields() {
+        let inv = Invalidation::Tag("user:1".into());
+        let field = mark_field(&inv).expect("field");
+        assert_eq!(parse_mark(field.as_bytes(), b"42"), Some(Mark::new(inv, 42)));
+        assert_eq!(parse_mark(b"not json", b"42"), None);
+        assert_eq!(parse_mark(field.as_bytes(), b"soon"), None);
     }
 }

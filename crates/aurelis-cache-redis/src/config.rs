@@ -61,6 +61,10 @@ pub struct RedisConfig {
     pub key_prefix: String,
     /// `COUNT` hint of each `SCAN` round trip. Default 1000.
     pub scan_count: usize,
+    /// About how many messages the backplane's stream keeps (`XADD ... MAXLEN ~ n`): a
+    /// subscriber disconnected for longer than it takes to publish this many messages
+    /// cannot replay what it missed and reports `Reconnected`. Default 100,000.
+    pub backplane_max_len: usize,
 }
 
 impl Default for RedisConfig {
@@ -76,6 +80,7 @@ impl Default for RedisConfig {
             connect_timeout_ms: 1000,
             key_prefix: String::new(),
             scan_count: 1000,
+            backplane_max_len: 100_000,
         }
     }
 }
@@ -94,6 +99,7 @@ impl fmt::Debug for RedisConfig {
             .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("key_prefix", &self.key_prefix)
             .field("scan_count", &self.scan_count)
+            .field("backplane_max_len", &self.backplane_max_len)
             .finish()
     }
 }
@@ -156,6 +162,9 @@ impl RedisConfig {
         }
         if self.scan_count == 0 {
             return Err(error::config("scan_count", "must be at least 1"));
+        }
+        if self.backplane_max_len == 0 {
+            return Err(error::config("backplane_max_len", "must be at least 1"));
         }
         if self.is_cluster() {
             if self.db.is_some_and(|db| db != 0) {
@@ -229,6 +238,7 @@ mod tests {
             ("timeout_ms", Box::new(|c| c.timeout_ms = 0)),
             ("connect_timeout_ms", Box::new(|c| c.connect_timeout_ms = 0)),
             ("scan_count", Box::new(|c| c.scan_count = 0)),
+            ("backplane_max_len", Box::new(|c| c.backplane_max_len = 0)),
             ("url", Box::new(|c| c.url = "not a url".into())),
             ("url", Box::new(|c| c.url = "http://h:1/".into())),
             ("cluster_urls", Box::new(|c| c.cluster_urls = vec!["::".into()])),
