@@ -6,7 +6,8 @@ async fn main() {
     let path = std::env::args().nth(1).expect("pairs file");
     let mode = std::env::args().nth(2).unwrap_or_default();
     let text = std::fs::read_to_string(path).unwrap();
-    let rows: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<serde_json::Value> =
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let scope = Scope::for_model("m");
     let all = SimilarityCache::<usize>::builder().guard(mode != "noguard").build().unwrap();
     for (i, r) in rows.iter().enumerate() {
@@ -16,12 +17,21 @@ async fn main() {
         let a = r["a"].as_str().unwrap();
         let b = r["b"].as_str().unwrap();
         let same = r["same_answer"].as_bool().unwrap();
-        let cache = if mode == "distractor" { None } else {
-            let c = SimilarityCache::<usize>::builder().threshold(0.0).guard(mode != "noguard").build().unwrap();
+        let cache = if mode == "distractor" {
+            None
+        } else {
+            let c = SimilarityCache::<usize>::builder()
+                .threshold(0.0)
+                .guard(mode != "noguard")
+                .build()
+                .unwrap();
             c.insert(&scope, a, i, None).await.unwrap();
             Some(c)
         };
-        let found = match &cache { Some(c) => c.lookup(&scope, b).await, None => all.lookup(&scope, b).await };
+        let found = match &cache {
+            Some(c) => c.lookup(&scope, b).await,
+            None => all.lookup(&scope, b).await,
+        };
         let hit = found.hit.as_ref().map(|h| h.value);
         let show = match mode.as_str() {
             "distractor" => hit.is_some() && (!same || hit != Some(i)),

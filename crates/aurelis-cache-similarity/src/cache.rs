@@ -224,7 +224,10 @@ impl<V: Clone + Send + Sync + 'static> SimilarityCacheBuilder<V> {
     }
 
     /// How shadow mode decides whether a would-be hit's answer equals the real one.
-    pub fn compare_with(mut self, compare: impl Fn(&V, &V) -> bool + Send + Sync + 'static) -> Self {
+    pub fn compare_with(
+        mut self,
+        compare: impl Fn(&V, &V) -> bool + Send + Sync + 'static,
+    ) -> Self {
         self.compare = Some(Arc::new(compare));
         self
     }
@@ -302,7 +305,9 @@ impl<V> State<V> {
     }
 
     fn remove_slot(&mut self, slot: Slot) -> bool {
-        let Some(entry) = self.slots.get_mut(slot as usize).and_then(Option::take) else { return false };
+        let Some(entry) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
+            return false;
+        };
         self.exact.remove(&(entry.scope, entry.normalized));
         self.ids.remove(&entry.id);
         self.tombstones.push(slot);
@@ -419,7 +424,13 @@ impl<V: Clone + Send + Sync + 'static> SimilarityCache<V> {
 
     /// Stores `value` as the answer to `prompt` in `scope`, replacing an entry with the same
     /// normalised prompt. With `ttl`, the entry leaves the index when it expires.
-    pub async fn insert(&self, scope: &Scope, prompt: &str, value: V, ttl: Option<Duration>) -> Result<EntryId> {
+    pub async fn insert(
+        &self,
+        scope: &Scope,
+        prompt: &str,
+        value: V,
+        ttl: Option<Duration>,
+    ) -> Result<EntryId> {
         let embedding = match &self.embedder {
             Some(e) => Some(self.embed_one(e.as_ref(), prompt).await?),
             None => None,
@@ -561,7 +572,8 @@ impl<V: Clone + Send + Sync + 'static> SimilarityCache<V> {
                     + e.embedding.as_ref().map_or(0, |v| v.capacity() * 4)
             })
             .sum();
-        let maps = st.exact.len() * (32 + 16 + 4 + 8) + st.exact.keys().map(|k| k.1.len()).sum::<usize>()
+        let maps = st.exact.len() * (32 + 16 + 4 + 8)
+            + st.exact.keys().map(|k| k.1.len()).sum::<usize>()
             + st.ids.len() * (8 + 4 + 8);
         let slots = st.slots.capacity() * std::mem::size_of::<Option<Entry<V>>>();
         heap + maps + slots + st.lexical.approx_bytes() + st.vectors.approx_bytes()
@@ -613,9 +625,10 @@ impl<V: Clone + Send + Sync + 'static> SimilarityCache<V> {
             let canonical = query.canonical();
             let sorted = sorted_words(&canonical);
             let keys = content_keys(&query);
-            let slots = st.lexical.candidates(scope.short(), &keys, self.config.max_candidates, |s| {
-                st.live(s, scope, now).map(|e| e.keys)
-            });
+            let slots =
+                st.lexical.candidates(scope.short(), &keys, self.config.max_candidates, |s| {
+                    st.live(s, scope, now).map(|e| e.keys)
+                });
             let mut scored: HashMap<Slot, Score> = HashMap::new();
             for slot in slots {
                 let Some(e) = st.live(slot, scope, now) else { continue };
@@ -653,7 +666,12 @@ impl<V: Clone + Send + Sync + 'static> SimilarityCache<V> {
         let mut hit = None;
         for (i, (slot, id, stored, score)) in pool.into_iter().enumerate() {
             if hit.is_some() || i >= self.config.max_checked {
-                candidates.push(Candidate { id, prompt: stored, score, verdict: Verdict::NotChecked });
+                candidates.push(Candidate {
+                    id,
+                    prompt: stored,
+                    score,
+                    verdict: Verdict::NotChecked,
+                });
                 continue;
             }
             let verdict = self.decide(&query, prompt, &stored).await;
@@ -661,11 +679,22 @@ impl<V: Clone + Send + Sync + 'static> SimilarityCache<V> {
                 let st = self.state.read();
                 match st.slots.get(slot as usize).and_then(Option::as_ref).filter(|e| e.id == id) {
                     Some(e) => {
-                        hit = Some(Hit { id, prompt: stored.clone(), value: e.value.clone(), score, exact: false });
+                        hit = Some(Hit {
+                            id,
+                            prompt: stored.clone(),
+                            value: e.value.clone(),
+                            score,
+                            exact: false,
+                        });
                     }
                     None => {
                         // Removed while we were checking: never serve it.
-                        candidates.push(Candidate { id, prompt: stored, score, verdict: Verdict::NotChecked });
+                        candidates.push(Candidate {
+                            id,
+                            prompt: stored,
+                            score,
+                            verdict: Verdict::NotChecked,
+                        });
                         continue;
                     }
                 }
@@ -682,7 +711,9 @@ impl<V: Clone + Send + Sync + 'static> SimilarityCache<V> {
             }
         }
         if let Some(verifier) = &self.verifier {
-            let outcome = tokio::time::timeout(self.config.verifier_timeout, verifier.verify(prompt, stored)).await;
+            let outcome =
+                tokio::time::timeout(self.config.verifier_timeout, verifier.verify(prompt, stored))
+                    .await;
             let veto = match outcome {
                 Ok(Ok(true)) => return Verdict::Accepted,
                 Ok(Ok(false)) => "rejected",
@@ -697,7 +728,13 @@ impl<V: Clone + Send + Sync + 'static> SimilarityCache<V> {
         Verdict::Accepted
     }
 
-    fn finish(&self, scope: &Scope, query: &Analysis, hit: Option<Hit<V>>, candidates: Vec<Candidate>) -> Lookup<V> {
+    fn finish(
+        &self,
+        scope: &Scope,
+        query: &Analysis,
+        hit: Option<Hit<V>>,
+        candidates: Vec<Candidate>,
+    ) -> Lookup<V> {
         if !self.config.shadow {
             return Lookup { hit, would_hit: None, candidates };
         }
@@ -821,7 +858,8 @@ impl<V: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> Similarity
             }
         };
         let n = snapshot.entries.len();
-        let bytes = serde_json::to_vec(&snapshot).map_err(|e| Error::codec("similarity snapshot").with_source(e))?;
+        let bytes = serde_json::to_vec(&snapshot)
+            .map_err(|e| Error::codec("similarity snapshot").with_source(e))?;
         store.set(key, Bytes::from(bytes), None).await?;
         Ok(n)
     }
@@ -831,10 +869,13 @@ impl<V: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> Similarity
     /// how many entries were loaded.
     pub async fn load(&self, store: &dyn Store, key: &str) -> Result<usize> {
         let Some(bytes) = store.get(key).await? else { return Ok(0) };
-        let snapshot: Snapshot<V> =
-            serde_json::from_slice(&bytes).map_err(|e| Error::codec("similarity snapshot").with_source(e))?;
+        let snapshot: Snapshot<V> = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::codec("similarity snapshot").with_source(e))?;
         if snapshot.format != SNAPSHOT_FORMAT {
-            return Err(Error::codec(format!("unknown similarity snapshot format {}", snapshot.format)));
+            return Err(Error::codec(format!(
+                "unknown similarity snapshot format {}",
+                snapshot.format
+            )));
         }
         let same_model = match (&self.embedder, &snapshot.embedder) {
             (Some(e), Some(id)) => e.model_id() == id,
@@ -846,14 +887,22 @@ impl<V: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> Similarity
             if entry.expires_at.is_some_and(|t| t <= now) {
                 continue;
             }
-            let scope = Scope::from_hex(&entry.scope).ok_or_else(|| Error::codec("bad scope in similarity snapshot"))?;
+            let scope = Scope::from_hex(&entry.scope)
+                .ok_or_else(|| Error::codec("bad scope in similarity snapshot"))?;
             let embedding = match (&self.embedder, entry.embedding) {
                 (Some(_), Some(v)) if same_model => Some(v),
                 (Some(e), _) => Some(self.embed_one(e.as_ref(), &entry.prompt).await?),
                 (None, _) => None,
             };
             let analysis = Analysis::new(&entry.prompt);
-            self.insert_analysed(&scope, &entry.prompt, &analysis, entry.value, entry.expires_at, embedding)?;
+            self.insert_analysed(
+                &scope,
+                &entry.prompt,
+                &analysis,
+                entry.value,
+                entry.expires_at,
+                embedding,
+            )?;
             loaded += 1;
         }
         Ok(loaded)

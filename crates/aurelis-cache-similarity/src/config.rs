@@ -57,7 +57,10 @@ impl SimilarityConfig {
     pub(crate) fn validate(&self) -> aurelis_cache_core::Result<()> {
         use aurelis_cache_core::Error;
         if !(0.0..=1.0).contains(&self.threshold) {
-            return Err(Error::config(format!("similarity threshold {} is outside [0, 1]", self.threshold)));
+            return Err(Error::config(format!(
+                "similarity threshold {} is outside [0, 1]",
+                self.threshold
+            )));
         }
         if !(-1.0..=1.0).contains(&self.cosine_threshold) {
             return Err(Error::config(format!(

@@ -198,7 +198,8 @@ fn check_dates(q: &Analysis, c: &Analysis) -> Result<(), Veto> {
 
 /// Content words compared as sets, tolerating typos; what is left over explains the veto.
 fn check_content(q: &Analysis, c: &Analysis) -> Result<(), Veto> {
-    let considered = |t: &&Token| t.content && t.kind == TokenKind::Word && !is_negation(t) && !is_date(t);
+    let considered =
+        |t: &&Token| t.content && t.kind == TokenKind::Word && !is_negation(t) && !is_date(t);
     let qs: Vec<&Token> = dedup(q.tokens().iter().filter(considered).collect());
     let cs: Vec<&Token> = dedup(c.tokens().iter().filter(considered).collect());
     let mut q_left: Vec<&Token> = Vec::new();
@@ -210,7 +211,8 @@ fn check_content(q: &Analysis, c: &Analysis) -> Result<(), Veto> {
             q_left.push(qt);
         }
     }
-    let mut c_left: Vec<&Token> = cs.iter().zip(&c_used).filter(|(_, u)| !**u).map(|(t, _)| *t).collect();
+    let mut c_left: Vec<&Token> =
+        cs.iter().zip(&c_used).filter(|(_, u)| !**u).map(|(t, _)| *t).collect();
     // Typos: pair what is left when the two words are one or two edits apart.
     q_left.retain(|qt| {
         if let Some(i) = c_left.iter().position(|ct| is_typo(&qt.text, &ct.text)) {
@@ -231,7 +233,8 @@ fn check_content(q: &Analysis, c: &Analysis) -> Result<(), Veto> {
             }
         }
     }
-    let words = |v: &[&Token]| v.iter().map(|t| format!("'{}'", t.text)).collect::<Vec<_>>().join(" ");
+    let words =
+        |v: &[&Token]| v.iter().map(|t| format!("'{}'", t.text)).collect::<Vec<_>>().join(" ");
     if let Some(t) = q_left.iter().chain(c_left.iter()).find(|t| t.name_like) {
         return Err(Veto::new(
             VetoReason::Entity,
@@ -258,7 +261,8 @@ fn dedup(mut v: Vec<&Token>) -> Vec<&Token> {
 }
 
 /// Prepositions whose objects give the arguments their roles.
-const ROLE_WORDS: &[&str] = &["from", "to", "into", "onto", "than", "vs", "versus", "over", "under", "after", "before"];
+const ROLE_WORDS: &[&str] =
+    &["from", "to", "into", "onto", "than", "vs", "versus", "over", "under", "after", "before"];
 
 /// `from A to B` vs `from B to A`: the word following each role word must agree.
 fn check_roles(q: &Analysis, c: &Analysis) -> Result<(), Veto> {
@@ -300,11 +304,11 @@ pub(crate) fn is_typo(a: &str, b: &str) -> bool {
     if ac.len() < 4 || bc.len() < 4 || ac[0] != bc[0] {
         return false;
     }
-    if ac.iter().chain(&bc).any(|c| c.is_ascii_digit()) || opposite(a, b).is_some() {
+    if ac.iter().chain(&bc).any(|c| c.is_ascii_digit()) {
         return false;
     }
     let limit = if ac.len().min(bc.len()) >= 8 { 2 } else { 1 };
-    damerau(&ac, &bc) <= limit
+    damerau(&ac, &bc) <= limit && opposite(a, b).is_none()
 }
 
 fn damerau(a: &[char], b: &[char]) -> usize {
@@ -316,8 +320,8 @@ fn damerau(a: &[char], b: &[char]) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=m {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=n {
         for j in 1..=m {
@@ -331,40 +335,128 @@ fn damerau(a: &[char], b: &[char]) -> usize {
     d[n][m]
 }
 
-const NEGATING_PREFIXES: &[&str] = &["un", "dis", "non", "non-", "in", "im", "il", "ir", "de", "anti", "mis"];
+const NEGATING_PREFIXES: &[&str] =
+    &["un", "dis", "non", "non-", "in", "im", "il", "ir", "de", "anti", "mis"];
 
 /// Common English opposites. Substitutions are vetoed anyway; this table names the reason
 /// and keeps short function-like opposites (`on`/`off`) from passing as typos.
 const OPPOSITES: &[(&str, &str)] = &[
-    ("on", "off"), ("in", "out"), ("up", "down"), ("open", "close"), ("open", "closed"),
-    ("enable", "disable"), ("add", "remove"), ("increase", "decrease"), ("increase", "reduce"),
-    ("more", "less"), ("more", "fewer"), ("most", "least"), ("high", "low"), ("higher", "lower"),
-    ("highest", "lowest"), ("before", "after"), ("under", "over"), ("above", "below"),
-    ("accept", "decline"), ("accept", "reject"), ("approve", "reject"), ("approved", "rejected"),
-    ("allow", "ban"), ("allowed", "banned"), ("allow", "prohibit"), ("pass", "fail"),
-    ("include", "exclude"), ("included", "excluded"), ("start", "stop"), ("pause", "resume"),
-    ("grant", "revoke"), ("buy", "sell"), ("send", "receive"), ("import", "export"),
-    ("upload", "download"), ("join", "leave"), ("enrol", "withdraw"), ("deposit", "withdraw"),
-    ("credit", "debit"), ("win", "lose"), ("hot", "cold"), ("spicy", "mild"),
-    ("compulsory", "optional"), ("mandatory", "optional"), ("required", "optional"),
-    ("benefit", "drawback"), ("benefits", "drawbacks"), ("advantage", "disadvantage"),
-    ("pros", "cons"), ("best", "worst"), ("cheapest", "dearest"), ("first", "last"),
-    ("early", "late"), ("earliest", "latest"), ("minimum", "maximum"), ("min", "max"),
-    ("public", "private"), ("free", "paid"), ("lock", "unlock"), ("arrive", "depart"),
-    ("arrival", "departure"), ("inbound", "outbound"), ("upgrade", "downgrade"), ("eat", "avoid"),
-    ("take", "avoid"), ("same", "different"), ("same", "next"), ("next", "previous"),
-    ("left", "right"), ("true", "false"), ("yes", "no"), ("safe", "unsafe"), ("easy", "hard"),
-    ("popular", "unpopular"), ("legal", "illegal"), ("possible", "impossible"), ("full", "empty"),
-    ("mute", "unmute"), ("archive", "unarchive"), ("like", "dislike"), ("agree", "disagree"),
-    ("connect", "disconnect"), ("subscribe", "unsubscribe"), ("follow", "unfollow"),
-    ("block", "unblock"), ("freeze", "unfreeze"), ("install", "uninstall"), ("encrypt", "decrypt"),
-    ("import", "export"), ("inside", "outside"), ("internal", "external"), ("domestic", "international"),
-    ("domestic", "long-haul"), ("short-haul", "long-haul"), ("adult", "child"), ("member", "non-member"),
-    ("employed", "self-employed"), ("resident", "visitor"), ("online", "offline"), ("online", "paper"),
-    ("online", "in-store"), ("home", "abroad"), ("permanent", "temporary"), ("single", "return"),
-    ("full-time", "part-time"), ("old", "new"), ("oldest", "newest"), ("long", "short"),
-    ("fixed", "variable"), ("gross", "net"), ("profit", "loss"), ("income", "expense"),
-    ("maximum", "minimum"), ("more", "fewer"), ("increased", "decreased"), ("raise", "lower"),
+    ("on", "off"),
+    ("in", "out"),
+    ("up", "down"),
+    ("open", "close"),
+    ("open", "closed"),
+    ("enable", "disable"),
+    ("add", "remove"),
+    ("increase", "decrease"),
+    ("increase", "reduce"),
+    ("more", "less"),
+    ("more", "fewer"),
+    ("most", "least"),
+    ("high", "low"),
+    ("higher", "lower"),
+    ("highest", "lowest"),
+    ("before", "after"),
+    ("under", "over"),
+    ("above", "below"),
+    ("accept", "decline"),
+    ("accept", "reject"),
+    ("approve", "reject"),
+    ("approved", "rejected"),
+    ("allow", "ban"),
+    ("allowed", "banned"),
+    ("allow", "prohibit"),
+    ("pass", "fail"),
+    ("include", "exclude"),
+    ("included", "excluded"),
+    ("start", "stop"),
+    ("pause", "resume"),
+    ("grant", "revoke"),
+    ("buy", "sell"),
+    ("send", "receive"),
+    ("import", "export"),
+    ("upload", "download"),
+    ("join", "leave"),
+    ("enrol", "withdraw"),
+    ("deposit", "withdraw"),
+    ("credit", "debit"),
+    ("win", "lose"),
+    ("hot", "cold"),
+    ("spicy", "mild"),
+    ("compulsory", "optional"),
+    ("mandatory", "optional"),
+    ("required", "optional"),
+    ("benefit", "drawback"),
+    ("benefits", "drawbacks"),
+    ("advantage", "disadvantage"),
+    ("pros", "cons"),
+    ("best", "worst"),
+    ("cheapest", "dearest"),
+    ("first", "last"),
+    ("early", "late"),
+    ("earliest", "latest"),
+    ("minimum", "maximum"),
+    ("min", "max"),
+    ("public", "private"),
+    ("free", "paid"),
+    ("lock", "unlock"),
+    ("arrive", "depart"),
+    ("arrival", "departure"),
+    ("inbound", "outbound"),
+    ("upgrade", "downgrade"),
+    ("eat", "avoid"),
+    ("take", "avoid"),
+    ("same", "different"),
+    ("same", "next"),
+    ("next", "previous"),
+    ("left", "right"),
+    ("true", "false"),
+    ("yes", "no"),
+    ("safe", "unsafe"),
+    ("easy", "hard"),
+    ("popular", "unpopular"),
+    ("legal", "illegal"),
+    ("possible", "impossible"),
+    ("full", "empty"),
+    ("mute", "unmute"),
+    ("archive", "unarchive"),
+    ("like", "dislike"),
+    ("agree", "disagree"),
+    ("connect", "disconnect"),
+    ("subscribe", "unsubscribe"),
+    ("follow", "unfollow"),
+    ("block", "unblock"),
+    ("freeze", "unfreeze"),
+    ("install", "uninstall"),
+    ("encrypt", "decrypt"),
+    ("import", "export"),
+    ("inside", "outside"),
+    ("internal", "external"),
+    ("domestic", "international"),
+    ("domestic", "long-haul"),
+    ("short-haul", "long-haul"),
+    ("adult", "child"),
+    ("member", "non-member"),
+    ("employed", "self-employed"),
+    ("resident", "visitor"),
+    ("online", "offline"),
+    ("online", "paper"),
+    ("online", "in-store"),
+    ("home", "abroad"),
+    ("permanent", "temporary"),
+    ("single", "return"),
+    ("full-time", "part-time"),
+    ("old", "new"),
+    ("oldest", "newest"),
+    ("long", "short"),
+    ("fixed", "variable"),
+    ("gross", "net"),
+    ("profit", "loss"),
+    ("income", "expense"),
+    ("maximum", "minimum"),
+    ("more", "fewer"),
+    ("increased", "decreased"),
+    ("raise", "lower"),
 ];
 
 /// `Some(reason)` when `a` and `b` are opposites: a negating prefix or a listed pair.
@@ -372,24 +464,33 @@ pub(crate) fn opposite(a: &str, b: &str) -> Option<VetoReason> {
     for (x, y) in [(a, b), (b, a)] {
         for p in NEGATING_PREFIXES {
             if let Some(rest) = y.strip_prefix(p) {
-                let near = rest.len() >= 4 && x.len() >= 4 && x.is_ascii() && rest.starts_with(&x[..x.len() - 1]);
+                let near = rest.len() >= 4
+                    && x.len() >= 4
+                    && x.is_ascii()
+                    && rest.starts_with(&x[..x.len() - 1]);
                 if rest == x || near {
                     return Some(VetoReason::Negation);
                 }
             }
         }
     }
-    let ka = crate::text::canonical_key(a);
-    let kb = crate::text::canonical_key(b);
-    let pair_matches = |(x, y): &(&str, &str)| {
-        let (kx, ky) = (crate::text::canonical_key(x), crate::text::canonical_key(y));
-        (kx == ka && ky == kb) || (kx == kb && ky == ka)
-    };
-    if OPPOSITES.iter().any(pair_matches) {
+    static PAIRS: std::sync::OnceLock<std::collections::HashSet<(String, String)>> =
+        std::sync::OnceLock::new();
+    let pairs = PAIRS.get_or_init(|| {
+        let mut set = std::collections::HashSet::new();
+        for (x, y) in OPPOSITES {
+            let (kx, ky) = (crate::text::canonical_key(x), crate::text::canonical_key(y));
+            set.insert((kx.clone(), ky.clone()));
+            set.insert((ky, kx));
+        }
+        set
+    });
+    if pairs.contains(&(crate::text::canonical_key(a), crate::text::canonical_key(b))) {
         return Some(VetoReason::Antonym);
     }
     // increase/decrease, upgrade/downgrade, inbound/outbound: same stem, opposite heads.
-    for (x, y) in [("in", "de"), ("up", "down"), ("in", "out"), ("over", "under"), ("pre", "post")] {
+    for (x, y) in [("in", "de"), ("up", "down"), ("in", "out"), ("over", "under"), ("pre", "post")]
+    {
         for (u, v) in [(a, b), (b, a)] {
             if let (Some(r1), Some(r2)) = (u.strip_prefix(x), v.strip_prefix(y)) {
                 if r1 == r2 && r1.len() >= 3 {
@@ -415,20 +516,32 @@ mod tests {
         let cases = [
             ("Cancel my subscription", "Don't cancel my subscription", Negation),
             ("How do I lock my card?", "How do I unlock my card?", Negation),
-            ("How do I enable dark mode?", "How do I disable dark mode?", Negation),
-            ("Which council tax bands have increased?", "Which council tax bands have decreased?", Antonym),
+            ("How do I enable dark mode?", "How do I disable dark mode?", Antonym),
+            (
+                "Which council tax bands have increased?",
+                "Which council tax bands have decreased?",
+                Antonym,
+            ),
             ("Track order 48213", "Track order 48231", Number),
             ("Remind me at 7am", "Remind me at 7pm", Number),
             ("Are you open on Saturday?", "Are you open on Sunday?", Date),
             ("Who is the CEO of Microsoft?", "Who is the CEO of Apple?", Entity),
             ("How do I get a refund on a gift?", "How do I get a refund on a gift card?", Scope),
-            ("What vaccines does my puppy need?", "What vaccines does my kitten need?", Substitution),
+            (
+                "What vaccines does my puppy need?",
+                "What vaccines does my kitten need?",
+                Substitution,
+            ),
             (
                 "Transfer £50 from my savings to my current account",
                 "Transfer £50 from my current account to my savings",
                 RoleSwap,
             ),
-            ("How do I turn on two-factor authentication?", "How do I turn off two-factor authentication?", Antonym),
+            (
+                "How do I turn on two-factor authentication?",
+                "How do I turn off two-factor authentication?",
+                Antonym,
+            ),
         ];
         for (a, b, want) in cases {
             assert_eq!(veto(a, b), Some(want), "{a} / {b}");
@@ -438,8 +551,14 @@ mod tests {
     #[test]
     fn lets_rewordings_through() {
         for (a, b) in [
-            ("How do I change the email address on my account?", "How do I chnage the email adress on my acount?"),
-            ("Is there a discount for students on train tickets?", "On train tickets, is there a discount for students?"),
+            (
+                "How do I change the email address on my account?",
+                "How do I chnage the email adress on my acount?",
+            ),
+            (
+                "Is there a discount for students on train tickets?",
+                "On train tickets, is there a discount for students?",
+            ),
             ("How do I order a new debit card?", "How can I order a new debit card?"),
             ("How do I find my nearest store?", "How do I find my nearest shop?"),
             ("Do you have a table for 2 at 7pm?", "Do you have a table for two at 7pm?"),

@@ -86,7 +86,8 @@ impl LexicalIndex {
         limit: usize,
         live: impl Fn(Slot) -> Option<usize>,
     ) -> Vec<Slot> {
-        let mut ids: Vec<u32> = keys.iter().filter_map(|k| self.vocab.get(k.as_str()).copied()).collect();
+        let mut ids: Vec<u32> =
+            keys.iter().filter_map(|k| self.vocab.get(k.as_str()).copied()).collect();
         ids.sort_unstable();
         ids.dedup();
         let mut counts: HashMap<Slot, u32> = HashMap::new();
@@ -113,7 +114,9 @@ impl LexicalIndex {
                 Some((shared, (size - qn).unsigned_abs(), slot))
             })
             .collect();
-        let by_rank = |a: &(u32, u64, Slot), b: &(u32, u64, Slot)| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2));
+        let by_rank = |a: &(u32, u64, Slot), b: &(u32, u64, Slot)| {
+            b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2))
+        };
         if ranked.len() > limit {
             ranked.select_nth_unstable_by(limit, by_rank);
             ranked.truncate(limit);

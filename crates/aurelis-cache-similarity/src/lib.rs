@@ -10,7 +10,8 @@ mod text;
 mod vector;
 
 pub use cache::{
-    Candidate, EntryId, Hit, Lookup, Score, ShadowReport, SimilarityCache, SimilarityCacheBuilder, Verdict, Verifier,
+    Candidate, EntryId, Hit, Lookup, Score, ShadowReport, SimilarityCache, SimilarityCacheBuilder,
+    Verdict, Verifier,
 };
 pub use config::SimilarityConfig;
 pub use guard::{Guard, Veto, VetoReason};

@@ -212,7 +212,8 @@ fn canonical_json(v: &serde_json::Value) -> String {
     fn sort(v: &serde_json::Value) -> serde_json::Value {
         match v {
             serde_json::Value::Object(m) => {
-                let sorted: std::collections::BTreeMap<_, _> = m.iter().map(|(k, v)| (k.clone(), sort(v))).collect();
+                let sorted: std::collections::BTreeMap<_, _> =
+                    m.iter().map(|(k, v)| (k.clone(), sort(v))).collect();
                 serde_json::Value::Object(sorted.into_iter().collect())
             }
             serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(sort).collect()),
@@ -229,7 +230,13 @@ mod tests {
 
     #[test]
     fn every_field_changes_the_scope() {
-        let base = || Scope::builder().model("m").namespace("t1").system("s").params(&json!({"temperature": 0}));
+        let base = || {
+            Scope::builder()
+                .model("m")
+                .namespace("t1")
+                .system("s")
+                .params(&json!({"temperature": 0}))
+        };
         let b = base().build();
         assert_ne!(b, base().model("m2").build());
         assert_ne!(b, base().namespace("t2").build());
@@ -244,7 +251,10 @@ mod tests {
             Scope::builder().params(&json!({"b": 2, "a": 1})).build()
         );
         // Field boundaries cannot be shifted.
-        assert_ne!(Scope::builder().model("ab").build(), Scope::builder().model("a").system("b").build());
+        assert_ne!(
+            Scope::builder().model("ab").build(),
+            Scope::builder().model("a").system("b").build()
+        );
         assert_eq!(Scope::from_hex(&b.to_hex()), Some(b));
     }
 }

@@ -106,7 +106,8 @@ fn raw_tokens(text: &str) -> Vec<(String, bool)> {
         if current.is_empty() {
             return;
         }
-        let trimmed = current.trim_matches(|c| c == '-' || c == '\'' || c == '.' || c == ',' || c == ':');
+        let trimmed =
+            current.trim_matches(|c| c == '-' || c == '\'' || c == '.' || c == ',' || c == ':');
         if !trimmed.is_empty() {
             let first_upper = trimmed.chars().next().is_some_and(char::is_uppercase);
             let upper_count = trimmed.chars().filter(|c| c.is_uppercase()).count();
@@ -130,7 +131,9 @@ fn raw_tokens(text: &str) -> Vec<(String, bool)> {
         let keep = c.is_alphanumeric()
             || (c == '\'' && prev.is_alphanumeric() && next.is_alphanumeric())
             || (c == '-' && prev.is_alphanumeric() && next.is_alphanumeric())
-            || ((c == '.' || c == ',' || c == ':') && prev.is_ascii_digit() && next.is_ascii_digit());
+            || ((c == '.' || c == ',' || c == ':')
+                && prev.is_ascii_digit()
+                && next.is_ascii_digit());
         if keep {
             if current.is_empty() {
                 word_start_is_sentence = sentence_start;
@@ -221,7 +224,8 @@ fn push_expanded(tokens: &mut Vec<Token>, surface: &str, name_like: bool) {
         return;
     }
     // Numbers glued to units: 10gb, 23kg, 100mb.
-    let digits: String = lower.chars().take_while(|c| c.is_ascii_digit() || *c == ',' || *c == '.').collect();
+    let digits: String =
+        lower.chars().take_while(|c| c.is_ascii_digit() || *c == ',' || *c == '.').collect();
     if !digits.is_empty() {
         let number: String = digits.chars().filter(|c| *c != ',').collect();
         let number = number.trim_end_matches('.').to_string();
@@ -239,9 +243,8 @@ fn push_expanded(tokens: &mut Vec<Token>, surface: &str, name_like: bool) {
     push_word(tokens, lower, name_like);
 }
 
-const IS_HEADS: &[&str] = &[
-    "what", "where", "who", "when", "how", "it", "that", "there", "here", "this", "which", "why",
-];
+const IS_HEADS: &[&str] =
+    &["what", "where", "who", "when", "how", "it", "that", "there", "here", "this", "which", "why"];
 
 fn push_pair(tokens: &mut Vec<Token>, a: &str, b: &str) {
     push_word(tokens, a, false);
@@ -256,10 +259,18 @@ fn push_word(tokens: &mut Vec<Token>, word: &str, name_like: bool) {
         "£" | "$" | "€" | "%" => {
             tokens.push(token(word.to_string(), TokenKind::Symbol, true, false));
         }
-        "percent" | "per-cent" => tokens.push(token("%".to_string(), TokenKind::Symbol, true, false)),
-        "pounds" | "pound" | "quid" => tokens.push(token("£".to_string(), TokenKind::Symbol, true, false)),
-        "dollars" | "dollar" | "usd" => tokens.push(token("$".to_string(), TokenKind::Symbol, true, false)),
-        "euros" | "euro" | "eur" => tokens.push(token("€".to_string(), TokenKind::Symbol, true, false)),
+        "percent" | "per-cent" => {
+            tokens.push(token("%".to_string(), TokenKind::Symbol, true, false))
+        }
+        "pounds" | "pound" | "quid" => {
+            tokens.push(token("£".to_string(), TokenKind::Symbol, true, false))
+        }
+        "dollars" | "dollar" | "usd" => {
+            tokens.push(token("$".to_string(), TokenKind::Symbol, true, false))
+        }
+        "euros" | "euro" | "eur" => {
+            tokens.push(token("€".to_string(), TokenKind::Symbol, true, false))
+        }
         _ => {
             let key = canonical_key(word);
             let content = !STOPWORDS.contains(&word) && !STOPWORDS.contains(&key.as_str());
@@ -281,12 +292,39 @@ fn token(text: String, kind: TokenKind, content: bool, name_like: bool) -> Token
 /// Single number words; compounds ("twenty five") are left as two numbers, which is safe.
 fn number_word(word: &str) -> Option<u32> {
     const WORDS: &[(&str, u32)] = &[
-        ("zero", 0), ("one", 1), ("two", 2), ("three", 3), ("four", 4), ("five", 5), ("six", 6),
-        ("seven", 7), ("eight", 8), ("nine", 9), ("ten", 10), ("eleven", 11), ("twelve", 12),
-        ("thirteen", 13), ("fourteen", 14), ("fifteen", 15), ("sixteen", 16), ("seventeen", 17),
-        ("eighteen", 18), ("nineteen", 19), ("twenty", 20), ("thirty", 30), ("forty", 40),
-        ("fifty", 50), ("sixty", 60), ("seventy", 70), ("eighty", 80), ("ninety", 90),
-        ("hundred", 100), ("thousand", 1000), ("single", 1), ("double", 2), ("dozen", 12),
+        ("zero", 0),
+        ("one", 1),
+        ("two", 2),
+        ("three", 3),
+        ("four", 4),
+        ("five", 5),
+        ("six", 6),
+        ("seven", 7),
+        ("eight", 8),
+        ("nine", 9),
+        ("ten", 10),
+        ("eleven", 11),
+        ("twelve", 12),
+        ("thirteen", 13),
+        ("fourteen", 14),
+        ("fifteen", 15),
+        ("sixteen", 16),
+        ("seventeen", 17),
+        ("eighteen", 18),
+        ("nineteen", 19),
+        ("twenty", 20),
+        ("thirty", 30),
+        ("forty", 40),
+        ("fifty", 50),
+        ("sixty", 60),
+        ("seventy", 70),
+        ("eighty", 80),
+        ("ninety", 90),
+        ("hundred", 100),
+        ("thousand", 1000),
+        ("single", 1),
+        ("double", 2),
+        ("dozen", 12),
         ("fortnight", 14),
     ];
     WORDS.iter().find(|(w, _)| *w == word).map(|(_, n)| *n)
@@ -295,28 +333,128 @@ fn number_word(word: &str) -> Option<u32> {
 /// Function words: ignored when comparing content. Words that can flip an answer (negations,
 /// directions, quantities, `on`/`off`, `in`/`out`, `before`/`after`...) are NOT listed here.
 pub(crate) const STOPWORDS: &[&str] = &[
-    "a", "an", "the", "do", "does", "did", "is", "are", "am", "was", "were", "be", "been", "being",
-    "can", "could", "would", "will", "shall", "may", "might", "i", "me", "my", "mine", "myself",
-    "you", "your", "yours", "we", "our", "us", "it", "its", "this", "that", "these", "those",
-    "there", "here", "to", "for", "of", "at", "by", "and", "or", "if", "as", "so", "just",
-    "also", "have", "has", "had", "any", "some", "about", "via", "really", "actually", "then",
-    "what", "which", "anything", "something", "still", "currently", "possible", "way",
-    "please", "kindly", "like", "want", "need", "know", "tell",
+    "a",
+    "an",
+    "the",
+    "do",
+    "does",
+    "did",
+    "is",
+    "are",
+    "am",
+    "was",
+    "were",
+    "be",
+    "been",
+    "being",
+    "can",
+    "could",
+    "would",
+    "will",
+    "shall",
+    "may",
+    "might",
+    "i",
+    "me",
+    "my",
+    "mine",
+    "myself",
+    "you",
+    "your",
+    "yours",
+    "we",
+    "our",
+    "us",
+    "it",
+    "its",
+    "this",
+    "that",
+    "these",
+    "those",
+    "there",
+    "here",
+    "to",
+    "for",
+    "of",
+    "at",
+    "by",
+    "and",
+    "or",
+    "if",
+    "as",
+    "so",
+    "just",
+    "also",
+    "have",
+    "has",
+    "had",
+    "any",
+    "some",
+    "about",
+    "via",
+    "really",
+    "actually",
+    "then",
+    "what",
+    "which",
+    "anything",
+    "something",
+    "still",
+    "currently",
+    "possible",
+    "way",
+    "please",
+    "kindly",
+    "like",
+    "want",
+    "need",
+    "know",
+    "tell",
 ];
 
 /// Greetings, fillers and sign-offs that never change an answer.
 const FILLERS_ANYWHERE: &[&str] = &["um", "uh", "er", "erm", "uhm", "hmm", "please", "pls", "plz"];
 const FILLERS_LEADING: &[&[&str]] = &[
-    &["hi", "there"], &["hello", "there"], &["hey", "there"], &["hi", "team"], &["hello", "team"],
-    &["hi", "all"], &["hey", "all"], &["hi"], &["hello"], &["hey"], &["hiya"], &["yo"],
-    &["good", "morning"], &["good", "afternoon"], &["good", "evening"], &["morning"],
-    &["quick", "question"], &["quick", "q"], &["quick", "1"], &["just", "wondering"],
-    &["i", "was", "wondering"], &["so"], &["well"], &["yeah"], &["ok"], &["okay"], &["right"],
-    &["sorry"], &["excuse", "me"],
+    &["hi", "there"],
+    &["hello", "there"],
+    &["hey", "there"],
+    &["hi", "team"],
+    &["hello", "team"],
+    &["hi", "all"],
+    &["hey", "all"],
+    &["hi"],
+    &["hello"],
+    &["hey"],
+    &["hiya"],
+    &["yo"],
+    &["good", "morning"],
+    &["good", "afternoon"],
+    &["good", "evening"],
+    &["morning"],
+    &["quick", "question"],
+    &["quick", "q"],
+    &["quick", "1"],
+    &["just", "wondering"],
+    &["i", "was", "wondering"],
+    &["so"],
+    &["well"],
+    &["yeah"],
+    &["ok"],
+    &["okay"],
+    &["right"],
+    &["sorry"],
+    &["excuse", "me"],
 ];
 const FILLERS_TRAILING: &[&[&str]] = &[
-    &["thanks", "in", "advance"], &["thank", "you", "very", "much"], &["thank", "you"],
-    &["many", "thanks"], &["thanks", "a", "lot"], &["thanks"], &["thx"], &["cheers"], &["ta"],
+    &["thanks", "in", "advance"],
+    &["thank", "you", "very", "much"],
+    &["thank", "you"],
+    &["many", "thanks"],
+    &["thanks", "a", "lot"],
+    &["thanks"],
+    &["thx"],
+    &["cheers"],
+    &["ta"],
     &["much", "appreciated"],
 ];
 
@@ -401,7 +539,10 @@ fn stem(word: &str) -> String {
 
 fn undouble(w: &mut String) {
     let b = w.as_bytes();
-    if b.len() >= 3 && b[b.len() - 1] == b[b.len() - 2] && !matches!(b[b.len() - 1], b'l' | b's' | b'z') {
+    if b.len() >= 3
+        && b[b.len() - 1] == b[b.len() - 2]
+        && !matches!(b[b.len() - 1], b'l' | b's' | b'z')
+    {
         w.pop();
     }
 }
@@ -445,22 +586,110 @@ fn synonym(word: &str) -> Option<&'static str> {
 
 /// Negation cues: a difference in their count between two prompts vetoes a match.
 pub(crate) const NEGATION_CUES: &[&str] = &[
-    "not", "no", "never", "without", "none", "nothing", "nobody", "nowhere", "neither", "nor",
-    "stop", "stopped", "stopping", "avoid", "avoiding", "ban", "banned", "bans", "prohibit",
-    "prohibited", "forbid", "forbidden", "refuse", "refused", "except", "excluding", "exclude",
-    "excluded", "lack", "lacking", "fail", "failed", "instead", "unless", "against", "cease",
+    "not",
+    "no",
+    "never",
+    "without",
+    "none",
+    "nothing",
+    "nobody",
+    "nowhere",
+    "neither",
+    "nor",
+    "stop",
+    "stopped",
+    "stopping",
+    "avoid",
+    "avoiding",
+    "ban",
+    "banned",
+    "bans",
+    "prohibit",
+    "prohibited",
+    "forbid",
+    "forbidden",
+    "refuse",
+    "refused",
+    "except",
+    "excluding",
+    "exclude",
+    "excluded",
+    "lack",
+    "lacking",
+    "fail",
+    "failed",
+    "instead",
+    "unless",
+    "against",
+    "cease",
 ];
 
 /// Words about dates and times of day.
 pub(crate) const DATE_WORDS: &[&str] = &[
-    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "weekday",
-    "weekdays", "weekend", "weekends", "january", "february", "march", "april", "may", "june",
-    "july", "august", "september", "october", "november", "december", "jan", "feb", "mar",
-    "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "today", "tomorrow",
-    "yesterday", "tonight", "morning", "afternoon", "evening", "night", "overnight", "noon",
-    "midnight", "daily", "weekly", "monthly", "yearly", "annually", "quarterly", "hourly",
-    "spring", "summer", "autumn", "fall", "winter", "christmas", "easter", "same-day",
-    "next-day", "am", "pm",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "weekday",
+    "weekdays",
+    "weekend",
+    "weekends",
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "sept",
+    "oct",
+    "nov",
+    "dec",
+    "today",
+    "tomorrow",
+    "yesterday",
+    "tonight",
+    "morning",
+    "afternoon",
+    "evening",
+    "night",
+    "overnight",
+    "noon",
+    "midnight",
+    "daily",
+    "weekly",
+    "monthly",
+    "yearly",
+    "annually",
+    "quarterly",
+    "hourly",
+    "spring",
+    "summer",
+    "autumn",
+    "fall",
+    "winter",
+    "christmas",
+    "easter",
+    "same-day",
+    "next-day",
+    "am",
+    "pm",
 ];
 
 #[cfg(test)]
@@ -472,7 +701,10 @@ mod tests {
         for (a, b) in [
             ("How do I top up my pay-as-you-go SIM?", "How do I  top up my pay-as-you-go SIM ?"),
             ("Do you accept Apple Pay?", "Do You Accept Apple Pay?"),
-            ("How do I apply for a student loan?", "Hiya, how do I apply for a student loan? Thanks in advance"),
+            (
+                "How do I apply for a student loan?",
+                "Hiya, how do I apply for a student loan? Thanks in advance",
+            ),
             ("How do I check my data usage?", "um how do i check my data usage"),
             ("What's the boiling point?", "whats the boiling point"),
         ] {
@@ -496,7 +728,8 @@ mod tests {
     #[test]
     fn names_are_noticed_mid_sentence_only() {
         let a = Analysis::new("Send the invoice to Sarah at HMRC");
-        let names: Vec<_> = a.tokens().iter().filter(|t| t.name_like).map(|t| t.text.as_str()).collect();
+        let names: Vec<_> =
+            a.tokens().iter().filter(|t| t.name_like).map(|t| t.text.as_str()).collect();
         assert_eq!(names, ["sarah", "hmrc"]);
     }
 

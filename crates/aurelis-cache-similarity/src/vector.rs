@@ -119,7 +119,13 @@ impl VectorIndex {
     }
 
     /// The `limit` best live slots by cosine, best first.
-    pub(crate) fn search(&self, scope: u64, query: &[f32], limit: usize, live: impl Fn(Slot) -> bool) -> Vec<(Slot, f32)> {
+    pub(crate) fn search(
+        &self,
+        scope: u64,
+        query: &[f32],
+        limit: usize,
+        live: impl Fn(Slot) -> bool,
+    ) -> Vec<(Slot, f32)> {
         let Some(g) = self.groups.get(&scope) else { return Vec::new() };
         let Some(dims) = self.dims.filter(|d| *d == query.len()) else { return Vec::new() };
         let mut best: Vec<(Slot, f32)> = Vec::with_capacity(limit + 1);

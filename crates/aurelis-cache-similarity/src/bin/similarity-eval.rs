@@ -16,7 +16,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use aurelis_cache_similarity::{Analysis, HashEmbedder, Message, Scope, SimilarityCache, SimilarityConfig};
+use aurelis_cache_similarity::{
+    Analysis, HashEmbedder, Message, Scope, SimilarityCache, SimilarityConfig,
+};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -107,11 +109,14 @@ fn workspace_root() -> Option<PathBuf> {
 }
 
 fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .enumerate()
-        .map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1)))
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))
+        })
         .collect()
 }
 
@@ -138,7 +143,12 @@ fn conversation_cases(rows: &[ConversationRow]) -> Vec<Case> {
         .collect()
 }
 
-async fn evaluate(cases: &[Case], setup: Setup, threshold: f64, mode: Mode) -> BTreeMap<String, Counts> {
+async fn evaluate(
+    cases: &[Case],
+    setup: Setup,
+    threshold: f64,
+    mode: Mode,
+) -> BTreeMap<String, Counts> {
     let mut out: BTreeMap<String, Counts> = BTreeMap::new();
     let shared = setup.build(threshold);
     if mode == Mode::Distractor {
@@ -168,8 +178,10 @@ async fn evaluate(cases: &[Case], setup: Setup, threshold: f64, mode: Mode) -> B
                 let own_prompt = Analysis::new(&c.store.1);
                 let hit_prompt = Analysis::new(&hit.prompt);
                 let same_entry = hit.value == i
-                    || (c.store.0 == c.query.0 && hit_prompt.normalized() == own_prompt.normalized());
-                let identical = hit.exact && hit_prompt.normalized() == Analysis::new(&c.query.1).normalized();
+                    || (c.store.0 == c.query.0
+                        && hit_prompt.normalized() == own_prompt.normalized());
+                let identical =
+                    hit.exact && hit_prompt.normalized() == Analysis::new(&c.query.1).normalized();
                 if (c.should_hit && same_entry) || identical {
                     counts.correct += 1;
                 } else {
@@ -206,7 +218,14 @@ fn print_table(title: &str, by: &BTreeMap<String, Counts>, should_hit: &BTreeMap
     println!("  {:<28} {:>5} {:>8} {:>8} {:>8}", "category", "n", "correct", "wrong", "miss");
     for (cat, c) in by {
         let kind = if should_hit[cat] { "hit" } else { "trap" };
-        println!("  {:<28} {:>5} {:>8} {:>8} {:>8}", format!("{cat} ({kind})"), c.n, c.correct, c.wrong, c.miss);
+        println!(
+            "  {:<28} {:>5} {:>8} {:>8} {:>8}",
+            format!("{cat} ({kind})"),
+            c.n,
+            c.correct,
+            c.wrong,
+            c.miss
+        );
     }
     let (hit, trap) = totals(by, should_hit);
     println!(
@@ -239,7 +258,11 @@ async fn report(
 ) -> (Counts, Counts) {
     let by = evaluate(cases, setup, threshold, mode).await;
     let mode_name = if mode == Mode::Pair { "pair mode" } else { "distractor mode" };
-    print_table(&format!("{label}, {mode_name}, {} at threshold {threshold:.2}", setup.name()), &by, should_hit);
+    print_table(
+        &format!("{label}, {mode_name}, {} at threshold {threshold:.2}", setup.name()),
+        &by,
+        should_hit,
+    );
     totals(&by, should_hit)
 }
 
@@ -254,13 +277,23 @@ async fn run(pairs_path: &Path, conversations_path: &Path) -> Result<(), String>
     }
     let default_threshold = SimilarityConfig::default().threshold;
     println!("similarity-eval: {} pairs from {}", pairs.len(), pairs_path.display());
-    println!("similarity-eval: {} conversations from {}", conversations.len(), conversations_path.display());
+    println!(
+        "similarity-eval: {} conversations from {}",
+        conversations.len(),
+        conversations_path.display()
+    );
 
     // Curve over thresholds, pair mode, both data sets.
-    println!("\nCurve over thresholds (pair mode): correct hits of should-hit / traps served of traps");
+    println!(
+        "\nCurve over thresholds (pair mode): correct hits of should-hit / traps served of traps"
+    );
     println!(
         "  {:>9}  {:>22} {:>22}  {:>22} {:>22}",
-        "threshold", "pairs: lexical alone", "pairs: + guard", "convs: lexical alone", "convs: + guard"
+        "threshold",
+        "pairs: lexical alone",
+        "pairs: + guard",
+        "convs: lexical alone",
+        "convs: + guard"
     );
     for step in 0..=10 {
         let t = 0.50 + 0.05 * f64::from(step);
@@ -272,23 +305,31 @@ async fn run(pairs_path: &Path, conversations_path: &Path) -> Result<(), String>
                 cells.push(format!("{} / {}", pct(h.correct, h.n), pct(tr.wrong, tr.n)));
             }
         }
-        println!("  {t:>9.2}  {:>22} {:>22}  {:>22} {:>22}", cells[0], cells[1], cells[2], cells[3]);
+        println!(
+            "  {t:>9.2}  {:>22} {:>22}  {:>22} {:>22}",
+            cells[0], cells[1], cells[2], cells[3]
+        );
     }
 
     // Per-category tables for the comparison setups.
     for setup in [Setup::Lexical, Setup::HashEmbedderGuarded] {
         for mode in [Mode::Pair, Mode::Distractor] {
             report("pairs", &pairs, &should_hit, setup, default_threshold, mode).await;
-            report("conversations", &conversations, &should_hit, setup, default_threshold, mode).await;
+            report("conversations", &conversations, &should_hit, setup, default_threshold, mode)
+                .await;
         }
     }
 
     // The default operating point, last.
-    println!("\n==== Default operating point: {} at threshold {default_threshold:.2} ====", Setup::Guarded.name());
+    println!(
+        "\n==== Default operating point: {} at threshold {default_threshold:.2} ====",
+        Setup::Guarded.name()
+    );
     let mut summary = Vec::new();
     for mode in [Mode::Pair, Mode::Distractor] {
         for (label, cases) in [("pairs", &pairs), ("conversations", &conversations)] {
-            let (h, t) = report(label, cases, &should_hit, Setup::Guarded, default_threshold, mode).await;
+            let (h, t) =
+                report(label, cases, &should_hit, Setup::Guarded, default_threshold, mode).await;
             summary.push((label, mode, h, t));
         }
     }
@@ -318,15 +359,19 @@ fn main() -> ExitCode {
         println!("defaults: <workspace root>/../shared/data/similarity/{{pairs,conversations}}-dev.jsonl");
         return ExitCode::SUCCESS;
     }
-    let data = workspace_root().map(|r| r.join("..").join("shared").join("data").join("similarity"));
+    let data =
+        workspace_root().map(|r| r.join("..").join("shared").join("data").join("similarity"));
     let pick = |i: usize, name: &str| -> Option<PathBuf> {
         args.get(i).map(PathBuf::from).or_else(|| data.as_ref().map(|d| d.join(name)))
     };
-    let (Some(pairs), Some(conversations)) = (pick(0, "pairs-dev.jsonl"), pick(1, "conversations-dev.jsonl")) else {
+    let (Some(pairs), Some(conversations)) =
+        (pick(0, "pairs-dev.jsonl"), pick(1, "conversations-dev.jsonl"))
+    else {
         eprintln!("similarity-eval: no workspace root found from the current directory; pass the files as arguments");
         return ExitCode::FAILURE;
     };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("tokio runtime");
+    let rt =
+        tokio::runtime::Builder::new_current_thread().enable_time().build().expect("tokio runtime");
     match rt.block_on(run(&pairs, &conversations)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
