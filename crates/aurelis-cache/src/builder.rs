@@ -160,7 +160,7 @@ impl CacheBuilder {
     /// ```
     /// # #[cfg(feature = "redis")] {
     /// let config = aurelis_cache::RedisConfig::default();
-    /// let backplane = std::sync::Arc::new(aurelis_cache::RedisBackplane::new(&config, "aurelis")?);
+    /// let backplane = std::sync::Arc::new(aurelis_cache::RedisBackplane::new(&config, "aurelis", "v1")?);
     /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
     /// let builder = aurelis_cache::Cache::builder().layer(aurelis_cache::Layer::new("memory", memory)).backplane(backplane);
     /// # let _ = builder;

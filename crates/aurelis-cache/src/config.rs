@@ -338,7 +338,7 @@ impl CacheConfig {
             builder = builder.layer(layer);
             if r.backplane {
                 let backplane =
-                    aurelis_cache_redis::RedisBackplane::new(&r.store, &self.namespace)?;
+                    aurelis_cache_redis::RedisBackplane::new(&r.store, &self.namespace, &self.version)?;
                 builder = builder.backplane(Arc::new(backplane));
             }
             layers += 1;
@@ -350,7 +350,14 @@ impl CacheConfig {
             if store_config.path.is_none() {
                 store_config.path = Some(DEFAULT_DISK_PATH.into());
             }
-            let store = aurelis_cache_sled::SledStore::from_config(&store_config)?;
+            // Opening (and recovering) a database reads the disk: off the async workers.
+            let store = match tokio::runtime::Handle::try_current() {
+                Ok(rt) => rt
+                    .spawn_blocking(move || aurelis_cache_sled::SledStore::from_config(&store_config))
+                    .await
+                    .map_err(|e| Error::config(format!("opening the disk tier panicked: {e}")))??,
+                Err(_) => aurelis_cache_sled::SledStore::from_config(&store_config)?,
+            };
             let layer = layer(
                 "disk",
                 Arc::new(store),

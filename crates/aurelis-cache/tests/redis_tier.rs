@@ -43,7 +43,7 @@ async fn instance(config: &RedisConfig) -> (Cache, Arc<dyn Store>) {
                 .timeout(Duration::from_millis(500))
                 .breaker(breaker),
         )
-        .backplane(Arc::new(RedisBackplane::new(config, "aurelis").unwrap()))
+        .backplane(Arc::new(RedisBackplane::new(config, "aurelis", "v1").unwrap()))
         .build_connected()
         .await
         .unwrap();
@@ -59,9 +59,17 @@ async fn two_instances_share_redis_and_see_each_others_invalidations() {
 
     a.set("user_data", "42", None, &"v1".to_string()).await.unwrap();
     // B finds it in Redis and keeps a copy in its own memory tier.
-    assert_eq!(b.get::<String>("user_data", "42", None).await.unwrap().as_deref(), Some("v1"));
+    // (A's own write announcement may reach B after B copied the value and remove the copy
+    // again: B cannot tell which came first, so it reads again.)
     let key = b.keys().build_key("user_data", "42", None).unwrap();
-    assert!(b_memory.get(key.as_str()).await.unwrap().is_some());
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            b.get::<String>("user_data", "42", None).await.unwrap().as_deref() == Some("v1")
+                && b_memory.get(key.as_str()).await.unwrap().is_some()
+        })
+        .await,
+        "B never kept a copy in its memory tier"
+    );
 
     // A overwrites: B's memory copy is dropped through the backplane, B reads the new value.
     a.set("user_data", "42", None, &"v2".to_string()).await.unwrap();
@@ -204,13 +212,10 @@ async fn garbage_bytes_in_redis_are_a_counted_miss() {
     let report = cache.stats_report().await;
     assert_eq!(report.overall.corrupt, 1);
     assert_eq!(tier(&report, "redis").corrupt, 1);
-    assert!(
-        eventually(Duration::from_secs(3), || async {
-            server.command(&["EXISTS", key.as_str()]).unwrap().as_int() == Some(0)
-        })
-        .await,
-        "the corrupt entry was not deleted from Redis"
-    );
+    // Not deleted from the shared tier (another process may have written a fresh value
+    // meanwhile); the next write replaces it.
+    cache.set("doc", "garbage", None, &"fresh".to_string()).await.unwrap();
+    assert_eq!(cache.get::<String>("doc", "garbage", None).await.unwrap().as_deref(), Some("fresh"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,10 +254,9 @@ async fn the_facade_works_on_redis_cluster() {
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let got = cache.get_many::<usize>("cluster_doc", &refs, None).await.unwrap();
     assert_eq!(got, (0..60).map(Some).collect::<Vec<_>>());
-    assert_eq!(cache.invalidate_category("cluster_doc").await.unwrap(), 60);
-    for node in cluster.nodes() {
-        assert_eq!(node.command(&["DBSIZE"]).unwrap().as_int(), Some(0));
-    }
+    cache.invalidate_category("cluster_doc").await.unwrap();
+    let got = cache.get_many::<usize>("cluster_doc", &refs, None).await.unwrap();
+    assert!(got.iter().all(Option::is_none), "the category mark covers every master's keys");
 }
 
 /// memory over Redis over a disk tier of its own, with the backplane.
@@ -265,7 +269,7 @@ async fn instance_with_disk(config: &RedisConfig, dir: &std::path::Path) -> Cach
         .layer(Layer::new("memory", memory).priority(3))
         .layer(Layer::new("redis", redis).priority(2))
         .layer(Layer::new("disk", disk).priority(1))
-        .backplane(Arc::new(RedisBackplane::new(config, "aurelis").unwrap()))
+        .backplane(Arc::new(RedisBackplane::new(config, "aurelis", "v1").unwrap()))
         .build_connected()
         .await
         .unwrap()
