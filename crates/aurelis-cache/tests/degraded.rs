@@ -133,7 +133,10 @@ async fn a_value_of_another_type_is_a_miss_not_an_error() {
     assert_eq!(report.overall.type_mismatches, 2, "one per tier asked");
     assert_eq!(report.overall.corrupt, 0);
     // A local miss: the entry stays for readers of its own type.
-    assert_eq!(cache.get::<String>("doc", "d", None).await.unwrap().as_deref(), Some("not a number"));
+    assert_eq!(
+        cache.get::<String>("doc", "d", None).await.unwrap().as_deref(),
+        Some("not a number")
+    );
 }
 
 #[tokio::test]
