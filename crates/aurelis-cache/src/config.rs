@@ -337,8 +337,11 @@ impl CacheConfig {
                 layer("redis", Arc::new(store), r.ttl_secs, r.priority, None, &self.breaker)?;
             builder = builder.layer(layer);
             if r.backplane {
-                let backplane =
-                    aurelis_cache_redis::RedisBackplane::new(&r.store, &self.namespace, &self.version)?;
+                let backplane = aurelis_cache_redis::RedisBackplane::new(
+                    &r.store,
+                    &self.namespace,
+                    &self.version,
+                )?;
                 builder = builder.backplane(Arc::new(backplane));
             }
             layers += 1;
@@ -353,7 +356,9 @@ impl CacheConfig {
             // Opening (and recovering) a database reads the disk: off the async workers.
             let store = match tokio::runtime::Handle::try_current() {
                 Ok(rt) => rt
-                    .spawn_blocking(move || aurelis_cache_sled::SledStore::from_config(&store_config))
+                    .spawn_blocking(move || {
+                        aurelis_cache_sled::SledStore::from_config(&store_config)
+                    })
                     .await
                     .map_err(|e| Error::config(format!("opening the disk tier panicked: {e}")))??,
                 Err(_) => aurelis_cache_sled::SledStore::from_config(&store_config)?,
