@@ -79,9 +79,8 @@ impl Codec {
                 .map_err(|e| Error::codec("postcard could not encode the value").with_source(e)),
             Codec::Json => serde_json::to_vec(value)
                 .map_err(|e| Error::codec("JSON could not encode the value").with_source(e)),
-            Codec::MessagePack => rmp_serde::to_vec_named(value).map_err(|e| {
-                Error::codec("MessagePack could not encode the value").with_source(e)
-            }),
+            Codec::MessagePack => rmp_serde::to_vec_named(value)
+                .map_err(|e| Error::codec("MessagePack could not encode the value").with_source(e)),
         }
     }
 

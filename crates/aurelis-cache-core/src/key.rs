@@ -599,7 +599,10 @@ mod tests {
         let p = Params::new().with("page", 1).with("filter", serde_json::json!({"b": 2, "a": 1}));
         assert_eq!(
             keys.build_key("search", "q:1", Some(&p)).unwrap().as_str(),
-            format!("aurelis:v1:search:q%3A1:{}", hash_hex(br#"{"filter":{"a":1,"b":2},"page":1}"#))
+            format!(
+                "aurelis:v1:search:q%3A1:{}",
+                hash_hex(br#"{"filter":{"a":1,"b":2},"page":1}"#)
+            )
         );
         let model = keys.build_model_key("gpt-4o", "Hi", &Params::new()).unwrap();
         assert!(model.as_str().starts_with("aurelis:v1:@model:gpt-4o:"));

@@ -157,17 +157,14 @@ impl Inner {
                 return Ok(false);
             }
             self.size.fetch_add(weight, Relaxed);
-            let swapped = match self.entries.compare_and_swap(
-                key,
-                current.as_ref(),
-                Some(stored.clone()),
-            ) {
-                Ok(swapped) => swapped,
-                Err(e) => {
-                    self.size.fetch_sub(weight, Relaxed);
-                    return Err(error::backend(&self.name, "compare_and_swap", e));
-                }
-            };
+            let swapped =
+                match self.entries.compare_and_swap(key, current.as_ref(), Some(stored.clone())) {
+                    Ok(swapped) => swapped,
+                    Err(e) => {
+                        self.size.fetch_sub(weight, Relaxed);
+                        return Err(error::backend(&self.name, "compare_and_swap", e));
+                    }
+                };
             if swapped.is_err() {
                 // Written or removed meanwhile: look again.
                 self.size.fetch_sub(weight, Relaxed);
