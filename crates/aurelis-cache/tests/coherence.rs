@@ -59,7 +59,7 @@ struct Event {
 }
 
 fn category(key: u64) -> &'static str {
-    if key % 2 == 0 {
+    if key.is_multiple_of(2) {
         "even"
     } else {
         "odd"
