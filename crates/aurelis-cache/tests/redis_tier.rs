@@ -215,7 +215,10 @@ async fn garbage_bytes_in_redis_are_a_counted_miss() {
     // Not deleted from the shared tier (another process may have written a fresh value
     // meanwhile); the next write replaces it.
     cache.set("doc", "garbage", None, &"fresh".to_string()).await.unwrap();
-    assert_eq!(cache.get::<String>("doc", "garbage", None).await.unwrap().as_deref(), Some("fresh"));
+    assert_eq!(
+        cache.get::<String>("doc", "garbage", None).await.unwrap().as_deref(),
+        Some("fresh")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
