@@ -261,7 +261,6 @@ struct Entry<V> {
     normalized: Box<str>,
     canonical: Box<str>,
     sorted: Box<str>,
-    keys: usize,
     value: V,
     expires_at: Option<u64>,
     embedding: Option<Vec<f32>>,
@@ -459,9 +458,6 @@ impl<V: Clone + Send + Sync + 'static> SimilarityCache<V> {
     ) -> Result<EntryId> {
         let canonical = analysis.canonical();
         let keys = content_keys(analysis);
-        let mut distinct = keys.clone();
-        distinct.sort_unstable();
-        distinct.dedup();
         let mut st = self.state.write();
         if let Some(&old) = st.exact.get(&(*scope, analysis.normalized().into())) {
             st.remove_slot(old);
@@ -475,7 +471,6 @@ impl<V: Clone + Send + Sync + 'static> SimilarityCache<V> {
             normalized: analysis.normalized().into(),
             sorted: sorted_words(&canonical).into(),
             canonical: canonical.into(),
-            keys: distinct.len(),
             value,
             expires_at,
             embedding: None,
@@ -627,7 +622,7 @@ impl<V: Clone + Send + Sync + 'static> SimilarityCache<V> {
             let keys = content_keys(&query);
             let slots =
                 st.lexical.candidates(scope.short(), &keys, self.config.max_candidates, |s| {
-                    st.live(s, scope, now).map(|e| e.keys)
+                    st.live(s, scope, now).is_some()
                 });
             let mut scored: HashMap<Slot, Score> = HashMap::new();
             for slot in slots {

@@ -46,83 +46,121 @@ pub(crate) type Slot = u32;
 
 /// An inverted index from (scope, content key) to the slots holding it.
 ///
-/// A lookup counts, for every stored prompt of the scope that shares at least one content
-/// key with the query, how many it shares, and only the best-ranked few are scored. The
-/// guard only ever passes a candidate that shares the query's content words (up to typos),
-/// so a candidate the guard would pass is not lost unless every one of its content words
-/// is misspelt.
+/// A lookup starts from the stored prompts of the scope holding either of the query's two
+/// rarest content keys, narrows them with the next-rarest keys (sorted posting lists,
+/// galloping search) while more than the candidate limit remain, allowing each candidate
+/// to lack one key (a typo), ranks the rest by the keys they share, and scores only the
+/// best few. The guard only passes a candidate that holds every content word of the query
+/// (up to typos), so a candidate the guard would pass is lost only when two of its content
+/// words are misspelt.
 #[derive(Debug, Default)]
 pub(crate) struct LexicalIndex {
     vocab: HashMap<Box<str>, u32>,
     postings: HashMap<(u64, u32), Vec<Slot>>,
+    /// The sorted key ids of each slot.
+    slot_keys: Vec<Box<[u32]>>,
     /// Prompts with no content word (rare: "what is it?"), per scope: scanned linearly.
     bare: HashMap<u64, Vec<Slot>>,
 }
 
 impl LexicalIndex {
     pub(crate) fn insert(&mut self, scope: u64, slot: Slot, keys: &[String]) {
-        if keys.is_empty() {
-            self.bare.entry(scope).or_default().push(slot);
-            return;
-        }
-        let mut seen: Vec<u32> = Vec::with_capacity(keys.len());
+        let mut ids: Vec<u32> = Vec::with_capacity(keys.len());
         for k in keys {
             let next = self.vocab.len() as u32;
             let id = *self.vocab.entry(k.as_str().into()).or_insert(next);
-            if !seen.contains(&id) {
-                seen.push(id);
-                self.postings.entry((scope, id)).or_default().push(slot);
+            if !ids.contains(&id) {
+                ids.push(id);
+                let list = self.postings.entry((scope, id)).or_default();
+                // Posting lists stay sorted (slots are reused after compaction).
+                match list.last() {
+                    Some(&last) if last > slot => {
+                        let at = list.partition_point(|&s| s < slot);
+                        list.insert(at, slot);
+                    }
+                    _ => list.push(slot),
+                }
             }
         }
+        ids.sort_unstable();
+        if self.slot_keys.len() <= slot as usize {
+            self.slot_keys.resize(slot as usize + 1, Box::default());
+        }
+        if ids.is_empty() {
+            self.bare.entry(scope).or_default().push(slot);
+        }
+        self.slot_keys[slot as usize] = ids.into_boxed_slice();
     }
 
-    /// The best `limit` candidate slots for `keys` in `scope`, best first, skipping dead
-    /// slots. `size(slot)` gives a slot's number of distinct content keys, used to prefer
-    /// candidates whose content is the query's and not a superset of it.
+    /// The best `limit` candidate slots for `keys` in `scope`, best first. `live(slot)` is
+    /// false for removed, expired or foreign-scope slots.
     pub(crate) fn candidates(
         &self,
         scope: u64,
         keys: &[String],
         limit: usize,
-        live: impl Fn(Slot) -> Option<usize>,
+        live: impl Fn(Slot) -> bool,
     ) -> Vec<Slot> {
         let mut ids: Vec<u32> =
             keys.iter().filter_map(|k| self.vocab.get(k.as_str()).copied()).collect();
         ids.sort_unstable();
         ids.dedup();
-        let mut counts: HashMap<Slot, u32> = HashMap::new();
-        for id in &ids {
-            if let Some(list) = self.postings.get(&(scope, *id)) {
-                for &slot in list {
-                    *counts.entry(slot).or_insert(0) += 1;
+        let mut lists: Vec<&[Slot]> = ids
+            .iter()
+            .filter_map(|id| self.postings.get(&(scope, *id)).map(Vec::as_slice))
+            .collect();
+        lists.sort_by_key(|l| l.len());
+        // (slot, number of probed keys it lacks): the union of the two rarest lists, then
+        // narrowed by each next-rarest list while more than `limit` remain, tolerating one
+        // missing key (a typo) per candidate.
+        let mut cur: Vec<(Slot, u32)> = match lists.as_slice() {
+            [] => Vec::new(),
+            [only] => only.iter().map(|&s| (s, 0)).collect(),
+            [a, b, ..] => union(a, b),
+        };
+        for list in lists.iter().skip(2) {
+            if cur.len() <= limit {
+                break;
+            }
+            let mut next = Vec::with_capacity(cur.len());
+            let mut pos = 0;
+            for &(slot, missing) in &cur {
+                let (p, found) = gallop(list, pos, slot);
+                pos = p;
+                if found {
+                    next.push((slot, missing));
+                } else if missing == 0 {
+                    next.push((slot, 1));
                 }
             }
+            if next.is_empty() {
+                break;
+            }
+            cur = next;
         }
         if let Some(list) = self.bare.get(&scope) {
-            for &slot in list {
-                counts.entry(slot).or_insert(0);
-            }
+            cur.extend(list.iter().map(|&s| (s, u32::MAX)));
         }
-        let mut distinct = keys.to_vec();
-        distinct.sort_unstable();
-        distinct.dedup();
-        let qn = distinct.len() as i64;
-        let mut ranked: Vec<(u32, u64, Slot)> = counts
+        // Keep the least-missing few, then rank those by the keys they share in full and by
+        // how close their size is to the query's (a superset ranks below an equal set).
+        let keep = limit.saturating_mul(4);
+        if cur.len() > keep {
+            cur.select_nth_unstable_by_key(keep, |&(s, m)| (m, s));
+            cur.truncate(keep);
+        }
+        let qn = ids.len();
+        let mut ranked: Vec<(usize, usize, Slot)> = cur
             .into_iter()
-            .filter_map(|(slot, shared)| {
-                let size = live(slot)? as i64;
-                Some((shared, (size - qn).unsigned_abs(), slot))
+            .map(|(slot, _)| {
+                let theirs = &self.slot_keys[slot as usize];
+                (shared(&ids, theirs), theirs.len().abs_diff(qn), slot)
             })
             .collect();
-        let by_rank = |a: &(u32, u64, Slot), b: &(u32, u64, Slot)| {
+        let by_rank = |a: &(usize, usize, Slot), b: &(usize, usize, Slot)| {
             b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2))
         };
-        if ranked.len() > limit {
-            ranked.select_nth_unstable_by(limit, by_rank);
-            ranked.truncate(limit);
-        }
         ranked.sort_unstable_by(by_rank);
-        ranked.into_iter().map(|(_, _, s)| s).collect()
+        ranked.into_iter().map(|(_, _, s)| s).filter(|s| live(*s)).take(limit).collect()
     }
 
     /// Drops every posting of a slot that `live` rejects (compaction).
@@ -142,6 +180,87 @@ impl LexicalIndex {
         let vocab: usize = self.vocab.keys().map(|k| k.len() + 16 + 4 + 8).sum();
         let postings: usize = self.postings.values().map(|l| l.capacity() * 4 + 24 + 12 + 8).sum();
         let bare: usize = self.bare.values().map(|l| l.capacity() * 4 + 32).sum();
-        vocab + postings + bare
+        let slot_keys: usize = self.slot_keys.iter().map(|k| 16 + k.len() * 4).sum();
+        vocab + postings + bare + slot_keys
+    }
+}
+
+/// Size of the intersection of two sorted id lists.
+fn shared(a: &[u32], b: &[u32]) -> usize {
+    let (mut i, mut j, mut n) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                n += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    n
+}
+
+/// The union of two sorted lists: slots in both lack nothing, slots in one lack one key.
+fn union(a: &[Slot], b: &[Slot]) -> Vec<(Slot, u32)> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        match (a.get(i), b.get(j)) {
+            (Some(&x), Some(&y)) if x == y => {
+                out.push((x, 0));
+                i += 1;
+                j += 1;
+            }
+            (Some(&x), Some(&y)) if x < y => {
+                out.push((x, 1));
+                i += 1;
+            }
+            (Some(&x), None) => {
+                out.push((x, 1));
+                i += 1;
+            }
+            (_, Some(&y)) => {
+                out.push((y, 1));
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    out
+}
+
+/// Finds `target` in the sorted `list` from position `from` on (exponential then binary
+/// search): the position to resume from and whether it is there.
+fn gallop(list: &[Slot], from: usize, target: Slot) -> (usize, bool) {
+    let mut lo = from;
+    let mut step = 1;
+    while lo + step < list.len() && list[lo + step] < target {
+        lo += step;
+        step *= 2;
+    }
+    let hi = (lo + step + 1).min(list.len());
+    if lo >= hi {
+        return (lo, false);
+    }
+    match list[lo..hi].binary_search(&target) {
+        Ok(i) => (lo + i, true),
+        Err(i) => (lo + i, false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gallop_and_union() {
+        let list = [1, 3, 5, 7, 9, 11, 13, 15, 17];
+        assert_eq!(gallop(&list, 0, 13), (6, true));
+        assert_eq!(gallop(&list, 2, 6), (3, false));
+        assert_eq!(gallop(&list, 0, 99), (9, false));
+        assert_eq!(gallop(&list, 9, 1), (9, false));
+        assert_eq!(union(&[1, 2, 4], &[2, 3]), vec![(1, 1), (2, 0), (3, 1), (4, 1)]);
     }
 }
