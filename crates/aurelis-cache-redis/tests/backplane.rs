@@ -318,6 +318,21 @@ async fn a_cut_subscriber_resumes_and_replays_every_message_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_longer_than_one_read_batch_arrives_whole() {
+    let p = partitioned(start_server().await, "bp-long", 100_000).await;
+    p.proxy.cut();
+    p.seen.wait_for("Disconnected", is(BackplaneEvent::Disconnected)).await;
+    // More than one XREAD batch (512 entries) behind.
+    let during = p.publish_keys("during", 1_300).await;
+    p.proxy.heal();
+    p.seen.wait_for_key("during-1299").await;
+    assert_eq!(p.seen.keys(), during, "every message once, in order");
+    let events = p.seen.events();
+    assert_eq!(count(&events, &BackplaneEvent::Resumed), 1, "{:?}", &events[..3]);
+    assert_eq!(count(&events, &BackplaneEvent::Reconnected), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_half_open_connection_is_noticed_and_the_gap_replayed() {
     let p = partitioned(start_server().await, "bp-silent", 100_000).await;
     // Nothing is forwarded and nothing is closed: only the XREAD deadline can notice.
