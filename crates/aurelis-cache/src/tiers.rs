@@ -214,94 +214,116 @@ impl Inner {
         }
     }
 
-    /// Writes encoded entries to every tier concurrently, each with its capped TTL. A tier
+    /// Writes encoded entries to every tier, lowest first, each with its capped TTL. A tier
     /// that is down or fails misses the keys (it will not serve them before it caught up).
     /// Fails when no tier took the write, or in strict mode when any tier failed.
+    ///
+    /// Lowest first, with the keys' epochs bumped before and after each tier: a concurrent
+    /// read that found the old value in a lower tier before that tier was written cannot copy
+    /// it into an upper tier after the upper tier was written without seeing a bump (see
+    /// [`Inner::write_back`]).
     pub(crate) async fn write_all(
         &self,
         entries: &[(&str, Bytes)],
         lifetime: Option<Duration>,
     ) -> Result<()> {
-        for (key, _) in entries {
-            self.epochs.bump_key(key);
-        }
         let op = if entries.len() == 1 { Op::Set } else { Op::SetMany };
-        let writes = self.tiers.iter().map(|tier| async move {
-            if !tier.available() {
-                for (key, _) in entries {
-                    tier.missed(key);
-                }
-                return Err(Error::new(ErrorKind::Unavailable, "circuit breaker open")
-                    .with_tier(tier.name()));
+        let bump = || {
+            for (key, _) in entries {
+                self.epochs.bump_key(key);
             }
-            let ttl = tier.cap_ttl(lifetime);
-            let started = Instant::now();
-            let result = if let [(key, raw)] = entries {
-                tier.call(tier.store().set(key, raw.clone(), ttl)).await
-            } else {
-                tier.call(tier.store().set_many(entries, ttl)).await
-            };
-            match &result {
-                Ok(()) => {
-                    tier.stats.record_latency(op, started.elapsed());
-                    tier.stats.record_write();
-                    for (key, _) in entries {
-                        tier.caught_up(key);
-                    }
-                }
-                Err(_) => {
-                    for (key, _) in entries {
-                        tier.missed(key);
-                    }
-                }
-            }
-            result
-        });
-        let results = futures::future::join_all(writes).await;
-        for (key, _) in entries {
-            self.epochs.bump_key(key);
+        };
+        bump();
+        let mut results = Vec::with_capacity(self.tiers.len());
+        for tier in self.tiers.iter().rev() {
+            results.push(self.write_tier(tier, entries, lifetime, op).await);
+            bump();
         }
         self.settle(results, "nothing was written")
     }
 
-    /// Deletes `key` from the tiers in `scope`. Returns whether any tier held it.
-    pub(crate) async fn delete_everywhere(&self, key: &str, scope: Scope) -> Result<bool> {
-        self.epochs.bump_key(key);
-        let deletes = self.tiers.iter().filter(|t| scope.reaches(t)).map(|tier| async move {
-            if !tier.available() {
+    async fn write_tier(
+        &self,
+        tier: &LayerState,
+        entries: &[(&str, Bytes)],
+        lifetime: Option<Duration>,
+        op: Op,
+    ) -> Result<()> {
+        if !tier.available() {
+            for (key, _) in entries {
                 tier.missed(key);
-                return Err(Error::new(ErrorKind::Unavailable, "circuit breaker open")
-                    .with_tier(tier.name()));
             }
-            let started = Instant::now();
-            let result = tier.call(tier.store().delete(key)).await;
-            match &result {
-                Ok(removed) => {
-                    tier.stats.record_latency(Op::Delete, started.elapsed());
-                    if *removed {
-                        tier.stats.record_delete();
-                    }
+            return Err(
+                Error::new(ErrorKind::Unavailable, "circuit breaker open").with_tier(tier.name())
+            );
+        }
+        let ttl = tier.cap_ttl(lifetime);
+        let started = Instant::now();
+        let result = if let [(key, raw)] = entries {
+            tier.call(tier.store().set(key, raw.clone(), ttl)).await
+        } else {
+            tier.call(tier.store().set_many(entries, ttl)).await
+        };
+        match &result {
+            Ok(()) => {
+                tier.stats.record_latency(op, started.elapsed());
+                tier.stats.record_write();
+                for (key, _) in entries {
                     tier.caught_up(key);
                 }
-                Err(_) => tier.missed(key),
             }
-            result
-        });
-        let results = futures::future::join_all(deletes).await;
-        self.epochs.bump_key(key);
-        let any = results.iter().any(|r| matches!(r, Ok(true)));
-        if self.strict {
-            if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
-                self.stats.record_error();
-                return Err(partial(e, "delete"));
-            }
-        } else {
-            let failed = results.iter().filter(|r| r.is_err()).count();
-            for _ in 0..failed {
-                self.stats.record_error();
+            Err(_) => {
+                for (key, _) in entries {
+                    tier.missed(key);
+                }
             }
         }
-        Ok(any)
+        result
+    }
+
+    /// Deletes `key` from the tiers in `scope`, lowest first, bumping its epoch before and
+    /// after each tier (as [`Inner::write_all`]). Returns whether any tier held it.
+    pub(crate) async fn delete_everywhere(&self, key: &str, scope: Scope) -> Result<bool> {
+        self.epochs.bump_key(key);
+        let mut results = Vec::with_capacity(self.tiers.len());
+        for tier in self.tiers.iter().rev().filter(|t| scope.reaches(t)) {
+            results.push(self.delete_tier(tier, key).await);
+            self.epochs.bump_key(key);
+        }
+        let any = results.iter().any(|r| matches!(r, Ok(true)));
+        let mut first_err = None;
+        for result in results {
+            if let Err(e) = result {
+                self.stats.record_error();
+                first_err.get_or_insert(e);
+            }
+        }
+        match first_err {
+            Some(e) if self.strict => Err(partial(e, "delete")),
+            _ => Ok(any),
+        }
+    }
+
+    async fn delete_tier(&self, tier: &LayerState, key: &str) -> Result<bool> {
+        if !tier.available() {
+            tier.missed(key);
+            return Err(
+                Error::new(ErrorKind::Unavailable, "circuit breaker open").with_tier(tier.name())
+            );
+        }
+        let started = Instant::now();
+        let result = tier.call(tier.store().delete(key)).await;
+        match &result {
+            Ok(removed) => {
+                tier.stats.record_latency(Op::Delete, started.elapsed());
+                if *removed {
+                    tier.stats.record_delete();
+                }
+                tier.caught_up(key);
+            }
+            Err(_) => tier.missed(key),
+        }
+        result
     }
 
     /// Applies a non-key invalidation made at `at_ms`: a mark, which every tier honours at

@@ -9,33 +9,51 @@ use std::time::Duration;
 use aurelis_cache::{ErrorKind, SetOptions};
 use common::tiers;
 
+/// Waits until `n` callers wait on another caller's load (the stats count them as they join),
+/// so a test can hold a loader until every caller is in, without a timing window.
+async fn until_waiters(cache: &aurelis_cache::Cache, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while cache.stats().snapshot().coalesced_waiters < n {
+        assert!(std::time::Instant::now() < deadline, "callers never joined the load");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_misses_run_the_loader_once() {
+async fn a_thousand_concurrent_misses_run_the_loader_once() {
     let t = tiers();
     let cache = t.cache();
     let calls = Arc::new(AtomicUsize::new(0));
-    let tasks: Vec<_> = (0..50)
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let tasks: Vec<_> = (0..1000)
         .map(|_| {
-            let cache = cache.clone();
-            let calls = calls.clone();
+            let (cache, calls, gate) = (cache.clone(), calls.clone(), gate.clone());
             tokio::spawn(async move {
                 cache
-                    .get_or_compute("model", "slow-prompt", None, SetOptions::new(), || async {
-                        calls.fetch_add(1, SeqCst);
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        Ok::<_, std::io::Error>("expensive answer".to_string())
-                    })
+                    .get_or_compute(
+                        "model",
+                        "slow-prompt",
+                        None,
+                        SetOptions::new(),
+                        || async move {
+                            calls.fetch_add(1, SeqCst);
+                            let _open = gate.acquire().await;
+                            Ok::<_, std::io::Error>("expensive answer".to_string())
+                        },
+                    )
                     .await
             })
         })
         .collect();
+    until_waiters(&cache, 999).await;
+    gate.add_permits(1000);
     for task in tasks {
         assert_eq!(task.await.unwrap().unwrap(), "expensive answer");
     }
     assert_eq!(calls.load(SeqCst), 1, "the loader ran more than once");
     let report = cache.stats_report().await;
     assert_eq!(report.overall.loader_calls, 1);
-    assert_eq!(report.overall.coalesced_waiters + 1 + report.overall.hits, 50);
+    assert_eq!(report.overall.coalesced_waiters, 999);
     // Afterwards it is a plain hit.
     let again: String = cache
         .get_or_compute("model", "slow-prompt", None, SetOptions::new(), || async {
@@ -51,25 +69,33 @@ async fn loader_errors_reach_every_waiter_and_are_not_cached() {
     let t = tiers();
     let cache = t.cache();
     let calls = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let tasks: Vec<_> = (0..10)
         .map(|_| {
-            let cache = cache.clone();
-            let calls = calls.clone();
+            let (cache, calls, gate) = (cache.clone(), calls.clone(), gate.clone());
             tokio::spawn(async move {
                 cache
-                    .get_or_compute("model", "flaky", None, SetOptions::new(), || async {
+                    .get_or_compute("model", "flaky", None, SetOptions::new(), || async move {
                         calls.fetch_add(1, SeqCst);
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        let _open = gate.acquire().await;
                         Err::<String, _>(std::io::Error::other("upstream 503"))
                     })
                     .await
             })
         })
         .collect();
+    until_waiters(&cache, 9).await;
+    gate.add_permits(10);
     for task in tasks {
         let err = task.await.unwrap().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Loader);
-        assert!(err.to_string().contains("upstream 503"), "{err}");
+        assert!(
+            format!("{err:#}").contains("upstream 503")
+                || err.to_string().contains("upstream 503")
+                || std::error::Error::source(&err)
+                    .is_some_and(|s| s.to_string().contains("upstream 503")),
+            "{err}"
+        );
     }
     assert_eq!(calls.load(SeqCst), 1);
     // The error was not cached: the next call runs the loader again.
@@ -84,33 +110,181 @@ async fn loader_errors_reach_every_waiter_and_are_not_cached() {
     assert_eq!(calls.load(SeqCst), 2);
 }
 
-#[tokio::test]
-async fn a_cancelled_leader_does_not_strand_the_waiters() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_leader_hands_the_load_to_a_waiter() {
     let t = tiers();
     let cache = t.cache();
+    let started = Arc::new(tokio::sync::Notify::new());
     let leader = {
-        let cache = cache.clone();
+        let (cache, started) = (cache.clone(), started.clone());
         tokio::spawn(async move {
             cache
-                .get_or_compute("model", "cancel", None, SetOptions::new(), || async {
-                    tokio::time::sleep(Duration::from_secs(60)).await;
-                    Ok::<_, std::io::Error>(1u32)
+                .get_or_compute("model", "cancel", None, SetOptions::new(), || async move {
+                    started.notify_one();
+                    std::future::pending::<Result<u32, std::io::Error>>().await
                 })
                 .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The leader's loader runs: it holds the lead.
+    started.notified().await;
+    let waiter = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            cache
+                .get_or_compute("model", "cancel", None, SetOptions::new(), || async {
+                    Ok::<_, std::io::Error>(2u32)
+                })
+                .await
+        })
+    };
+    until_waiters(&cache, 1).await;
     leader.abort();
+    let got = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("waiter stranded by a cancelled leader")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, 2);
+    assert_eq!(cache.get::<u32>("model", "cancel", None).await.unwrap(), Some(2));
+}
+
+#[tokio::test]
+async fn a_cancelled_leader_without_waiters_leaves_nothing_in_flight() {
+    let t = tiers();
+    let cache = t.cache();
+    let started = Arc::new(tokio::sync::Notify::new());
+    let leader = {
+        let (cache, started) = (cache.clone(), started.clone());
+        tokio::spawn(async move {
+            cache
+                .get_or_compute("model", "alone", None, SetOptions::new(), || async move {
+                    started.notify_one();
+                    std::future::pending::<Result<u32, std::io::Error>>().await
+                })
+                .await
+        })
+    };
+    started.notified().await;
+    leader.abort();
+    let _ = leader.await;
+    // The next caller leads a new load at once (no stale in-flight entry to wait on).
     let got = tokio::time::timeout(
         Duration::from_secs(5),
-        cache.get_or_compute("model", "cancel", None, SetOptions::new(), || async {
-            Ok::<_, std::io::Error>(2u32)
+        cache.get_or_compute("model", "alone", None, SetOptions::new(), || async {
+            Ok::<_, std::io::Error>(3u32)
         }),
     )
     .await
-    .expect("waiter stranded by a cancelled leader")
+    .expect("a dead flight was left behind")
     .unwrap();
-    assert_eq!(got, 2);
+    assert_eq!(got, 3);
+    assert_eq!(cache.stats().snapshot().coalesced_waiters, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_asking_for_another_type_do_not_share_a_load() {
+    let t = tiers();
+    let cache = t.cache();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let text = {
+        let (cache, gate) = (cache.clone(), gate.clone());
+        tokio::spawn(async move {
+            cache
+                .get_or_compute("doc", "typed", None, SetOptions::new(), || async move {
+                    let _open = gate.acquire().await;
+                    Ok::<_, std::io::Error>("text".to_string())
+                })
+                .await
+        })
+    };
+    // A caller of another type runs its own loader and gets its own type, not a panic or a
+    // codec error from the other caller's value.
+    let number: u64 = cache
+        .get_or_compute("doc", "typed", None, SetOptions::new(), || async {
+            Ok::<_, std::io::Error>(7u64)
+        })
+        .await
+        .unwrap();
+    assert_eq!(number, 7);
+    gate.add_permits(1);
+    assert_eq!(text.await.unwrap().unwrap(), "text");
+    assert_eq!(cache.stats().snapshot().loader_calls, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_loaded_across_a_delete_is_returned_but_not_stored() {
+    let t = tiers();
+    let cache = t.cache();
+    let started = Arc::new(tokio::sync::Notify::new());
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let load = {
+        let (cache, started, gate) = (cache.clone(), started.clone(), gate.clone());
+        tokio::spawn(async move {
+            cache
+                .get_or_compute("doc", "racy", None, SetOptions::new(), || async move {
+                    started.notify_one();
+                    let _open = gate.acquire().await;
+                    Ok::<_, std::io::Error>("read before the delete".to_string())
+                })
+                .await
+        })
+    };
+    started.notified().await;
+    cache.delete("doc", "racy", None).await.unwrap();
+    gate.add_permits(1);
+    assert_eq!(load.await.unwrap().unwrap(), "read before the delete");
+    assert_eq!(
+        cache.get::<String>("doc", "racy", None).await.unwrap(),
+        None,
+        "stored after the delete"
+    );
+    assert_eq!(cache.stats().snapshot().served_uncached, 1);
+}
+
+#[tokio::test]
+async fn a_value_no_tier_can_store_is_still_returned() {
+    let t = tiers();
+    let cache = t.cache();
+    t.memory_faults.fail_writes(true);
+    t.disk_faults.fail_writes(true);
+    let calls = Arc::new(AtomicUsize::new(0));
+    for _ in 0..2 {
+        let calls = calls.clone();
+        let v: String = cache
+            .get_or_compute("doc", "unstorable", None, SetOptions::new(), || async move {
+                calls.fetch_add(1, SeqCst);
+                Ok::<_, std::io::Error>("paid for".to_string())
+            })
+            .await
+            .expect("the loaded value is served even when no tier takes it");
+        assert_eq!(v, "paid for");
+    }
+    assert_eq!(cache.stats().snapshot().served_uncached, 2);
+    // A value over max_value_bytes is served too.
+    let small = t.builder().max_value_bytes(8).build().unwrap();
+    let big: String = small
+        .get_or_compute("doc", "big", None, SetOptions::new(), || async {
+            Ok::<_, std::io::Error>("x".repeat(100))
+        })
+        .await
+        .unwrap();
+    assert_eq!(big.len(), 100);
+}
+
+#[tokio::test]
+async fn any_boxed_error_type_works_as_a_loader_error() {
+    let t = tiers();
+    let cache = t.cache();
+    let err = cache
+        .get_or_compute("doc", "boxed", None, SetOptions::new(), || async {
+            Err::<u8, Box<dyn std::error::Error + Send + Sync>>("a plain message".into())
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Loader);
+    let source = std::error::Error::source(&err).expect("the loader's error is the source");
+    assert_eq!(source.to_string(), "a plain message");
 }
 
 #[tokio::test]
