@@ -374,6 +374,8 @@ pub struct CacheStats {
     invalidations: AtomicU64,
     type_mismatches: AtomicU64,
     served_uncached: AtomicU64,
+    published: AtomicU64,
+    remote_applied: AtomicU64,
     latency_get: Histogram,
 }
 
@@ -411,6 +413,10 @@ impl CacheStats {
         record_type_mismatch => type_mismatches,
         /// A loaded value was returned but no tier could store it.
         record_served_uncached => served_uncached,
+        /// An invalidation was queued for the other processes (in the order they get them).
+        record_published => published,
+        /// An invalidation from another process was applied here.
+        record_remote_applied => remote_applied,
     }
 
     /// Records the latency of one `get` through every tier.
@@ -439,6 +445,8 @@ impl CacheStats {
             invalidations: self.invalidations.load(Relaxed),
             type_mismatches: self.type_mismatches.load(Relaxed),
             served_uncached: self.served_uncached.load(Relaxed),
+            published: self.published.load(Relaxed),
+            remote_applied: self.remote_applied.load(Relaxed),
             get_latency: self.latency_get.summary(),
         }
     }
@@ -480,6 +488,12 @@ pub struct OverallReport {
     /// Loaded values returned to the caller that no tier could store.
     #[serde(default)]
     pub served_uncached: u64,
+    /// Invalidations queued for the other processes (through the backplane).
+    #[serde(default)]
+    pub published: u64,
+    /// Invalidations from other processes applied here.
+    #[serde(default)]
+    pub remote_applied: u64,
     /// Latency of `get` through every tier.
     pub get_latency: LatencySummary,
 }

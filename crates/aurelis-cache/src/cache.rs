@@ -559,7 +559,7 @@ impl Cache {
         let written = self.inner.write_all(entries, lifetime).await;
         for (key, _) in entries {
             self.inner.stats.record_write();
-            self.inner.sync.publish(Invalidation::Key((*key).to_owned()), now);
+            self.inner.publish(Invalidation::Key((*key).to_owned()), now);
         }
         written
     }
@@ -768,7 +768,7 @@ impl Cache {
         self.ready().await?;
         let removed = self.inner.delete_everywhere(key.as_str(), Scope::All).await;
         self.inner.stats.record_delete();
-        self.inner.sync.publish(Invalidation::Key(key.as_str().to_owned()), now_ms());
+        self.inner.publish(Invalidation::Key(key.as_str().to_owned()), now_ms());
         removed
     }
 

@@ -89,9 +89,10 @@ impl SyncState {
         self.wake.notify_one();
     }
 
-    /// Queues an invalidation for the other processes.
-    pub(crate) fn publish(&self, invalidation: Invalidation, at_ms: u64) {
+    /// Queues an invalidation for the other processes; returns whether there is a backplane.
+    pub(crate) fn publish(&self, invalidation: Invalidation, at_ms: u64) -> bool {
         self.push(Outgoing::Publish(invalidation, at_ms), at_ms);
+        self.backplane.is_some()
     }
 
     /// Queues marks to keep in the shared tier.
@@ -204,7 +205,7 @@ pub(crate) async fn run_publisher(weak: Weak<Inner>) {
         let overflowed = inner.sync.overflowed_at.swap(0, SeqCst);
         if overflowed != 0 {
             // Peers missed what did not fit: they must stop trusting what they hold.
-            inner.sync.publish(Invalidation::Clear, overflowed);
+            inner.publish(Invalidation::Clear, overflowed);
             inner.sync.store_marks(vec![Mark::new(Invalidation::Clear, overflowed)]);
         }
     }
@@ -292,6 +293,7 @@ impl Inner {
                     if let Err(e) = applied {
                         tracing::warn!(error = %e, "could not apply a remote invalidation everywhere; the tier will catch up");
                     }
+                    self.stats.record_remote_applied();
                 }
             }
             BackplaneEvent::Reconnected => self.on_gap().await,
@@ -438,7 +440,14 @@ impl Inner {
         self.stats.record_invalidation();
         let applied = self.apply_mark(&invalidation, at).await;
         self.sync.store_marks(vec![Mark::new(invalidation.clone(), at)]);
-        self.sync.publish(invalidation, at);
+        self.publish(invalidation, at);
         applied
+    }
+
+    /// Queues `invalidation` for the other processes, counting it.
+    pub(crate) fn publish(&self, invalidation: Invalidation, at: u64) {
+        if self.sync.publish(invalidation, at) {
+            self.stats.record_published();
+        }
     }
 }

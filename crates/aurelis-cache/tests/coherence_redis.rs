@@ -1,0 +1,224 @@
+//! The coherence invariant across instances sharing a real Redis: two caches (memory, a slowed
+//! Redis tier shared by both, a disk tier each, the stream backplane) run seeded random
+//! interleavings of reads, writes, deletes and category/tag invalidations on a small key space.
+//!
+//! Oracle: as in `coherence.rs`, a read may not return a value replaced before it began, where
+//! "replaced" counts an instance's own operations once they returned, and the other
+//! instance's operations once this instance had applied their invalidation before the read
+//! began. Each instance publishes its invalidations in order (`published` counts them as they
+//! are queued) and a receiver counts those it applied (`remote_applied`); an operation whose
+//! position in its publisher's order is at most the reader's applied count at the read's start
+//! had reached the reader. (Taking the publisher's count after the operation returned can only
+//! overstate the position, which makes the oracle check fewer reads, never wrongly.)
+
+#![cfg(feature = "redis")]
+
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aurelis_cache::core::testkit::FaultyStore;
+use aurelis_cache::{
+    BreakerConfig, Cache, Layer, MokaStore, RedisBackplane, RedisConfig, RedisStore, SetOptions,
+    SledStore, Store,
+};
+use aurelis_redis_harness::RedisServer;
+use parking_lot::Mutex;
+
+const KEYS: u64 = 6;
+const TASKS_PER_INSTANCE: usize = 2;
+const OPS_PER_TASK: usize = 120;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Kind {
+    Write(u64),
+    Remove,
+    /// What was read, and how many of the other instance's invalidations the reader had
+    /// applied when the read began.
+    Read(Option<u64>, u64),
+}
+
+#[derive(Clone, Debug)]
+struct Event {
+    instance: usize,
+    key: u64,
+    kind: Kind,
+    start: u64,
+    end: u64,
+    /// For writes and removals: the operation's position in its instance's publish order.
+    seq: u64,
+}
+
+fn category(key: u64) -> &'static str {
+    if key.is_multiple_of(2) {
+        "even"
+    } else {
+        "odd"
+    }
+}
+
+fn tag(key: u64) -> String {
+    format!("t{}", key % 3)
+}
+
+async fn instance(config: &RedisConfig, dir: &std::path::Path) -> Cache {
+    let memory: Arc<dyn Store> = Arc::new(MokaStore::builder().max_entries(1000).build().unwrap());
+    let redis = FaultyStore::new(Arc::new(RedisStore::from_config(config).await.unwrap()));
+    redis.control().delay(Duration::from_millis(2));
+    let disk: Arc<dyn Store> = Arc::new(SledStore::builder().path(dir).build().unwrap());
+    let breaker = BreakerConfig::new(50, Duration::from_millis(50));
+    Cache::builder()
+        .layer(Layer::new("memory", memory).priority(3).breaker(breaker.clone()))
+        .layer(Layer::new("redis", Arc::new(redis)).priority(2).breaker(breaker.clone()))
+        .layer(Layer::new("disk", disk).priority(1).breaker(breaker))
+        .backplane(Arc::new(RedisBackplane::new(config, "aurelis", "v1").unwrap()))
+        .build_connected()
+        .await
+        .unwrap()
+}
+
+async fn run(seed: u64) -> Vec<Event> {
+    let server = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let mut config = RedisConfig::default();
+    config.url = server.url();
+    config.timeout_ms = 2_000;
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let caches = [instance(&config, dirs[0].path()).await, instance(&config, dirs[1].path()).await];
+    let clock = Arc::new(AtomicU64::new(0));
+    let values = Arc::new(AtomicU64::new(1));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for (i, cache) in caches.iter().enumerate() {
+        for t in 0..TASKS_PER_INSTANCE {
+            let (cache, clock, values, log) =
+                (cache.clone(), clock.clone(), values.clone(), log.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut rng = Rng((seed * 131 + (i * 7 + t) as u64 + 1) | 1);
+                for _ in 0..OPS_PER_TASK {
+                    let key = rng.below(KEYS);
+                    let id = key.to_string();
+                    let cat = category(key);
+                    let roll = rng.below(100);
+                    let applied = cache.stats().snapshot().remote_applied;
+                    let start = clock.fetch_add(1, SeqCst);
+                    let events: Vec<(u64, Kind)> = match roll {
+                        0..=54 => {
+                            let got = cache.get::<u64>(cat, &id, None).await.expect("get");
+                            vec![(key, Kind::Read(got, applied))]
+                        }
+                        55..=79 => {
+                            let v = values.fetch_add(1, SeqCst);
+                            let opts = SetOptions::new().tag(tag(key));
+                            cache.set_with(cat, &id, None, &v, &opts).await.expect("set");
+                            vec![(key, Kind::Write(v))]
+                        }
+                        80..=91 => {
+                            cache.delete(cat, &id, None).await.expect("delete");
+                            vec![(key, Kind::Remove)]
+                        }
+                        92..=96 => {
+                            cache.invalidate_category(cat).await.expect("invalidate_category");
+                            (0..KEYS)
+                                .filter(|k| category(*k) == cat)
+                                .map(|k| (k, Kind::Remove))
+                                .collect()
+                        }
+                        _ => {
+                            let tg = tag(key);
+                            cache.invalidate_tag(&tg).await.expect("invalidate_tag");
+                            (0..KEYS).filter(|k| tag(*k) == tg).map(|k| (k, Kind::Remove)).collect()
+                        }
+                    };
+                    let end = clock.fetch_add(1, SeqCst);
+                    let seq = cache.stats().snapshot().published;
+                    let mut log = log.lock();
+                    for (key, kind) in events {
+                        log.push(Event { instance: i, key, kind, start, end, seq });
+                    }
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let events = log.lock().clone();
+    for cache in &caches {
+        cache.close(Duration::from_secs(5)).await.unwrap();
+    }
+    events
+}
+
+fn check(events: &[Event]) -> Result<(usize, usize), String> {
+    let (mut with_value, mut remote_checks) = (0, 0);
+    for read in events {
+        let Kind::Read(found, applied) = read.kind else { continue };
+        // Reads constrained by an operation of the other instance that had reached them.
+        if events.iter().any(|e| {
+            e.key == read.key
+                && e.instance != read.instance
+                && !matches!(e.kind, Kind::Read(..))
+                && e.seq <= applied
+                && e.end < read.start
+        }) {
+            remote_checks += 1;
+        }
+        let Some(v) = found else { continue };
+        with_value += 1;
+        let Some(write) = events.iter().find(|e| matches!(e.kind, Kind::Write(w) if w == v)) else {
+            return Err(format!("read {read:?} returned a value never written"));
+        };
+        if write.key != read.key || write.start > read.end {
+            return Err(format!("read {read:?} returned {write:?}"));
+        }
+        let reached = |e: &Event| {
+            if e.instance == read.instance {
+                e.end < read.start
+            } else {
+                e.seq <= applied && e.end < read.start
+            }
+        };
+        for e in events.iter().filter(|e| {
+            e.key == read.key && !matches!(e.kind, Kind::Read(..)) && e.start > write.end
+        }) {
+            if reached(e) {
+                return Err(format!(
+                    "read {read:?} returned {write:?}, replaced before the read began by {e:?}"
+                ));
+            }
+        }
+    }
+    Ok((with_value, remote_checks))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_instance_serves_a_value_replaced_by_an_invalidation_it_received() {
+    let mut checked = 0;
+    for seed in 1..=4 {
+        let events = run(seed).await;
+        let (hits, remote) = check(&events).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert!(hits > 10, "seed {seed}: only {hits} reads found a value");
+        checked += remote;
+    }
+    assert!(
+        checked > 20,
+        "only {checked} reads were checked against the other instance's operations"
+    );
+}
