@@ -187,6 +187,12 @@ impl<V: Clone + Send + Sync + 'static> SimilarityCacheBuilder<V> {
         self
     }
 
+    /// Strict guard (default `true`); `false` uses [`Guard::relaxed`].
+    pub fn strict_guard(mut self, yes: bool) -> Self {
+        self.config.strict_guard = yes;
+        self
+    }
+
     /// Shadow mode: measure, never serve (default `false`).
     pub fn shadow(mut self, yes: bool) -> Self {
         self.config.shadow = yes;
@@ -235,12 +241,13 @@ impl<V: Clone + Send + Sync + 'static> SimilarityCacheBuilder<V> {
     /// Validates the settings and builds the cache.
     pub fn build(self) -> Result<SimilarityCache<V>> {
         self.config.validate()?;
+        let guard = if self.config.strict_guard { Guard::strict() } else { Guard::relaxed() };
         Ok(SimilarityCache {
             config: self.config,
             embedder: self.embedder,
             verifier: self.verifier,
             compare: self.compare,
-            guard: Guard::default(),
+            guard,
             state: RwLock::new(State::default()),
             shadow: Mutex::new(ShadowState::default()),
         })

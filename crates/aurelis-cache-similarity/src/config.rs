@@ -28,6 +28,9 @@ pub struct SimilarityConfig {
     /// Run the guard on candidates (default `true`). Turning it off serves one-word edits
     /// such as negations; it exists to measure what the guard does.
     pub guard: bool,
+    /// Strict guard (default `true`): a content word in one prompt only vetoes. `false`
+    /// uses [`Guard::relaxed`](crate::Guard::relaxed), for a semantic embedder plus a verifier.
+    pub strict_guard: bool,
     /// Shadow mode: look up and record would-be hits, serve nothing (default `false`).
     pub shadow: bool,
     /// Candidates taken from the lexical index and scored per lookup (default 64).
@@ -45,6 +48,7 @@ impl Default for SimilarityConfig {
             threshold: 0.85,
             cosine_threshold: 0.90,
             guard: true,
+            strict_guard: true,
             shadow: false,
             max_candidates: 64,
             max_checked: 5,

@@ -96,19 +96,50 @@ impl Veto {
 ///            VetoReason::Entity);
 /// assert!(check("How do I change my email adress?", "How can I change my email address?").is_ok());
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Guard {
-    _private: (),
+    strict: bool,
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Guard::strict()
+    }
 }
 
 impl Guard {
+    /// The default guard: besides negations, numbers, dates, names, opposites and role
+    /// swaps, any content word that is not in both prompts (up to typos and listed
+    /// synonyms) vetoes the candidate.
+    pub fn strict() -> Self {
+        Guard { strict: true }
+    }
+
+    /// A guard that lets substituted or added content words through and vetoes only
+    /// negations, numbers, dates, names, listed opposites and role swaps. Meant for a
+    /// semantic embedder followed by a [`Verifier`](crate::Verifier): alone it serves
+    /// traps such as `puppy` vs `kitten` (see docs/similarity.md for the measurements).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aurelis_cache_similarity::{Analysis, Guard};
+    ///
+    /// let (a, b) = (Analysis::new("Do you have parking?"), Analysis::new("Do you have car parking?"));
+    /// assert!(Guard::strict().check(&a, &b).is_err());
+    /// assert!(Guard::relaxed().check(&a, &b).is_ok());
+    /// ```
+    pub fn relaxed() -> Self {
+        Guard { strict: false }
+    }
+
     /// `Ok(())` when nothing that changes an answer differs between `query` and `candidate`,
     /// otherwise the first difference found.
     pub fn check(&self, query: &Analysis, candidate: &Analysis) -> Result<(), Veto> {
         check_negation(query, candidate)?;
         check_numbers(query, candidate)?;
         check_dates(query, candidate)?;
-        check_content(query, candidate)?;
+        check_content(query, candidate, self.strict)?;
         check_roles(query, candidate)?;
         Ok(())
     }
@@ -197,7 +228,7 @@ fn check_dates(q: &Analysis, c: &Analysis) -> Result<(), Veto> {
 }
 
 /// Content words compared as sets, tolerating typos; what is left over explains the veto.
-fn check_content(q: &Analysis, c: &Analysis) -> Result<(), Veto> {
+fn check_content(q: &Analysis, c: &Analysis, strict: bool) -> Result<(), Veto> {
     let considered =
         |t: &&Token| t.content && t.kind == TokenKind::Word && !is_negation(t) && !is_date(t);
     let qs: Vec<&Token> = dedup(q.tokens().iter().filter(considered).collect());
@@ -240,6 +271,9 @@ fn check_content(q: &Analysis, c: &Analysis) -> Result<(), Veto> {
             VetoReason::Entity,
             format!("name '{}' differs ({} vs {})", t.text, words(&q_left), words(&c_left)),
         ));
+    }
+    if !strict {
+        return Ok(());
     }
     if !q_left.is_empty() && !c_left.is_empty() {
         return Err(Veto::new(

@@ -72,6 +72,7 @@ enum Mode {
 enum Setup {
     Lexical,
     Guarded,
+    Relaxed,
     HashEmbedderGuarded,
 }
 
@@ -80,6 +81,7 @@ impl Setup {
         match self {
             Setup::Lexical => "lexical alone",
             Setup::Guarded => "lexical + guard",
+            Setup::Relaxed => "lexical + relaxed guard",
             Setup::HashEmbedderGuarded => "lexical + hash embedder (cosine 0.80) + guard",
         }
     }
@@ -89,6 +91,7 @@ impl Setup {
         let b = match self {
             Setup::Lexical => b.guard(false),
             Setup::Guarded => b,
+            Setup::Relaxed => b.strict_guard(false),
             Setup::HashEmbedderGuarded => b.embedder(HashEmbedder::new(512)).cosine_threshold(0.80),
         };
         b.build().expect("valid settings")
@@ -128,6 +131,20 @@ fn pair_cases(rows: &[PairRow]) -> Vec<Case> {
             should_hit: r.same_answer,
             store: (scope, r.a.clone()),
             query: (scope, r.b.clone()),
+        })
+        .collect()
+}
+
+/// Conversations with the history left out of the scope: only the last user messages are
+/// compared. Not how the cache works; it shows what the history in the scope prevents.
+fn last_message_cases(rows: &[ConversationRow]) -> Vec<Case> {
+    let scope = Scope::for_model("eval-model");
+    rows.iter()
+        .map(|r| Case {
+            category: r.subtype.clone(),
+            should_hit: r.same_answer,
+            store: (scope, Scope::builder().conversation(&r.a).1),
+            query: (scope, Scope::builder().conversation(&r.b).1),
         })
         .collect()
 }
@@ -180,8 +197,9 @@ async fn evaluate(
                 let same_entry = hit.value == i
                     || (c.store.0 == c.query.0
                         && hit_prompt.normalized() == own_prompt.normalized());
-                let identical =
-                    hit.exact && hit_prompt.normalized() == Analysis::new(&c.query.1).normalized();
+                let identical = hit.value != i
+                    && hit.exact
+                    && hit_prompt.normalized() == Analysis::new(&c.query.1).normalized();
                 if (c.should_hit && same_entry) || identical {
                     counts.correct += 1;
                 } else {
@@ -271,6 +289,7 @@ async fn run(pairs_path: &Path, conversations_path: &Path) -> Result<(), String>
     let conversation_rows: Vec<ConversationRow> = read_jsonl(conversations_path)?;
     let pairs = pair_cases(&pair_rows);
     let conversations = conversation_cases(&conversation_rows);
+    let last_messages = last_message_cases(&conversation_rows);
     let mut should_hit = BTreeMap::new();
     for c in pairs.iter().chain(&conversations) {
         should_hit.insert(c.category.clone(), c.should_hit);
@@ -283,41 +302,45 @@ async fn run(pairs_path: &Path, conversations_path: &Path) -> Result<(), String>
         conversations_path.display()
     );
 
-    // Curve over thresholds, pair mode, both data sets.
+    // Curve over thresholds, pair mode.
     println!(
         "\nCurve over thresholds (pair mode): correct hits of should-hit / traps served of traps"
     );
-    println!(
-        "  {:>9}  {:>22} {:>22}  {:>22} {:>22}",
-        "threshold",
-        "pairs: lexical alone",
-        "pairs: + guard",
-        "convs: lexical alone",
-        "convs: + guard"
-    );
+    println!("(conversations with the full scope are 0% / 0% at every threshold: see the tables)");
+    let columns: [(&str, &Vec<Case>, Setup); 5] = [
+        ("pairs: lexical alone", &pairs, Setup::Lexical),
+        ("pairs: + guard", &pairs, Setup::Guarded),
+        ("pairs: + relaxed guard", &pairs, Setup::Relaxed),
+        ("last msg: lexical alone", &last_messages, Setup::Lexical),
+        ("last msg: + guard", &last_messages, Setup::Guarded),
+    ];
+    let header: Vec<String> = columns.iter().map(|c| format!("{:>24}", c.0)).collect();
+    println!("  {:>9} {}", "threshold", header.join(""));
     for step in 0..=10 {
         let t = 0.50 + 0.05 * f64::from(step);
         let mut cells = Vec::new();
-        for cases in [&pairs, &conversations] {
-            for setup in [Setup::Lexical, Setup::Guarded] {
-                let by = evaluate(cases, setup, t, Mode::Pair).await;
-                let (h, tr) = totals(&by, &should_hit);
-                cells.push(format!("{} / {}", pct(h.correct, h.n), pct(tr.wrong, tr.n)));
-            }
+        for (_, cases, setup) in &columns {
+            let by = evaluate(cases, *setup, t, Mode::Pair).await;
+            let (h, tr) = totals(&by, &should_hit);
+            cells.push(format!(
+                "{:>24}",
+                format!("{} / {}", pct(h.correct, h.n), pct(tr.wrong, tr.n))
+            ));
         }
-        println!(
-            "  {t:>9.2}  {:>22} {:>22}  {:>22} {:>22}",
-            cells[0], cells[1], cells[2], cells[3]
-        );
+        println!("  {t:>9.2} {}", cells.join(""));
     }
 
     // Per-category tables for the comparison setups.
-    for setup in [Setup::Lexical, Setup::HashEmbedderGuarded] {
+    for setup in [Setup::Lexical, Setup::Relaxed, Setup::HashEmbedderGuarded] {
         for mode in [Mode::Pair, Mode::Distractor] {
             report("pairs", &pairs, &should_hit, setup, default_threshold, mode).await;
             report("conversations", &conversations, &should_hit, setup, default_threshold, mode)
                 .await;
         }
+    }
+    for setup in [Setup::Lexical, Setup::Guarded] {
+        let label = "conversations, last user message only (history NOT in the scope)";
+        report(label, &last_messages, &should_hit, setup, default_threshold, Mode::Pair).await;
     }
 
     // The default operating point, last.
