@@ -31,6 +31,56 @@ pub(crate) const DEFAULT_FLUSH_EVERY_MS: Option<u64> = Some(500);
 const ORDER_TREE: &str = "__aurelis_cache_write_order";
 /// Tree of each key's latest write sequence, when a size cap is set: key -> big-endian seq.
 const SEQ_TREE: &str = "__aurelis_cache_write_seq";
+/// Tree of the store's own metadata (see [`CleanClose`]).
+const META_TREE: &str = "__aurelis_cache_meta";
+/// Key of the [`CleanClose`] record in [`META_TREE`]: present only between a clean close and
+/// the next open.
+const CLEAN_KEY: &[u8] = b"clean_close";
+
+/// What a clean close leaves behind so that the next open need not walk every entry: the
+/// counters, and whether the write order was kept (the store was capped) up to the close.
+///
+/// Written last when the last handle closes, after every entry, then flushed; removed (and
+/// the removal flushed) when the store opens, before anything else is written. So it is
+/// present exactly when nothing changed since the counters were taken, and a crash at any
+/// point leaves it absent, which makes the next open walk the entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct CleanClose {
+    size: u64,
+    count: u64,
+    ordered: bool,
+}
+
+impl CleanClose {
+    /// Format tag of the record, so that a different layout is ignored (and walked).
+    const FORMAT: u8 = 1;
+    const LEN: usize = 18;
+
+    fn encode(self) -> [u8; Self::LEN] {
+        let mut out = [0; Self::LEN];
+        out[0] = Self::FORMAT;
+        out[1] = u8::from(self.ordered);
+        out[2..10].copy_from_slice(&self.size.to_le_bytes());
+        out[10..18].copy_from_slice(&self.count.to_le_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<CleanClose> {
+        let bytes: &[u8; Self::LEN] = bytes.try_into().ok()?;
+        if bytes[0] != Self::FORMAT || bytes[1] > 1 {
+            return None;
+        }
+        let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap_or([0; 8]));
+        Some(CleanClose { ordered: bytes[1] == 1, size: u64_at(2), count: u64_at(10) })
+    }
+}
+
+/// Subtracts `n` from `counter`, stopping at zero. The store's own bookkeeping never goes
+/// below zero (an entry is counted before it is visible); this only guards against entries
+/// written to the database by other means between runs, which the counters do not know.
+fn sub(counter: &AtomicU64, n: u64) {
+    let _ = counter.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(n)));
+}
 
 /// How long `build` waits for a database whose file lock is still held. sled releases it a
 /// little after the last handle is dropped, so a store reopened right after closing it in the
@@ -78,24 +128,58 @@ impl WriteOrder {
     }
 }
 
-/// The state shared by a [`SledStore`] and its sweeper.
+/// The state shared by a [`SledStore`], its sweeper and its blocking tasks. Dropping the last
+/// reference closes the database cleanly (see [`Inner::close`]).
 struct Inner {
     name: Arc<str>,
     path: PathBuf,
     db: sled::Db,
     /// Entries live in the default tree.
     entries: sled::Tree,
+    /// The [`CleanClose`] record.
+    meta: sled::Tree,
     max_bytes: Option<u64>,
     order: Option<WriteOrder>,
-    /// Keys + stored values (header included) of every entry, expired or not.
+    /// Keys + stored values (header included) of every well-formed entry, expired or not.
+    /// Corrupt entries are never counted: the store never writes one, and the walk at open
+    /// removes those it finds.
     size: AtomicU64,
+    /// Well-formed entries, expired or not (same rules as `size`).
+    count: AtomicU64,
     evictions: AtomicU64,
     expirations: AtomicU64,
+    /// Corrupt entries removed (by a read, the sweep or the walk at open).
+    corrupt: AtomicU64,
+    /// Whether opening walked every entry to measure them.
+    walked: bool,
+    /// Set by any sled error: the bookkeeping may be half-done, so the close must not claim
+    /// the counters are right.
+    failed: AtomicBool,
+    /// Set once the clean-close record is written, so that it is written once.
+    closed: AtomicBool,
 }
 
 impl Inner {
     fn backend(&self, op: &'static str) -> impl FnOnce(sled::Error) -> Error + '_ {
-        move |e| error::backend(&self.name, op, e)
+        move |e| {
+            self.failed.store(true, Relaxed);
+            error::backend(&self.name, op, e)
+        }
+    }
+
+    /// Counts an entry of `weight` bytes about to become visible.
+    fn count_in(&self, weight: u64) {
+        self.size.fetch_add(weight, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
+
+    /// Uncounts `stored`, just removed or replaced under `key` (nothing for a corrupt entry,
+    /// which was never counted).
+    fn count_out(&self, key: &[u8], stored: &[u8]) {
+        if layout::expires_at(stored).is_some() {
+            sub(&self.size, layout::weight(key, stored));
+            sub(&self.count, 1);
+        }
     }
 
     fn lock(&self) -> Option<MutexGuard<'_, ()>> {
@@ -130,17 +214,18 @@ impl Inner {
         let weight = layout::weight(key, &stored);
         let _guard = self.lock();
         // Count the new entry before it is visible, so that a concurrent removal of it can
-        // never take the running size below zero.
-        self.size.fetch_add(weight, Relaxed);
+        // never take the running size or count below zero.
+        self.count_in(weight);
         let old = match self.entries.insert(key, stored) {
             Ok(old) => old,
             Err(e) => {
-                self.size.fetch_sub(weight, Relaxed);
-                return Err(error::backend(&self.name, "insert", e));
+                sub(&self.size, weight);
+                sub(&self.count, 1);
+                return Err(self.backend("insert")(e));
             }
         };
         if let Some(old) = &old {
-            self.size.fetch_sub(layout::weight(key, old), Relaxed);
+            self.count_out(key, old);
         }
         self.record_write_order(key)
     }
@@ -156,23 +241,30 @@ impl Inner {
             if current.as_ref().is_some_and(|c| layout::is_live(c, now_ms())) {
                 return Ok(false);
             }
-            self.size.fetch_add(weight, Relaxed);
+            self.count_in(weight);
             let swapped =
                 match self.entries.compare_and_swap(key, current.as_ref(), Some(stored.clone())) {
                     Ok(swapped) => swapped,
                     Err(e) => {
-                        self.size.fetch_sub(weight, Relaxed);
-                        return Err(error::backend(&self.name, "compare_and_swap", e));
+                        sub(&self.size, weight);
+                        sub(&self.count, 1);
+                        return Err(self.backend("compare_and_swap")(e));
                     }
                 };
             if swapped.is_err() {
                 // Written or removed meanwhile: look again.
-                self.size.fetch_sub(weight, Relaxed);
+                sub(&self.size, weight);
+                sub(&self.count, 1);
                 continue;
             }
             if let Some(old) = &current {
-                self.size.fetch_sub(layout::weight(key, old), Relaxed);
-                self.expirations.fetch_add(1, Relaxed);
+                // Replaced an expired or a corrupt entry.
+                self.count_out(key, old);
+                if layout::expires_at(old).is_some() {
+                    self.expirations.fetch_add(1, Relaxed);
+                } else {
+                    self.corrupt.fetch_add(1, Relaxed);
+                }
             }
             self.record_write_order(key)?;
             return Ok(true);
@@ -243,7 +335,7 @@ impl Inner {
             }
             order.seq_of.remove(&key).map_err(self.backend("remove"))?;
             if let Some(old) = self.entries.remove(&key).map_err(self.backend("remove"))? {
-                self.size.fetch_sub(layout::weight(&key, &old), Relaxed);
+                self.count_out(&key, &old);
                 self.evictions.fetch_add(1, Relaxed);
             }
         }
@@ -255,14 +347,15 @@ impl Inner {
         let _guard = self.lock();
         let old = self.entries.remove(key).map_err(self.backend("remove"))?;
         if let Some(old) = &old {
-            self.size.fetch_sub(layout::weight(key, old), Relaxed);
+            self.count_out(key, old);
             self.forget_order(key)?;
         }
         Ok(old)
     }
 
     /// Removes `key` only if it still holds `stored` (a concurrent fresh write wins), and
-    /// counts an expiration when it was `Cause::Expired`. Returns whether it removed it.
+    /// counts it as an expiration or a corrupt entry after its `cause`. Returns whether it
+    /// removed it.
     fn remove_if_unchanged(&self, key: &[u8], stored: &IVec, cause: Cause) -> Result<bool> {
         let _guard = self.lock();
         let swapped = self
@@ -272,10 +365,11 @@ impl Inner {
         if swapped.is_err() {
             return Ok(false);
         }
-        self.size.fetch_sub(layout::weight(key, stored), Relaxed);
-        if cause == Cause::Expired {
-            self.expirations.fetch_add(1, Relaxed);
-        }
+        self.count_out(key, stored);
+        match cause {
+            Cause::Expired => self.expirations.fetch_add(1, Relaxed),
+            Cause::Corrupt => self.corrupt.fetch_add(1, Relaxed),
+        };
         self.forget_order(key)?;
         Ok(true)
     }
@@ -305,19 +399,6 @@ impl Inner {
             }
         }
         Ok(removed)
-    }
-
-    /// Live entries. Blocking: walks every entry.
-    fn count_live(&self) -> Result<u64> {
-        let now = now_ms();
-        let mut live = 0;
-        for item in self.entries.iter() {
-            let (_, stored) = item.map_err(self.backend("scan"))?;
-            if layout::is_live(&stored, now) {
-                live += 1;
-            }
-        }
-        Ok(live)
     }
 
     /// Removes expired (and corrupt) entries; returns how many. Blocking: walks every entry.
@@ -350,8 +431,40 @@ impl Inner {
         Ok(removed)
     }
 
-    /// Measures the entries and repairs the write order after an open. Blocking.
-    fn recover(&self) -> Result<()> {
+    /// Sets the counters after an open: from `clean`, the record of the previous run's clean
+    /// close, when there is one that fits (it kept the write order if this store needs it);
+    /// otherwise by walking every entry. Then evicts over the cap. Blocking.
+    fn recover(&mut self, clean: Option<CleanClose>) -> Result<()> {
+        match clean {
+            Some(clean) if clean.ordered || self.order.is_none() => {
+                self.size.store(clean.size, Relaxed);
+                self.count.store(clean.count, Relaxed);
+                if let Some(order) = &self.order {
+                    let next_seq = match order.by_seq.last().map_err(self.backend("scan"))? {
+                        Some((seq, _)) => seq_after(&seq),
+                        None => 0,
+                    };
+                    order.next_seq.store(next_seq, Relaxed);
+                }
+            }
+            _ => {
+                self.walk()?;
+                self.walked = true;
+            }
+        }
+        if let Some(order) = &self.order {
+            let _guard = order.lock();
+            self.evict_over_cap(order)?;
+        }
+        // Opened: from now on the last handle records a clean close.
+        self.closed.store(false, Relaxed);
+        Ok(())
+    }
+
+    /// Measures every entry, removes corrupt ones and repairs the write order: the open after
+    /// a crash (or of a database never closed by this version). Blocking; nothing else uses
+    /// the store yet.
+    fn walk(&self) -> Result<()> {
         let mut next_seq = 0u64;
         if let Some(order) = &self.order {
             // Forget write-order records that do not describe an entry's latest write.
@@ -374,14 +487,26 @@ impl Inner {
                 }
             }
             if let Some((seq, _)) = order.by_seq.last().map_err(self.backend("scan"))? {
-                let seq: [u8; 8] = seq.as_ref().try_into().unwrap_or([0; 8]);
-                next_seq = u64::from_be_bytes(seq).saturating_add(1);
+                next_seq = seq_after(&seq);
             }
         }
-        let mut size = 0;
+        let (mut size, mut count) = (0, 0);
         for item in self.entries.iter() {
             let (key, stored) = item.map_err(self.backend("scan"))?;
+            if layout::expires_at(&stored).is_none() {
+                tracing::warn!(
+                    tier = %self.name,
+                    key = %String::from_utf8_lossy(&key),
+                    len = stored.len(),
+                    "corrupt entry (shorter than its 8-byte header) removed at open"
+                );
+                self.entries.remove(&key).map_err(self.backend("remove"))?;
+                self.forget_order(&key)?;
+                self.corrupt.fetch_add(1, Relaxed);
+                continue;
+            }
             size += layout::weight(&key, &stored);
+            count += 1;
             if let Some(order) = &self.order {
                 // Entries written without a record (before a crash, or while uncapped) are
                 // ordered after the recorded ones, in key order.
@@ -394,12 +519,61 @@ impl Inner {
             }
         }
         self.size.store(size, Relaxed);
+        self.count.store(count, Relaxed);
         if let Some(order) = &self.order {
             order.next_seq.store(next_seq, Relaxed);
-            let _guard = order.lock();
-            self.evict_over_cap(order)?;
         }
         Ok(())
+    }
+
+    /// Records a clean close (the counters, in [`META_TREE`]) and flushes, once; after a sled
+    /// error it only flushes, so that the next open walks. Blocking. Called by the last
+    /// handle, when nothing else can change the entries.
+    fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Relaxed) {
+            return Ok(());
+        }
+        if self.failed.load(Relaxed) {
+            tracing::warn!(
+                tier = %self.name,
+                "a sled operation failed during this run: the next open measures every entry"
+            );
+        } else {
+            let record = CleanClose {
+                size: self.size.load(Relaxed),
+                count: self.count.load(Relaxed),
+                ordered: self.order.is_some(),
+            };
+            self.meta.insert(CLEAN_KEY, &record.encode()[..]).map_err(self.backend("insert"))?;
+        }
+        self.db.flush().map_err(self.backend("flush"))?;
+        Ok(())
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::warn!(tier = %self.name, error = %e, "closing the disk tier failed");
+        }
+    }
+}
+
+/// The write-order sequence after `seq` (8 bytes big-endian).
+fn seq_after(seq: &[u8]) -> u64 {
+    let seq: [u8; 8] = seq.try_into().unwrap_or([0; 8]);
+    u64::from_be_bytes(seq).saturating_add(1)
+}
+
+/// Runs `work` on tokio's blocking pool when a runtime is present, inline otherwise.
+async fn run_blocking<T, F>(name: &Arc<str>, op: &'static str, work: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle.spawn_blocking(work).await.map_err(|e| error::task(name, op, e))?,
+        Err(_) => work(),
     }
 }
 
@@ -455,16 +629,24 @@ impl Drop for Sweeper {
 ///
 /// - Each value is stored as an 8-byte little-endian expiry (milliseconds since the Unix epoch,
 ///   0 = never) followed by the value bytes.
-/// - Reads and writes call sled's in-memory operations directly; scans (`len`, `clear`,
-///   prefix and pattern deletion) run on tokio's blocking pool when a runtime is present.
+/// - Reads and writes call sled's in-memory operations directly; scans (`clear`, prefix and
+///   pattern deletion, `scan_prefix`) run on tokio's blocking pool when a runtime is present.
 /// - Expired entries are removed when read and by a background sweep thread every
 ///   `sweep_interval`, both counted as expirations in [`Store::counters`].
+/// - [`Store::len`] and [`Store::size_bytes`] read counters kept on every write, removal,
+///   eviction and expiry (O(1)); they include expired entries not yet removed by a read or
+///   the sweep. Corrupt entries (shorter than the header) are never counted: they are
+///   removed when found and counted in [`SledStore::corrupt_entries`].
 /// - With `max_bytes` set, the oldest-written entries are evicted after a write that takes
 ///   the size (keys + values + headers) past the cap, counted as evictions.
 /// - Writes reach the disk every `flush_every_ms`, on [`SledStore::flush`], and when the store
-///   is dropped.
+///   is closed.
 ///
-/// Dropping the store stops its sweeper and closes the database.
+/// Dropping the store (or [`SledStore::close`]) stops its sweeper, records the counters in a
+/// small metadata tree and flushes: the next open reads them back instead of walking every
+/// entry. After a crash the record is missing and the next open walks the database (see
+/// [`SledStoreBuilder::build`]). Writing to the database with other programs between runs
+/// leaves the counters unaware of those entries.
 ///
 /// # Examples
 ///
@@ -505,6 +687,7 @@ impl fmt::Debug for SledStore {
             .field("path", &self.inner.path)
             .field("max_bytes", &self.inner.max_bytes)
             .field("size_bytes", &self.inner.size.load(Relaxed))
+            .field("entries", &self.inner.count.load(Relaxed))
             .field("sweeping", &self.sweeper.is_some())
             .finish_non_exhaustive()
     }
@@ -600,6 +783,97 @@ impl SledStore {
         self.blocking("sweep", |inner| inner.sweep(&AtomicBool::new(false))).await
     }
 
+    /// Corrupt entries (stored values shorter than the 8-byte expiry header) this store
+    /// removed since it was opened: found by a read (which then misses), by the sweep, or by
+    /// the walk at open. They are never counted by [`Store::len`] or [`Store::size_bytes`].
+    ///
+    /// The store never writes such an entry; they come from other programs writing to the
+    /// database (or a damaged one), and are logged as they are removed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aurelis_cache_core::Store;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> aurelis_cache_core::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// sled::open(dir.path()).unwrap().insert("k", &b"bad"[..]).unwrap(); // 3 bytes, no header
+    /// let store = aurelis_cache_sled::SledStore::builder().path(dir.path()).build()?;
+    /// assert_eq!(store.corrupt_entries(), 1); // removed at open
+    /// assert_eq!(store.get("k").await?, None);
+    /// assert_eq!(store.len().await?, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn corrupt_entries(&self) -> u64 {
+        self.inner.corrupt.load(Relaxed)
+    }
+
+    /// Whether opening walked every entry to measure them: `true` after a crash (or on a
+    /// database never closed by this version of the store), `false` when the previous run
+    /// closed cleanly and its counters were read back instead.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = aurelis_cache_sled::SledStore::builder().path(dir.path()).build()?;
+    /// assert!(store.recovered_by_walk()); // a new database: nothing recorded yet
+    /// drop(store); // a clean close records the counters
+    ///
+    /// let store = aurelis_cache_sled::SledStore::builder().path(dir.path()).build()?;
+    /// assert!(!store.recovered_by_walk());
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    pub fn recovered_by_walk(&self) -> bool {
+        self.inner.walked
+    }
+
+    /// Closes the store: stops the sweeper, records the counters so that the next open
+    /// need not walk the entries, and flushes everything to disk, reporting errors that
+    /// dropping the store can only log. Runs on tokio's blocking pool when a runtime is
+    /// present.
+    ///
+    /// Dropping the store does the same. If an operation cancelled earlier is still running
+    /// on the blocking pool, it holds the database, and the close happens when it finishes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aurelis_cache_core::{Bytes, Store};
+    /// use aurelis_cache_sled::SledStore;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> aurelis_cache_core::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = SledStore::builder().path(dir.path()).build()?;
+    /// store.set("k", Bytes::from_static(b"v"), None).await?;
+    /// store.close().await?;
+    ///
+    /// let store = SledStore::builder().path(dir.path()).build()?;
+    /// assert!(!store.recovered_by_walk());
+    /// assert_eq!(store.len().await?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Backend`] when sled cannot write the record or flush.
+    pub async fn close(self) -> Result<()> {
+        let inner = Arc::clone(&self.inner);
+        let name = Arc::clone(&self.inner.name);
+        drop(self); // stops and joins the sweeper
+        run_blocking(&name, "close", move || match Arc::try_unwrap(inner) {
+            // The last handle: close now, so that errors reach the caller.
+            Ok(inner) => inner.close(),
+            // A detached blocking task still holds it: it closes when that task ends.
+            Err(_) => Ok(()),
+        })
+        .await
+    }
+
     /// The directory of the database.
     ///
     /// # Examples
@@ -621,13 +895,7 @@ impl SledStore {
         F: FnOnce(&Inner) -> Result<T> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => handle
-                .spawn_blocking(move || work(&inner))
-                .await
-                .map_err(|e| error::task(&self.inner.name, op, e))?,
-            Err(_) => work(&inner),
-        }
+        run_blocking(&self.inner.name, op, move || work(&inner)).await
     }
 
     fn check_weight(&self, key: &str, value: &Bytes) -> Result<()> {
@@ -737,7 +1005,7 @@ impl Store for SledStore {
     }
 
     async fn len(&self) -> Result<u64> {
-        self.blocking("len", Inner::count_live).await
+        Ok(self.inner.count.load(Relaxed))
     }
 
     async fn size_bytes(&self) -> Result<u64> {
@@ -913,8 +1181,15 @@ impl SledStoreBuilder {
         self
     }
 
-    /// Validates the settings, opens (or creates) the database, measures it, and starts the
-    /// sweeper. Opening walks every entry once, so it takes longer for big databases.
+    /// Validates the settings, opens (or creates) the database, reads its counters, and
+    /// starts the sweeper. Blocking (it reads the disk): call it outside the async workers
+    /// (`spawn_blocking`) when the database may be big.
+    ///
+    /// After a clean close (the last handle dropped, or [`SledStore::close`]) the counters
+    /// come from a small record the close wrote, so opening costs about what sled's own open
+    /// costs. Otherwise (after a crash, a kill, or on a database last closed by an older
+    /// version) it walks every entry once to measure them, removes corrupt ones and repairs
+    /// the write order; [`SledStore::recovered_by_walk`] tells which happened.
     ///
     /// # Examples
     ///
@@ -960,6 +1235,15 @@ impl SledStoreBuilder {
             move |e| error::backend(&name, op, e)
         };
 
+        // Take the clean-close record, and make its removal durable before anything else
+        // changes: a crash from here on makes the next open walk.
+        let meta = db.open_tree(META_TREE).map_err(backend("open_tree"))?;
+        let record = meta.remove(CLEAN_KEY).map_err(backend("remove"))?;
+        if record.is_some() {
+            db.flush().map_err(backend("flush"))?;
+        }
+        let clean = record.as_deref().and_then(CleanClose::decode);
+
         let order = if self.max_bytes.is_some() {
             Some(WriteOrder {
                 by_seq: db.open_tree(ORDER_TREE).map_err(backend("open_tree"))?,
@@ -975,18 +1259,26 @@ impl SledStoreBuilder {
             None
         };
         let entries: sled::Tree = (*db).clone();
-        let inner = Arc::new(Inner {
+        let mut inner = Inner {
             name,
             path,
             db,
             entries,
+            meta,
             max_bytes: self.max_bytes,
             order,
             size: AtomicU64::new(0),
+            count: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
             expirations: AtomicU64::new(0),
-        });
-        inner.recover()?;
+            corrupt: AtomicU64::new(0),
+            walked: false,
+            failed: AtomicBool::new(false),
+            // Nothing to record until `recover` succeeds.
+            closed: AtomicBool::new(true),
+        };
+        inner.recover(clean)?;
+        let inner = Arc::new(inner);
         let sweeper = if self.sweep_interval.is_zero() {
             None
         } else {

@@ -2,8 +2,9 @@
 //! middle of its writes; the database must reopen, hold only well-formed entries, and keep
 //! every write the child saw flushed.
 //!
-//! The child is this same test binary, re-launched to run only `crash_child_writer`, which
-//! does nothing unless `AURELIS_CRASH_CHILD_DIR` is set.
+//! The child is this same test binary, re-launched with `--ignored --exact crash_child_writer`:
+//! the child is an ignored test, so a normal run never runs it, and it fails when run without
+//! the directory the parent gives it (`AURELIS_CRASH_CHILD_DIR`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -37,8 +38,11 @@ fn expected_value(n: u64) -> Vec<u8> {
 
 /// The child: writes k0, k1, ... and prints `flushed <n>` after each durable point.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the child process of `a_killed_writer_leaves_every_flushed_write_intact`, run by it"]
 async fn crash_child_writer() {
-    let Some(dir) = std::env::var_os(CHILD_ENV) else { return };
+    let dir = std::env::var_os(CHILD_ENV).unwrap_or_else(|| {
+        panic!("{CHILD_TEST} is run by the crash test, which sets {CHILD_ENV}; run that instead")
+    });
     let store = SledStore::builder().path(dir).build().expect("child opens the store");
     let started = Instant::now();
     for n in 0..CHILD_MAX_WRITES {
@@ -60,7 +64,7 @@ async fn crash_child_writer() {
 fn run_and_kill_child(dir: &Path, delay: Duration) -> u64 {
     let exe = std::env::current_exe().expect("test binary path");
     let mut child = Command::new(exe)
-        .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
+        .args(["--ignored", "--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -100,11 +104,11 @@ fn run_and_kill_child(dir: &Path, delay: Duration) -> u64 {
 }
 
 /// Every entry in the raw database is well-formed and holds what the child wrote; returns
-/// how many there are.
-fn check_every_entry(dir: &Path) -> u64 {
+/// how many there are and their size as the store counts it (key + stored value).
+fn check_every_entry(dir: &Path) -> (u64, u64) {
     // The child is dead, so nothing holds the lock; a retry would hide a real problem.
     let db = sled::open(dir).expect("the database reopens after a crash");
-    let mut count = 0;
+    let (mut count, mut bytes) = (0, 0);
     for item in db.iter() {
         let (k, v) = item.expect("entry readable");
         let k = std::str::from_utf8(&k).expect("utf-8 key");
@@ -114,25 +118,31 @@ fn check_every_entry(dir: &Path) -> u64 {
         assert_eq!(&v[..8], &[0u8; 8], "{k}: no expiry was set");
         assert!(v[8..] == expected_value(n)[..], "{k}: value differs from what was written");
         count += 1;
+        bytes += (k.len() + v.len()) as u64;
     }
-    count
+    (count, bytes)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_writer_leaves_every_flushed_write_intact() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut flushed_max = 0;
-    // Three crashes on the same database, at different points of the write/flush cycle.
+    // Three crashes on the same database, at different points of the write/flush cycle. From
+    // the second round on, the child opens a database the parent closed cleanly (no walk),
+    // and its crash must make the next open walk again.
     for (round, delay_ms) in [0u64, 7, 23].into_iter().enumerate() {
         let flushed = run_and_kill_child(dir.path(), Duration::from_millis(delay_ms));
         assert!(flushed >= KILL_AFTER_FLUSHED);
         flushed_max = flushed_max.max(flushed);
 
-        let entries = check_every_entry(dir.path());
+        let (entries, bytes) = check_every_entry(dir.path());
         assert!(entries >= flushed_max, "round {round}: {entries} entries < {flushed_max} flushed");
 
         let store = SledStore::builder().path(dir.path()).build().expect("store reopens");
-        assert_eq!(store.len().await.expect("len"), entries);
+        assert!(store.recovered_by_walk(), "round {round}: no walk after a crash");
+        assert_eq!(store.len().await.expect("len"), entries, "round {round}");
+        assert_eq!(store.size_bytes().await.expect("size"), bytes, "round {round}");
+        assert_eq!(store.corrupt_entries(), 0, "round {round}");
         for n in 0..flushed_max {
             let got = store.get(&key(n)).await.expect("get");
             assert_eq!(
@@ -142,5 +152,12 @@ async fn a_killed_writer_leaves_every_flushed_write_intact() {
                 key(n)
             );
         }
+        store.close().await.expect("clean close");
+
+        // Closed cleanly: the next open reads the counters back instead of walking.
+        let store = SledStore::builder().path(dir.path()).build().expect("store reopens");
+        assert!(!store.recovered_by_walk(), "round {round}: walked after a clean close");
+        assert_eq!(store.len().await.expect("len"), entries, "round {round}");
+        assert_eq!(store.size_bytes().await.expect("size"), bytes, "round {round}");
     }
 }

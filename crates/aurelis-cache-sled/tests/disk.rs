@@ -93,17 +93,18 @@ async fn the_sweep_removes_expired_entries_without_reads() {
 }
 
 #[tokio::test]
-async fn expired_entries_are_not_counted_by_len_and_are_removed_on_read() {
+async fn expired_entries_count_in_len_until_removed_on_read() {
     let dir = tempfile::tempdir().unwrap();
     let store =
         SledStore::builder().path(dir.path()).sweep_interval(Duration::ZERO).build().unwrap();
     store.set("a", value(1), Some(Duration::from_millis(30))).await.unwrap();
     store.set("b", value(1), None).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(store.len().await.unwrap(), 1, "len counts live entries only");
+    assert_eq!(store.len().await.unwrap(), 2, "len is a counter: expired entries until removed");
     assert_eq!(store.counters().expirations, 0, "no sweep ran");
     assert_eq!(store.get("a").await.unwrap(), None);
     assert_eq!(store.counters().expirations, 1, "removed when read");
+    assert_eq!(store.len().await.unwrap(), 1);
     assert_eq!(store.size_bytes().await.unwrap(), 1 + 1 + HEADER);
     assert!(!store.delete("a").await.unwrap());
 }
@@ -218,17 +219,27 @@ async fn the_running_size_matches_a_fresh_measurement_after_concurrent_work() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         store.purge_expired().await.unwrap();
         let size = store.size_bytes().await.unwrap();
+        let len = store.len().await.unwrap();
         if let Some(cap) = cap {
             assert!(size <= cap);
         }
         drop(std::sync::Arc::into_inner(store).expect("no other reference"));
+        // Measured afresh: what the raw database holds.
+        let (raw_len, raw_size) = {
+            let db = open_raw(dir.path());
+            let raw_size: u64 =
+                db.iter().map(|e| e.unwrap()).map(|(k, v)| (k.len() + v.len()) as u64).sum();
+            (db.len() as u64, raw_size)
+        };
+        assert_eq!((len, size), (raw_len, raw_size), "cap {cap:?}");
         let store = SledStore::builder().path(dir.path()).build().unwrap();
         assert_eq!(store.size_bytes().await.unwrap(), size, "cap {cap:?}");
+        assert_eq!(store.len().await.unwrap(), len, "cap {cap:?}");
     }
 }
 
 #[tokio::test]
-async fn a_corrupt_entry_is_a_miss_and_is_removed() {
+async fn corrupt_entries_found_at_open_are_removed_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     {
         let db = sled::open(dir.path()).unwrap();
@@ -239,14 +250,94 @@ async fn a_corrupt_entry_is_a_miss_and_is_removed() {
     }
     let store =
         SledStore::builder().path(dir.path()).sweep_interval(Duration::ZERO).build().unwrap();
-    assert_eq!(store.len().await.unwrap(), 1, "corrupt entries are not live");
+    assert!(store.recovered_by_walk(), "never closed by the store: measured by a walk");
+    assert_eq!(store.corrupt_entries(), 2, "both removed by the walk");
+    assert_eq!(store.len().await.unwrap(), 1);
+    assert_eq!(store.size_bytes().await.unwrap(), 4 + 8);
     assert_eq!(store.get("bad").await.unwrap(), None);
     assert_eq!(store.get("good").await.unwrap(), Some(Bytes::new()));
-    assert_eq!(store.purge_expired().await.unwrap(), 1, "the sweep removes bad2");
     assert_eq!(store.counters().expirations, 0, "corruption is not an expiration");
-    assert_eq!(store.size_bytes().await.unwrap(), 4 + 8);
     drop(store);
     assert_eq!(open_raw(dir.path()).len(), 1);
+}
+
+#[tokio::test]
+async fn corrupt_entries_are_removed_and_counted_by_reads_and_the_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.set("good", value(3), None).await.unwrap();
+    drop(store); // clean close: the next open reads the counters back
+    {
+        // Written behind the store's back, so not in its counters.
+        let db = open_raw(dir.path());
+        db.insert("bad", &b"abc"[..]).unwrap();
+        db.insert("bad2", &b""[..]).unwrap();
+        db.flush().unwrap();
+    }
+    let store =
+        SledStore::builder().path(dir.path()).sweep_interval(Duration::ZERO).build().unwrap();
+    assert!(!store.recovered_by_walk());
+    assert_eq!(store.corrupt_entries(), 0);
+    assert_eq!(store.len().await.unwrap(), 1, "corrupt entries are never counted");
+
+    assert_eq!(store.get("bad").await.unwrap(), None, "a corrupt entry is a miss");
+    assert_eq!(store.corrupt_entries(), 1, "removed by the read");
+    assert_eq!(store.purge_expired().await.unwrap(), 1, "the sweep removes bad2");
+    assert_eq!(store.corrupt_entries(), 2, "removed by the sweep");
+    assert_eq!(store.counters().expirations, 0, "corruption is not an expiration");
+    assert_eq!(store.len().await.unwrap(), 1);
+    assert_eq!(store.size_bytes().await.unwrap(), 4 + 8 + 3, "only the good entry counted");
+    assert_eq!(store.get("good").await.unwrap(), Some(value(3)));
+    drop(store);
+    assert_eq!(open_raw(dir.path()).len(), 1);
+}
+
+#[tokio::test]
+async fn a_clean_close_records_the_counters_and_the_next_open_does_not_walk() {
+    for cap in [None, Some(1_000_000u64)] {
+        let dir = tempfile::tempdir().unwrap();
+        let build = || {
+            let builder = SledStore::builder().path(dir.path()).sweep_interval(Duration::ZERO);
+            match cap {
+                Some(cap) => builder.max_bytes(cap).build().unwrap(),
+                None => builder.build().unwrap(),
+            }
+        };
+        let store = build();
+        assert!(store.recovered_by_walk(), "a new database is walked (it is empty)");
+        for i in 0..100 {
+            store.set(&format!("k{i:03}"), value(i), None).await.unwrap();
+        }
+        store.set("k000", value(50), None).await.unwrap();
+        store.delete("k001").await.unwrap();
+        store.set_if_absent("new", value(7), None).await.unwrap();
+        let (len, size) = (store.len().await.unwrap(), store.size_bytes().await.unwrap());
+        assert_eq!(len, 100, "cap {cap:?}");
+        drop(store);
+
+        let store = build();
+        assert!(!store.recovered_by_walk(), "cap {cap:?}: walked after a clean close");
+        assert_eq!(store.len().await.unwrap(), len, "cap {cap:?}");
+        assert_eq!(store.size_bytes().await.unwrap(), size, "cap {cap:?}");
+        // The counters keep working from there, and the write order too.
+        store.set("k002", value(1), None).await.unwrap();
+        store.set("k999", value(1), None).await.unwrap();
+        assert_eq!(store.len().await.unwrap(), len + 1, "cap {cap:?}");
+        store.close().await.unwrap();
+
+        // Opened without the cap in between, the write order is gone: a capped open walks.
+        let store = SledStore::builder().path(dir.path()).build().unwrap();
+        assert!(!store.recovered_by_walk(), "cap {cap:?}: an uncapped open needs no order");
+        assert_eq!(store.len().await.unwrap(), len + 1);
+        drop(store);
+        let store = SledStore::builder().path(dir.path()).max_bytes(1_000_000).build().unwrap();
+        assert!(store.recovered_by_walk(), "cap {cap:?}: no write order recorded");
+        assert_eq!(store.len().await.unwrap(), len + 1);
+        drop(store);
+        let store = SledStore::builder().path(dir.path()).max_bytes(1_000_000).build().unwrap();
+        assert!(!store.recovered_by_walk(), "cap {cap:?}");
+        assert_eq!(store.len().await.unwrap(), len + 1);
+    }
 }
 
 #[test]
