@@ -319,6 +319,15 @@ impl LayerState {
         !self.pending.lock().contains(key)
     }
 
+    /// Whether the tier holds the latest state of `key` as far as this process knows (breaker
+    /// closed, key not missed); unlike [`LayerState::readable`] it counts nothing.
+    pub(crate) fn readable_quietly(&self, key: &str) -> bool {
+        if self.open.load(SeqCst) || self.overflow.load(SeqCst) {
+            return false;
+        }
+        self.pending_len.load(SeqCst) == 0 || !self.pending.lock().contains(key)
+    }
+
     /// Whether the breaker is open.
     pub(crate) fn is_open(&self) -> bool {
         self.open.load(SeqCst)

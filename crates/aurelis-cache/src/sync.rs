@@ -444,8 +444,22 @@ impl Inner {
         applied
     }
 
-    /// Queues `invalidation` for the other processes, counting it.
+    /// Queues `invalidation` for the other processes, counting it. A key that a shared tier
+    /// missed is not announced yet: the shared tier may still hold its old value, which peers
+    /// would read right after dropping their own copies. The repair task announces it once it
+    /// removed the key from the shared tier.
     pub(crate) fn publish(&self, invalidation: Invalidation, at: u64) {
+        if let Invalidation::Key(key) = &invalidation {
+            if self.tiers.iter().any(|t| t.shared && !t.readable_quietly(key)) {
+                tracing::debug!(key = %key, "announcement deferred until the shared tier caught up");
+                return;
+            }
+        }
+        self.publish_now(invalidation, at);
+    }
+
+    /// Queues `invalidation` for the other processes at once, counting it.
+    pub(crate) fn publish_now(&self, invalidation: Invalidation, at: u64) {
         if self.sync.publish(invalidation, at) {
             self.stats.record_published();
         }

@@ -395,15 +395,32 @@ impl Inner {
             if keys.is_empty() {
                 break;
             }
+            let mut repaired = Vec::with_capacity(keys.len());
+            let mut failed = false;
             for key in keys {
                 match tier.call(tier.store().delete(&key)).await {
-                    Ok(_) => tier.caught_up(&key),
+                    Ok(_) => {
+                        tier.caught_up(&key);
+                        repaired.push(key);
+                    }
                     Err(e) => {
                         tracing::debug!(tier = %tier.name(), error = %e, "repair: delete failed, retrying later");
-                        tokio::time::sleep(interval).await;
-                        return;
+                        failed = true;
+                        break;
                     }
                 }
+            }
+            if tier.shared {
+                // Announce them now that the shared tier cannot serve their old values (a
+                // whole batch at once, after every key of it was removed).
+                let now = now_ms();
+                for key in repaired {
+                    self.publish_now(Invalidation::Key(key), now);
+                }
+            }
+            if failed {
+                tokio::time::sleep(interval).await;
+                return;
             }
         }
         if tier.is_open() && !tier.has_pending() {
