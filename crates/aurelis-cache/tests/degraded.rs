@@ -178,9 +178,14 @@ async fn breaker_threshold_zero_never_opens() {
         .unwrap();
     t.disk_faults.fail_all(true);
     for _ in 0..10 {
-        let _ = cache.get::<u8>("doc", "d", None).await;
+        assert_eq!(cache.get::<u8>("doc", "d", None).await.unwrap(), None);
     }
+    // Every call reached the failing store (none skipped by a breaker) and failed.
     assert!(!cache.is_layer_down("disk"));
+    let report = cache.stats_report().await;
+    assert!(tier(&report, "disk").errors >= 10);
+    assert_eq!(tier(&report, "disk").skipped, 0);
+    assert_eq!(t.disk_faults.gets(), 10);
 }
 
 #[tokio::test]

@@ -299,3 +299,63 @@ async fn remote_invalidations_reach_the_other_processs_disk_tier() {
         "B's disk tier still serves an entry deleted by A"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pattern_model_clear_and_set_many_travel_over_the_backplane() {
+    let server = start_server();
+    let config = redis_config(server.url());
+    let (a, _) = instance(&config).await;
+    let (b, b_memory) = instance(&config).await;
+    let seen_by_b = |category: &'static str, id: &'static str| {
+        let b = b.clone();
+        async move { b.get::<u8>(category, id, None).await.unwrap() }
+    };
+
+    // set_many: one announcement for many keys; B's memory copies are dropped.
+    a.set_many("batch", &[("x", 1u8), ("y", 1)], None, &Default::default()).await.unwrap();
+    assert_eq!(seen_by_b("batch", "x").await, Some(1));
+    assert_eq!(seen_by_b("batch", "y").await, Some(1));
+    a.set_many("batch", &[("x", 2u8), ("y", 2)], None, &Default::default()).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            seen_by_b("batch", "x").await == Some(2) && seen_by_b("batch", "y").await == Some(2)
+        })
+        .await,
+        "set_many did not reach B"
+    );
+
+    // Pattern.
+    a.set("doc", "gpt-a", None, &1u8).await.unwrap();
+    a.set("doc", "claude", None, &1u8).await.unwrap();
+    assert_eq!(seen_by_b("doc", "gpt-a").await, Some(1));
+    a.invalidate_pattern("doc:gpt-*").await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async { seen_by_b("doc", "gpt-a").await.is_none() })
+            .await
+    );
+    assert_eq!(seen_by_b("doc", "claude").await, Some(1));
+
+    // Model.
+    let key = a.keys().build_model_key("gpt-4o", "hi", &aurelis_cache::Params::new()).unwrap();
+    a.set_key(&key, &5u8, &Default::default()).await.unwrap();
+    assert_eq!(b.get_key::<u8>(&key).await.unwrap(), Some(5));
+    a.invalidate_model("gpt-4o").await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            b.get_key::<u8>(&key).await.unwrap().is_none()
+        })
+        .await
+    );
+
+    // Clear.
+    assert_eq!(seen_by_b("doc", "claude").await, Some(1));
+    a.clear().await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async { seen_by_b("doc", "claude").await.is_none() })
+            .await
+    );
+    // B's memory copy may still sit in moka, but it is never served again.
+    let claude = b.keys().build_key("doc", "claude", None).unwrap();
+    let _ = b_memory.get(claude.as_str()).await.unwrap();
+    assert_eq!(seen_by_b("doc", "claude").await, None);
+}
