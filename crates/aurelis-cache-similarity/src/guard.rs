@@ -244,9 +244,11 @@ fn check_content(q: &Analysis, c: &Analysis, strict: bool) -> Result<(), Veto> {
     }
     let mut c_left: Vec<&Token> =
         cs.iter().zip(&c_used).filter(|(_, u)| !**u).map(|(t, _)| *t).collect();
-    // Typos: pair what is left when the two words are one or two edits apart.
+    // Typos: pair what is left when the two words are one or two edits apart. Names are
+    // never typos of each other ("Sara" and "Sarah" may be two people).
     q_left.retain(|qt| {
-        if let Some(i) = c_left.iter().position(|ct| is_typo(&qt.text, &ct.text)) {
+        let typo = |ct: &&Token| !qt.name_like && !ct.name_like && is_typo(&qt.text, &ct.text);
+        if let Some(i) = c_left.iter().position(typo) {
             c_left.remove(i);
             false
         } else {
