@@ -340,6 +340,31 @@ async fn a_clean_close_records_the_counters_and_the_next_open_does_not_walk() {
     }
 }
 
+/// sled calls run inline, but each one is a cooperative yield point once the task's budget
+/// is spent: a task writing (or reading) in a loop lets the other tasks of its thread run.
+#[tokio::test(flavor = "current_thread")]
+async fn a_loop_of_inline_operations_yields_to_other_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let other_ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = other_ran.clone();
+    // One thread: the spawned task runs only when this one yields.
+    tokio::spawn(async move { flag.store(true, std::sync::atomic::Ordering::SeqCst) });
+    let seen_after = |ops: &mut u32| {
+        *ops += 1;
+        other_ran.load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let mut ops = 0;
+    while !seen_after(&mut ops) {
+        assert!(ops < 10_000, "10000 inline operations and the other task never ran");
+        match ops % 3 {
+            0 => store.set(&format!("k{}", ops % 50), value(10), None).await.unwrap(),
+            1 => drop(store.get(&format!("k{}", ops % 50)).await.unwrap()),
+            _ => drop(store.delete(&format!("k{}", ops % 50)).await.unwrap()),
+        }
+    }
+}
+
 #[test]
 fn every_operation_works_without_a_tokio_runtime() {
     let dir = tempfile::tempdir().unwrap();
