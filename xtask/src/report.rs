@@ -2,8 +2,9 @@
 //! the same run, the interleaved Redis hit figures, every raw measurement, the memory-per-entry
 //! figures and the machine.
 //!
-//! Everything here is pure (text in, text out) except [`collect_measurements`] and
+//! Everything here is pure (text in, text out) except [`gather`], which reads the inputs, and
 //! [`MachineInfo::current`], so that the arithmetic and the marker handling are unit-tested.
+//! What the tables mean is explained in docs/performance.md, outside the generated section.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,261 +12,16 @@ use std::fs;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::json::Json;
+use crate::config::{parse_ratios, Goal, InterleavedConfig, RatioRow};
+use crate::results::{
+    collect_measurements, modified_secs, parse_interleaved, parse_memory, InterleavedRun,
+    Measurement, MemoryRow,
+};
 
 /// The line before the generated section of `docs/performance.md`.
 pub(crate) const BEGIN_MARKER: &str = "<!-- BEGIN MEASURED -->";
 /// The line after the generated section of `docs/performance.md`.
 pub(crate) const END_MARKER: &str = "<!-- END MEASURED -->";
-
-/// What a ratio row promises.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) enum Goal {
-    /// No promise: the ratio `ours / peer` is shown for information.
-    Info,
-    /// `ours / peer` (time) must be at most this.
-    AtMost(f64),
-    /// `peer / ours` (speed-up) must be at least this.
-    AtLeast(f64),
-}
-
-/// One `[[ratio]]` of `benches/ratios.toml`.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct RatioRow {
-    pub(crate) name: String,
-    /// Criterion id (`group/function`) of our bench.
-    pub(crate) ours: String,
-    /// Criterion id of the peer it is compared with.
-    pub(crate) peer: String,
-    pub(crate) goal: Goal,
-    /// `judged_on = "interleaved"`: the row keeps its target and shows whether this run's
-    /// criterion numbers meet it, but the target is judged on the interleaved table.
-    pub(crate) judged_on_interleaved: bool,
-}
-
-/// The `[interleaved]` table of `benches/ratios.toml`: how the `redis_interleaved` results
-/// are compared.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct InterleavedConfig {
-    /// The way every other way is divided by; `None`: the file's first row.
-    pub(crate) baseline: Option<String>,
-    /// Way name to the highest allowed ratio way / baseline (wall time per read). Ways
-    /// without one are informational.
-    pub(crate) targets: BTreeMap<String, f64>,
-}
-
-/// Everything `benches/ratios.toml` holds.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct BenchConfig {
-    /// The `[[ratio]]` tables, in file order.
-    pub(crate) ratios: Vec<RatioRow>,
-    /// The `[interleaved]` table, when present.
-    pub(crate) interleaved: Option<InterleavedConfig>,
-}
-
-/// A positive finite number (a TOML float or integer).
-fn positive(value: &toml::Value) -> Option<f64> {
-    value
-        .as_float()
-        .or_else(|| value.as_integer().map(|i| i as f64))
-        .filter(|x| x.is_finite() && *x > 0.0)
-}
-
-/// Reads the `[interleaved]` table.
-fn parse_interleaved_config(value: &toml::Value) -> Result<InterleavedConfig, String> {
-    let table = value.as_table().ok_or("`interleaved` must be a table: [interleaved]")?;
-    let mut config = InterleavedConfig::default();
-    for (key, value) in table {
-        match key.as_str() {
-            "baseline" => match value.as_str() {
-                Some(s) if !s.trim().is_empty() => config.baseline = Some(s.to_owned()),
-                _ => return Err("[interleaved]: `baseline` must be a non-empty string".into()),
-            },
-            "targets" => {
-                let targets = value.as_table().ok_or(
-                    "[interleaved]: `targets` must be a table of way = ratio, e.g. \
-                     { aurelis_facade = 1.1 }",
-                )?;
-                for (way, max) in targets {
-                    let max = positive(max).ok_or_else(|| {
-                        format!("[interleaved]: target of `{way}` must be a positive number")
-                    })?;
-                    config.targets.insert(way.clone(), max);
-                }
-            }
-            other => return Err(format!("[interleaved]: unknown key `{other}`")),
-        }
-    }
-    if let Some(baseline) = &config.baseline {
-        if config.targets.contains_key(baseline) {
-            return Err(format!("[interleaved]: the baseline `{baseline}` cannot have a target"));
-        }
-    }
-    Ok(config)
-}
-
-/// Reads `benches/ratios.toml`.
-pub(crate) fn parse_ratios(text: &str) -> Result<BenchConfig, String> {
-    let table: toml::Table = text.parse().map_err(|e| format!("{e}"))?;
-    if let Some(key) = table.keys().find(|k| !["ratio", "interleaved"].contains(&k.as_str())) {
-        return Err(format!(
-            "unknown top-level key `{key}` (only [[ratio]] and [interleaved] tables are read)"
-        ));
-    }
-    let interleaved = table.get("interleaved").map(parse_interleaved_config).transpose()?;
-    let Some(rows) = table.get("ratio") else {
-        return Ok(BenchConfig { ratios: Vec::new(), interleaved });
-    };
-    let rows = rows.as_array().ok_or("`ratio` must be an array of tables: [[ratio]]")?;
-    let ratios = rows
-        .iter()
-        .enumerate()
-        .map(|(i, row)| {
-            let at = |msg: String| format!("[[ratio]] #{}: {msg}", i + 1);
-            let row = row.as_table().ok_or_else(|| at("not a table".into()))?;
-            for key in row.keys() {
-                if !["name", "ours", "peer", "target", "target_min", "judged_on"]
-                    .contains(&key.as_str())
-                {
-                    return Err(at(format!("unknown key `{key}`")));
-                }
-            }
-            let string = |key: &str| -> Result<String, String> {
-                match row.get(key).map(|v| v.as_str()) {
-                    Some(Some(s)) if !s.trim().is_empty() => Ok(s.to_owned()),
-                    Some(_) => Err(at(format!("`{key}` must be a non-empty string"))),
-                    None => Err(at(format!("`{key}` is missing"))),
-                }
-            };
-            let number = |key: &str| -> Result<Option<f64>, String> {
-                match row.get(key) {
-                    None => Ok(None),
-                    Some(v) => match positive(v) {
-                        Some(x) => Ok(Some(x)),
-                        None => Err(at(format!("`{key}` must be a positive number"))),
-                    },
-                }
-            };
-            let goal = match (number("target")?, number("target_min")?) {
-                (Some(_), Some(_)) => {
-                    return Err(at("give `target` or `target_min`, not both".into()));
-                }
-                (Some(max), None) => Goal::AtMost(max),
-                (None, Some(min)) => Goal::AtLeast(min),
-                (None, None) => Goal::Info,
-            };
-            let judged_on_interleaved = match row.get("judged_on").map(|v| v.as_str()) {
-                None => false,
-                Some(Some("interleaved")) if goal == Goal::Info => {
-                    return Err(at("`judged_on` needs a `target` or `target_min`".into()));
-                }
-                Some(Some("interleaved")) if interleaved.is_none() => {
-                    return Err(at(
-                        "`judged_on = \"interleaved\"` needs an [interleaved] table".into()
-                    ));
-                }
-                Some(Some("interleaved")) => true,
-                Some(_) => return Err(at("`judged_on` can only be \"interleaved\"".into())),
-            };
-            Ok(RatioRow {
-                name: string("name")?,
-                ours: string("ours")?,
-                peer: string("peer")?,
-                goal,
-                judged_on_interleaved,
-            })
-        })
-        .collect::<Result<_, String>>()?;
-    Ok(BenchConfig { ratios, interleaved })
-}
-
-/// One criterion result.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Measurement {
-    /// Criterion's full id, `group/function[/parameter]`.
-    pub(crate) id: String,
-    pub(crate) mean_ns: f64,
-    pub(crate) median_ns: f64,
-    /// When `estimates.json` was written, seconds since the Unix epoch.
-    pub(crate) written_at: Option<u64>,
-}
-
-/// Reads one benchmark's `new/` directory: `estimates.json` for the numbers, `benchmark.json`
-/// for the id (criterion replaces characters such as `/` or `:` in directory names, so the
-/// directory path is only the fallback).
-pub(crate) fn parse_measurement(
-    estimates: &str,
-    benchmark: Option<&str>,
-    fallback_id: &str,
-    written_at: Option<u64>,
-) -> Result<Measurement, String> {
-    let est = Json::parse(estimates).map_err(|e| e.to_string())?;
-    let point = |stat: &str| {
-        est.path(&format!("{stat}.point_estimate"))
-            .and_then(Json::as_f64)
-            .ok_or_else(|| format!("no {stat}.point_estimate"))
-    };
-    let id = benchmark
-        .and_then(|b| Json::parse(b).ok())
-        .and_then(|b| b.get("full_id").and_then(Json::as_str).map(str::to_owned))
-        .unwrap_or_else(|| fallback_id.to_owned());
-    Ok(Measurement { id, mean_ns: point("mean")?, median_ns: point("median")?, written_at })
-}
-
-/// Every `<criterion_dir>/**/new/estimates.json`, by id. With `since`, results written before
-/// it (earlier runs) are left out and counted in the second value.
-pub(crate) fn collect_measurements(
-    criterion_dir: &Path,
-    since: Option<u64>,
-) -> Result<(BTreeMap<String, Measurement>, usize), String> {
-    let mut found = BTreeMap::new();
-    let mut older = 0;
-    if !criterion_dir.is_dir() {
-        return Ok((found, older));
-    }
-    let mut stack = vec![criterion_dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries =
-            fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-        for entry in entries {
-            let path = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            if !path.is_dir() || matches!(name, "report" | "base" | "change") {
-                continue;
-            }
-            let estimates = path.join("estimates.json");
-            if name != "new" || !estimates.is_file() {
-                stack.push(path);
-                continue;
-            }
-            let written_at = fs::metadata(&estimates)
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .map(|d| d.as_secs());
-            if let (Some(since), Some(at)) = (since, written_at) {
-                if at < since {
-                    older += 1;
-                    continue;
-                }
-            }
-            let fallback = dir
-                .strip_prefix(criterion_dir)
-                .unwrap_or(&dir)
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy())
-                .collect::<Vec<_>>()
-                .join("/");
-            let text = fs::read_to_string(&estimates)
-                .map_err(|e| format!("cannot read {}: {e}", estimates.display()))?;
-            let bench = fs::read_to_string(path.join("benchmark.json")).ok();
-            let m = parse_measurement(&text, bench.as_deref(), &fallback, written_at)
-                .map_err(|e| format!("{}: {e}", estimates.display()))?;
-            found.insert(m.id.clone(), m);
-        }
-    }
-    Ok((found, older))
-}
 
 /// The outcome of one ratio row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -328,103 +84,6 @@ pub(crate) fn evaluate(row: &RatioRow, measured: &BTreeMap<String, Measurement>)
         (Some(_), _) => Status::Missed,
     };
     Evaluated { row: row.clone(), ours_ns, peer_ns, ratio, status }
-}
-
-/// One row of `memory_overhead.json`.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct MemoryRow {
-    pub(crate) name: String,
-    pub(crate) bytes_per_entry: f64,
-    pub(crate) payload_bytes: f64,
-}
-
-/// Reads `memory_overhead.json`: `{"rows":[{"name":..,"bytes_per_entry":..,"payload_bytes":..}]}`.
-pub(crate) fn parse_memory(text: &str) -> Result<Vec<MemoryRow>, String> {
-    let doc = Json::parse(text).map_err(|e| e.to_string())?;
-    let rows = doc.get("rows").and_then(Json::as_array).ok_or("no `rows` array")?;
-    rows.iter()
-        .enumerate()
-        .map(|(i, row)| {
-            let num = |key: &str| {
-                row.get(key)
-                    .and_then(Json::as_f64)
-                    .ok_or_else(|| format!("row {}: `{key}` is not a number", i + 1))
-            };
-            Ok(MemoryRow {
-                name: row
-                    .get("name")
-                    .and_then(Json::as_str)
-                    .ok_or_else(|| format!("row {}: `name` is not a string", i + 1))?
-                    .to_owned(),
-                bytes_per_entry: num("bytes_per_entry")?,
-                payload_bytes: num("payload_bytes")?,
-            })
-        })
-        .collect()
-}
-
-/// One way of reading in `redis_interleaved.json`.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct InterleavedRow {
-    /// The way's name (that of its `redis_hit` criterion function).
-    pub(crate) name: String,
-    /// Wall time per read, µs.
-    pub(crate) us_per_read: f64,
-    /// The bench thread's CPU time per read, µs, when the kernel tells.
-    pub(crate) cpu_us_per_read: Option<f64>,
-}
-
-/// `redis_interleaved.json`.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct InterleavedRun {
-    /// Measured reads of each way.
-    pub(crate) reads_per_way: u64,
-    /// Reads of one way before the next takes its turn, when the file says.
-    pub(crate) reads_per_turn: Option<u64>,
-    pub(crate) rows: Vec<InterleavedRow>,
-}
-
-/// Reads `redis_interleaved.json`: `{"reads_per_way":N,"reads_per_turn":N,"rows":[{"name":..,
-/// "us_per_read":..,"cpu_us_per_read":..|null}]}` (`reads_per_turn` and `cpu_us_per_read`
-/// may be left out).
-pub(crate) fn parse_interleaved(text: &str) -> Result<InterleavedRun, String> {
-    let doc = Json::parse(text).map_err(|e| e.to_string())?;
-    let count = |key: &str| -> Result<Option<u64>, String> {
-        match doc.get(key) {
-            None => Ok(None),
-            Some(v) => match v.as_f64() {
-                Some(n) if n >= 0.0 && n.fract() == 0.0 && n <= u64::MAX as f64 => {
-                    Ok(Some(n as u64))
-                }
-                _ => Err(format!("`{key}` is not a whole number")),
-            },
-        }
-    };
-    let reads_per_way = count("reads_per_way")?.ok_or("no `reads_per_way`")?;
-    let reads_per_turn = count("reads_per_turn")?;
-    let rows = doc.get("rows").and_then(Json::as_array).ok_or("no `rows` array")?;
-    let rows = rows
-        .iter()
-        .enumerate()
-        .map(|(i, row)| {
-            let at = |msg: &str| format!("row {}: {msg}", i + 1);
-            let name = row
-                .get("name")
-                .and_then(Json::as_str)
-                .filter(|s| !s.is_empty())
-                .ok_or_else(|| at("`name` is not a non-empty string"))?;
-            let us_per_read = row
-                .get("us_per_read")
-                .and_then(Json::as_f64)
-                .ok_or_else(|| at("`us_per_read` is not a number"))?;
-            let cpu_us_per_read = match row.get("cpu_us_per_read") {
-                None | Some(Json::Null) => None,
-                Some(v) => Some(v.as_f64().ok_or_else(|| at("`cpu_us_per_read` is not a number"))?),
-            };
-            Ok(InterleavedRow { name: name.to_owned(), us_per_read, cpu_us_per_read })
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    Ok(InterleavedRun { reads_per_way, reads_per_turn, rows })
 }
 
 /// One way of the interleaved table with its ratio and status.
@@ -617,38 +276,100 @@ pub(crate) fn ratio_cells(e: &Evaluated) -> (String, String) {
     (ratio, target)
 }
 
-/// Everything that goes between the markers.
-pub(crate) fn render_measured(
-    rows: &[Evaluated],
-    interleaved: Option<&InterleavedReport>,
-    measured: &BTreeMap<String, Measurement>,
-    memory: Option<&[MemoryRow]>,
-    machine: &MachineInfo,
-) -> String {
+/// Everything the measured section is made of.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Report {
+    /// The `[[ratio]]` rows with their numbers.
+    pub(crate) rows: Vec<Evaluated>,
+    /// The interleaved table, when set up in ratios.toml or measured.
+    pub(crate) interleaved: Option<InterleavedReport>,
+    /// Every criterion result used, by id.
+    pub(crate) measured: BTreeMap<String, Measurement>,
+    /// Criterion results left out because an earlier run wrote them.
+    pub(crate) older: usize,
+    /// The "Memory per entry" rows, when measured.
+    pub(crate) memory: Option<Vec<MemoryRow>>,
+    /// What was left out and why, for the console.
+    pub(crate) notes: Vec<String>,
+}
+
+/// Where the report's inputs are.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sources<'a> {
+    /// `benches/ratios.toml`.
+    pub(crate) ratios: &'a Path,
+    /// Criterion's output directory (`<target>/criterion` or `CRITERION_HOME`).
+    pub(crate) criterion: &'a Path,
+    /// `<target>/aurelis-bench`, where the plain bench targets write.
+    pub(crate) bench_files: &'a Path,
+    /// After a bench run: its start (seconds since the Unix epoch); files written before it
+    /// are from earlier runs and left out. `None` (`--report-only`): everything on disk.
+    pub(crate) since: Option<u64>,
+}
+
+/// Reads ratios.toml and every result, and computes the ratios.
+pub(crate) fn gather(sources: Sources<'_>) -> Result<Report, String> {
+    let text = fs::read_to_string(sources.ratios)
+        .map_err(|e| format!("cannot read {}: {e}", sources.ratios.display()))?;
+    let config = parse_ratios(&text).map_err(|e| format!("{}: {e}", sources.ratios.display()))?;
+    let (measured, older) = collect_measurements(sources.criterion, sources.since)?;
+    let mut notes = Vec::new();
+    let memory = read_fresh(
+        &sources.bench_files.join("memory_overhead.json"),
+        sources.since,
+        parse_memory,
+        &mut notes,
+    )?;
+    let run = read_fresh(
+        &sources.bench_files.join("redis_interleaved.json"),
+        sources.since,
+        parse_interleaved,
+        &mut notes,
+    )?;
+    // The table is shown when it is set up or measured (without [interleaved]: no targets,
+    // ratios to the file's first row).
+    let interleaved = (config.interleaved.is_some() || run.is_some()).then(|| {
+        let settings = config.interleaved.clone().unwrap_or_default();
+        evaluate_interleaved(&settings, run.as_ref())
+    });
+    let rows = config.ratios.iter().map(|r| evaluate(r, &measured)).collect();
+    Ok(Report { rows, interleaved, measured, older, memory, notes })
+}
+
+/// Reads and parses one of the files the plain bench targets write, if it exists and, after a
+/// bench run (`since`), was written by that run; an older file is left out with a note.
+fn read_fresh<T>(
+    path: &Path,
+    since: Option<u64>,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+    notes: &mut Vec<String>,
+) -> Result<Option<T>, String> {
+    let Ok(text) = fs::read_to_string(path) else {
+        return Ok(None);
+    };
+    let fresh = since.is_none_or(|since| modified_secs(path).is_some_and(|at| at >= since));
+    if !fresh {
+        notes.push(format!("{} is from an earlier run, left out", path.display()));
+        return Ok(None);
+    }
+    parse(&text).map(Some).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Everything that goes between the markers: tables with short captions. What the columns
+/// mean is explained in docs/performance.md, outside the markers.
+pub(crate) fn render_measured(report: &Report, machine: &MachineInfo) -> String {
     let mut out = String::new();
     let w = &mut out;
-    let _ = writeln!(w, "<!-- Generated by `cargo xtask bench`: edit benches/ratios.toml or the");
-    let _ =
-        writeln!(w, "     text outside this section; this section is rewritten on every run. -->");
+    let _ = writeln!(w, "<!-- Generated by `cargo xtask bench`; rewritten on every run. -->");
     let _ = writeln!(w);
     let _ = writeln!(w, "### Ratios against peers measured in the same run");
     let _ = writeln!(w);
-    let _ =
-        writeln!(w, "Times are criterion mean times per operation, in µs. `ratio` is ours / peer");
-    let _ =
-        writeln!(w, "(lower is better; 1.10× means 10 % slower than the peer), except rows marked");
-    let _ = writeln!(
-        w,
-        "\"faster\", which show the speed-up peer / ours (higher is better). Rows come"
-    );
-    let _ = writeln!(w, "from `benches/ratios.toml`.");
-    let _ = writeln!(w);
-    if rows.is_empty() {
+    if report.rows.is_empty() {
         let _ = writeln!(w, "No rows in `benches/ratios.toml`.");
     } else {
         let _ = writeln!(w, "| Comparison | ours (µs) | peer (µs) | ratio | target | status |");
         let _ = writeln!(w, "|---|---:|---:|---:|---:|---|");
-        for e in rows {
+        for e in &report.rows {
             let (ratio, target) = ratio_cells(e);
             let time = |ns: Option<f64>| ns.map(fmt_us).unwrap_or_else(|| "—".into());
             let _ = writeln!(
@@ -665,45 +386,18 @@ pub(crate) fn render_measured(
             );
         }
     }
-    if rows.iter().any(|e| e.row.judged_on_interleaved) {
-        let turn = interleaved
-            .and_then(|i| i.reads_per_turn)
-            .map(|n| format!("every {n} reads"))
-            .unwrap_or_else(|| "often".into());
-        let _ = writeln!(w);
-        let _ = writeln!(
-            w,
-            "Rows \"judged on the interleaved table\" keep their target here for reference; it is"
-        );
-        let _ = writeln!(
-            w,
-            "judged on \"Redis hit, interleaved\" below, because criterion measures the rows of a"
-        );
-        let _ = writeln!(
-            w,
-            "group one after another, several seconds each, and on a virtual machine the loopback"
-        );
-        let _ = writeln!(
-            w,
-            "round trip drifts between those seconds by more than the facade's own cost, while"
-        );
-        let _ = writeln!(
-            w,
-            "`redis_interleaved` has the ways take turns {turn}, so that they share every drift."
-        );
-    }
-    if let Some(report) = interleaved {
-        render_interleaved(w, report);
+    if let Some(interleaved) = &report.interleaved {
+        render_interleaved(w, interleaved);
     }
     let _ = writeln!(w);
     let _ = writeln!(w, "### Every measurement");
     let _ = writeln!(w);
-    if measured.is_empty() {
+    if report.measured.is_empty() {
         let _ = writeln!(w, "No criterion results were found.");
     } else {
         let _ = writeln!(w, "| Benchmark | mean (µs) | median (µs) | written |");
         let _ = writeln!(w, "|---|---:|---:|---|");
-        for m in measured.values() {
+        for m in report.measured.values() {
             let at = m.written_at.map(utc_timestamp).unwrap_or_else(|| "—".into());
             let _ = writeln!(
                 w,
@@ -718,7 +412,7 @@ pub(crate) fn render_measured(
     let _ = writeln!(w);
     let _ = writeln!(w, "### Memory per entry");
     let _ = writeln!(w);
-    match memory {
+    match report.memory.as_deref() {
         None => {
             let _ = writeln!(w, "Not measured (no `aurelis-bench/memory_overhead.json`).");
         }
@@ -756,29 +450,19 @@ fn render_interleaved(w: &mut String, report: &InterleavedReport) {
     let _ = writeln!(w);
     let _ = writeln!(w, "### Redis hit, interleaved");
     let _ = writeln!(w);
-    if report.ways.iter().any(|way| way.target.is_some()) {
-        let _ = writeln!(w, "The Redis hit target is judged on this table.");
-    }
     let Some(reads) = report.reads_per_way else {
         let _ =
             writeln!(w, "Not measured (no `aurelis-bench/redis_interleaved.json` from this run).");
         return;
     };
-    let turn = report.reads_per_turn.map(|n| format!(" every {n} reads")).unwrap_or_default();
-    let _ = writeln!(
-        w,
-        "`redis_interleaved` reads the value of `redis_hit` in the ways below, which take"
-    );
-    let _ = writeln!(
-        w,
-        "turns{turn}; {reads} reads per way. Times are wall-clock µs per read; CPU is the bench"
-    );
-    let ratio = report
-        .baseline
-        .as_ref()
-        .map(|b| format!("; ratio is way / `{}` (wall time)", md_cell(b)))
-        .unwrap_or_default();
-    let _ = writeln!(w, "thread's CPU time per read (`/proc/thread-self/schedstat`){ratio}.");
+    let mut caption = format!("{reads} reads per way");
+    if let Some(turn) = report.reads_per_turn {
+        let _ = write!(caption, ", taking turns every {turn} reads");
+    }
+    if let Some(baseline) = &report.baseline {
+        let _ = write!(caption, "; ratio = way / `{}`", md_cell(baseline));
+    }
+    let _ = writeln!(w, "{caption}.");
     let _ = writeln!(w);
     if report.ways.is_empty() {
         let _ = writeln!(w, "`redis_interleaved.json` has no rows.");
@@ -802,21 +486,10 @@ fn render_interleaved(w: &mut String, report: &InterleavedReport) {
     }
 }
 
-/// The skeleton of a new `docs/performance.md`.
+/// A new `docs/performance.md` when there is none: the markers under a title (the prose that
+/// explains the tables is written by hand around them).
 pub(crate) fn new_document() -> String {
-    format!(
-        "# Performance\n\n\
-         How Aurelis Cache compares with the libraries it is built on and with other cache crates.\n\
-         Every number below comes from the criterion benches in `benches/`, where each of our\n\
-         operations is measured in the same run as a peer doing the same work directly (raw moka,\n\
-         raw sled, a raw Redis connection, other cache crates). Numbers are reported as ratios\n\
-         because absolute times depend on the machine; the ratios and their targets are listed in\n\
-         `benches/ratios.toml`.\n\n\
-         Run `cargo xtask bench` to measure and regenerate the section below (`cargo xtask bench\n\
-         <filter>` runs some benches only; `cargo xtask bench --report-only` rewrites it from the\n\
-         last results). Text outside the measured section is kept.\n\n\
-         {BEGIN_MARKER}\n{END_MARKER}\n"
-    )
+    format!("# Performance\n\n{BEGIN_MARKER}\n{END_MARKER}\n")
 }
 
 /// Puts `generated` between the markers of `doc`, keeping everything outside them. A document
@@ -890,58 +563,6 @@ mod tests {
     }
 
     #[test]
-    fn parses_every_kind_of_row() {
-        let rows = parse_ratios(
-            r#"
-            # comment
-            [[ratio]]
-            name = "memory hit"
-            ours = "memory_hit/aurelis_facade"
-            peer = "memory_hit/raw_moka"
-            target = 1.5
-
-            [[ratio]]
-            name = "get_many"
-            ours = "g/get_many"
-            peer = "g/sequential"
-            target_min = 30
-
-            [[ratio]]
-            name = "info"
-            ours = "a/b"
-            peer = "a/c"
-            "#,
-        )
-        .unwrap()
-        .ratios;
-        assert_eq!(rows.len(), 3);
-        assert_eq!(rows[0].ours, "memory_hit/aurelis_facade");
-        assert_eq!(rows[0].goal, Goal::AtMost(1.5));
-        assert_eq!(rows[1].goal, Goal::AtLeast(30.0));
-        assert_eq!(rows[2].goal, Goal::Info);
-        assert!(rows.iter().all(|r| !r.judged_on_interleaved));
-        assert_eq!(parse_ratios("").unwrap(), BenchConfig::default());
-    }
-
-    #[test]
-    fn rejects_bad_rows() {
-        let bad = [
-            "[[ratio]]\nname = \"x\"\nours = \"a\"",
-            "[[ratio]]\nname = \"x\"\nours = \"a\"\npeer = \"b\"\ntarget = 1\ntarget_min = 2",
-            "[[ratio]]\nname = \"x\"\nours = \"a\"\npeer = \"b\"\ntarget = -1",
-            "[[ratio]]\nname = \"x\"\nours = \"a\"\npeer = \"b\"\ntarget = \"1\"",
-            "[[ratio]]\nname = \"x\"\nours = \"a\"\npeer = \"b\"\ntraget = 1",
-            "[[ratio]]\nname = \"\"\nours = \"a\"\npeer = \"b\"",
-            "[ratios]\nname = \"x\"",
-            "ratio = 3",
-            "[[ratio]\n",
-        ];
-        for text in bad {
-            assert!(parse_ratios(text).is_err(), "accepted: {text}");
-        }
-    }
-
-    #[test]
     fn time_ratio_is_ours_over_peer() {
         let m = measured(&[("g/ours", 150.0), ("g/peer", 100.0)]);
         let e = evaluate(&row("g/ours", "g/peer", Goal::AtMost(1.5)), &m);
@@ -976,52 +597,6 @@ mod tests {
         assert_eq!(e.status, Status::NotMeasured);
         assert_eq!(e.ours_ns, None);
         assert_eq!(e.peer_ns, Some(150.0));
-    }
-
-    #[test]
-    fn reads_a_criterion_result_by_its_full_id() {
-        let est = r#"{"mean":{"point_estimate":1500.0},"median":{"point_estimate":1400.0}}"#;
-        let bench =
-            r#"{"group_id":"g","function_id":"a:b","full_id":"g/a:b","directory_name":"g/a_b"}"#;
-        let m = parse_measurement(est, Some(bench), "g/a_b", Some(5)).unwrap();
-        assert_eq!(m.id, "g/a:b");
-        assert_eq!((m.mean_ns, m.median_ns, m.written_at), (1500.0, 1400.0, Some(5)));
-        let m = parse_measurement(est, None, "g/a_b", None).unwrap();
-        assert_eq!(m.id, "g/a_b");
-        assert!(parse_measurement("{}", None, "x", None).is_err());
-    }
-
-    #[test]
-    fn collects_results_from_a_criterion_tree() {
-        let dir = std::env::temp_dir().join(format!("xtask-collect-{}", std::process::id()));
-        let est = r#"{"mean":{"point_estimate":2000.0},"median":{"point_estimate":1900.0}}"#;
-        for sub in ["g/ours/new", "g/ours/base", "g/peer/new", "g/report", "report"] {
-            fs::create_dir_all(dir.join(sub)).unwrap();
-            fs::write(dir.join(sub).join("estimates.json"), est).unwrap();
-        }
-        let (all, older) = collect_measurements(&dir, None).unwrap();
-        assert_eq!(all.keys().collect::<Vec<_>>(), ["g/ours", "g/peer"]);
-        assert_eq!(older, 0);
-        let (fresh, older) = collect_measurements(&dir, Some(u64::MAX)).unwrap();
-        assert!(fresh.is_empty());
-        assert_eq!(older, 2);
-        let (none, _) = collect_measurements(&dir.join("absent"), None).unwrap();
-        assert!(none.is_empty());
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn reads_memory_overhead() {
-        let rows = parse_memory(
-            r#"{"rows":[{"name":"moka","bytes_per_entry":1300.5,"payload_bytes":1024}]}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            rows,
-            [MemoryRow { name: "moka".into(), bytes_per_entry: 1300.5, payload_bytes: 1024.0 }]
-        );
-        assert!(parse_memory(r#"{"rows":[{"name":"x"}]}"#).is_err());
-        assert!(parse_memory(r#"[]"#).is_err());
     }
 
     #[test]
@@ -1061,17 +636,26 @@ mod tests {
         assert!(fresh.ends_with(&format!("{BEGIN_MARKER}\ngen\n{END_MARKER}\n")));
     }
 
+    /// A report of `rows` with `measured` and nothing else.
+    fn report(rows: Vec<Evaluated>, measured: BTreeMap<String, Measurement>) -> Report {
+        Report { rows, interleaved: None, measured, older: 0, memory: None, notes: Vec::new() }
+    }
+
     #[test]
     fn renders_every_section() {
         let m = measured(&[("g/ours", 2_000.0), ("g/peer", 1_000.0)]);
-        let rows = [
+        let rows = vec![
             evaluate(&row("g/ours", "g/peer", Goal::AtMost(1.5)), &m),
             evaluate(&row("g/ours", "g/none", Goal::Info), &m),
         ];
         let machine = test_machine();
-        let mem =
-            [MemoryRow { name: "moka".into(), bytes_per_entry: 1200.0, payload_bytes: 1024.0 }];
-        let text = render_measured(&rows, None, &m, Some(&mem), &machine);
+        let mut full = report(rows, m);
+        full.memory = Some(vec![MemoryRow {
+            name: "moka".into(),
+            bytes_per_entry: 1200.0,
+            payload_bytes: 1024.0,
+        }]);
+        let text = render_measured(&full, &machine);
         assert!(text.contains("| 2.000 | 1.000 | 2.00× | ≤ 1.5× | **missed** |"), "{text}");
         assert!(text.contains("| — | — | — | not measured |"), "{text}");
         assert!(text.contains("| `g/ours` | 2.000 | 1.800 |"), "{text}");
@@ -1079,102 +663,36 @@ mod tests {
         assert!(text.contains("Test CPU (2 logical cores"), "{text}");
         assert!(!text.contains(BEGIN_MARKER) && !text.contains(END_MARKER));
         assert!(!text.contains("interleaved"), "{text}");
-        let empty = render_measured(&[], None, &BTreeMap::new(), None, &machine);
+        let empty = render_measured(&report(Vec::new(), BTreeMap::new()), &machine);
         assert!(empty.contains("No criterion results"));
         assert!(empty.contains("Not measured"));
     }
 
-    const ROW: &str = "[[ratio]]\nname = \"x\"\nours = \"a\"\npeer = \"b\"\n";
-
+    /// Outside the tables, the section holds headings and one-line captions only: the prose
+    /// that explains them lives in docs/performance.md.
     #[test]
-    fn parses_interleaved_table_and_judged_on() {
-        let text = format!(
-            "{ROW}target = 1.1\njudged_on = \"interleaved\"\n\n{ROW}\n\
-             [interleaved]\nbaseline = \"raw\"\ntargets = {{ facade = 1.1, store = 2 }}\n"
-        );
-        let config = parse_ratios(&text).unwrap();
-        assert_eq!(config.ratios.len(), 2);
-        assert!(config.ratios[0].judged_on_interleaved);
-        assert_eq!(config.ratios[0].goal, Goal::AtMost(1.1));
-        assert!(!config.ratios[1].judged_on_interleaved);
-        let interleaved = config.interleaved.unwrap();
-        assert_eq!(interleaved.baseline.as_deref(), Some("raw"));
-        assert_eq!(
-            interleaved.targets.into_iter().collect::<Vec<_>>(),
-            [("facade".to_owned(), 1.1), ("store".to_owned(), 2.0)]
-        );
-        // Every key is optional.
-        let bare = parse_ratios("[interleaved]\n").unwrap();
-        assert_eq!(bare.interleaved, Some(InterleavedConfig::default()));
-        assert_eq!(parse_ratios(ROW).unwrap().interleaved, None);
-    }
-
-    #[test]
-    fn rejects_bad_interleaved_settings() {
-        let bad = [
-            // judged_on: only "interleaved", only with a target and an [interleaved] table.
-            format!("{ROW}target = 1\njudged_on = \"interleaved\""),
-            format!("[interleaved]\n{ROW}judged_on = \"interleaved\""),
-            format!("[interleaved]\n{ROW}target = 1\njudged_on = \"criterion\""),
-            format!("[interleaved]\n{ROW}target = 1\njudged_on = true"),
-            // [interleaved]: a table of known keys, positive targets, none on the baseline.
-            "interleaved = 1".into(),
-            "[interleaved]\nbasline = \"raw\"".into(),
-            "[interleaved]\nbaseline = \"\"".into(),
-            "[interleaved]\ntargets = 1.1".into(),
-            "[interleaved]\ntargets = { facade = 0 }".into(),
-            "[interleaved]\ntargets = { facade = \"1.1\" }".into(),
-            "[interleaved]\nbaseline = \"raw\"\ntargets = { raw = 1.1 }".into(),
-        ];
-        for text in bad {
-            assert!(parse_ratios(&text).is_err(), "accepted: {text}");
-        }
-    }
-
-    /// What `benches/benches/redis_interleaved.rs` writes.
-    const INTERLEAVED_JSON: &str = "{\"reads_per_way\":28000,\"reads_per_turn\":200,\"rows\":[\n\
-        {\"name\":\"raw_redis_held_conn\",\"us_per_read\":60.0000,\"cpu_us_per_read\":30.0000},\n\
-        {\"name\":\"redis_store\",\"us_per_read\":61.2000,\"cpu_us_per_read\":30.5000},\n\
-        {\"name\":\"aurelis_facade\",\"us_per_read\":63.0000,\"cpu_us_per_read\":null}\n]}\n";
-
-    fn interleaved_row(name: &str, us: f64, cpu: Option<f64>) -> InterleavedRow {
-        InterleavedRow { name: name.into(), us_per_read: us, cpu_us_per_read: cpu }
-    }
-
-    #[test]
-    fn reads_redis_interleaved() {
+    fn the_generated_section_is_tables_and_captions() {
+        let m = measured(&[("g/ours", 1_300.0), ("g/peer", 1_000.0)]);
+        let mut judged = row("g/ours", "g/peer", Goal::AtMost(1.1));
+        judged.judged_on_interleaved = true;
+        let mut full = report(vec![evaluate(&judged, &m)], m);
         let run = parse_interleaved(INTERLEAVED_JSON).unwrap();
-        assert_eq!(run.reads_per_way, 28_000);
-        assert_eq!(run.reads_per_turn, Some(200));
-        assert_eq!(
-            run.rows,
-            [
-                interleaved_row("raw_redis_held_conn", 60.0, Some(30.0)),
-                interleaved_row("redis_store", 61.2, Some(30.5)),
-                interleaved_row("aurelis_facade", 63.0, None),
-            ]
-        );
-        // `reads_per_turn` and `cpu_us_per_read` may be left out.
-        let minimal =
-            parse_interleaved(r#"{"reads_per_way":5,"rows":[{"name":"a","us_per_read":1}]}"#)
-                .unwrap();
-        assert_eq!(minimal.reads_per_turn, None);
-        assert_eq!(minimal.rows, [interleaved_row("a", 1.0, None)]);
-        for bad in [
-            r#"{"rows":[]}"#,
-            r#"{"reads_per_way":1.5,"rows":[]}"#,
-            r#"{"reads_per_way":-1,"rows":[]}"#,
-            r#"{"reads_per_way":1}"#,
-            r#"{"reads_per_way":1,"reads_per_turn":"200","rows":[]}"#,
-            r#"{"reads_per_way":1,"rows":[{"name":"a"}]}"#,
-            r#"{"reads_per_way":1,"rows":[{"name":"","us_per_read":1}]}"#,
-            r#"{"reads_per_way":1,"rows":[{"us_per_read":1}]}"#,
-            r#"{"reads_per_way":1,"rows":[{"name":"a","us_per_read":1,"cpu_us_per_read":"x"}]}"#,
-            "{",
-        ] {
-            assert!(parse_interleaved(bad).is_err(), "accepted: {bad}");
+        full.interleaved = Some(evaluate_interleaved(&InterleavedConfig::default(), Some(&run)));
+        let text = render_measured(&full, &test_machine());
+        let mut paragraph = 0;
+        for line in text.lines() {
+            let prose = !(line.is_empty()
+                || line.starts_with('|')
+                || line.starts_with('#')
+                || line.starts_with("- ")
+                || line.starts_with("<!--"));
+            paragraph = if prose { paragraph + 1 } else { 0 };
+            assert!(paragraph <= 1, "a paragraph of prose in:\n{text}");
+            assert!(line.chars().count() <= 100 || line.starts_with('|'), "{line}");
         }
     }
+
+    use crate::results::INTERLEAVED_JSON;
 
     fn interleaved_config(baseline: Option<&str>, targets: &[(&str, f64)]) -> InterleavedConfig {
         InterleavedConfig {
@@ -1246,19 +764,18 @@ mod tests {
         let m = measured(&[("g/ours", 1_300.0), ("g/peer", 1_000.0)]);
         let mut judged = row("g/ours", "g/peer", Goal::AtMost(1.1));
         judged.judged_on_interleaved = true;
-        let rows = [evaluate(&judged, &m)];
+        let rows = vec![evaluate(&judged, &m)];
         assert_eq!(status_cell(&rows[0]), "missed here (judged on the interleaved table)");
         let run = parse_interleaved(INTERLEAVED_JSON).unwrap();
         let config = interleaved_config(Some("raw_redis_held_conn"), &[("aurelis_facade", 1.1)]);
-        let report = evaluate_interleaved(&config, Some(&run));
-        let text = render_measured(&rows, Some(&report), &m, None, &test_machine());
+        let mut full = report(rows, m);
+        full.interleaved = Some(evaluate_interleaved(&config, Some(&run)));
+        let text = render_measured(&full, &test_machine());
         for expected in [
             "| 1.300 | 1.000 | 1.30× | ≤ 1.1× | missed here (judged on the interleaved table) |",
-            "take turns every 200 reads, so that they share every drift.",
             "### Redis hit, interleaved",
-            "The Redis hit target is judged on this table.",
-            "which take\nturns every 200 reads; 28000 reads per way.",
-            "ratio is way / `raw_redis_held_conn` (wall time).",
+            "28000 reads per way, taking turns every 200 reads; ratio = way / \
+             `raw_redis_held_conn`.",
             "| `raw_redis_held_conn` | 60.00 | 30.00 | 1.00× | — | baseline |",
             "| `redis_store` | 61.20 | 30.50 | 1.02× | — | info |",
             "| `aurelis_facade` | 63.00 | — | 1.05× | ≤ 1.1× | met |",
@@ -1269,10 +786,114 @@ mod tests {
         // The interleaved table comes before the raw measurements.
         assert!(text.find("### Redis hit").unwrap() < text.find("### Every measurement").unwrap());
 
-        let unmeasured = evaluate_interleaved(&config, None);
-        let text = render_measured(&rows, Some(&unmeasured), &m, None, &test_machine());
+        full.interleaved = Some(evaluate_interleaved(&config, None));
+        let text = render_measured(&full, &test_machine());
         assert!(text.contains("Not measured (no `aurelis-bench/redis_interleaved.json`"), "{text}");
-        assert!(text.contains("take turns often, so that"), "{text}");
         assert!(!text.contains("| `aurelis_facade` |"), "{text}");
+    }
+
+    /// Writes a file, creating its directory.
+    fn put(path: &Path, text: &str) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+
+    fn estimates(mean_ns: f64) -> String {
+        format!(
+            "{{\"mean\":{{\"point_estimate\":{mean_ns},\"standard_error\":1.0}},\
+             \"median\":{{\"point_estimate\":{}}},\"slope\":null}}",
+            mean_ns * 0.9
+        )
+    }
+
+    /// The whole report from a small directory laid out as after `cargo xtask bench`:
+    /// ratios.toml, a criterion tree (one id with a `:` criterion escaped in the directory
+    /// name), the two files of the plain bench targets, and a document with hand-written text
+    /// around the markers.
+    #[test]
+    fn builds_the_report_from_a_fixture_directory() {
+        let dir = std::env::temp_dir().join(format!("xtask-report-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        put(
+            &dir.join("benches/ratios.toml"),
+            "[[ratio]]\nname = \"memory hit\"\nours = \"memory_hit/ours:v1\"\n\
+             peer = \"memory_hit/raw\"\ntarget = 1.5\n\n\
+             [[ratio]]\nname = \"batch\"\nours = \"batch/many\"\npeer = \"batch/one_by_one\"\n\
+             target_min = 10\n\n\
+             [[ratio]]\nname = \"redis\"\nours = \"redis_hit/aurelis_facade\"\n\
+             peer = \"redis_hit/raw_redis_held_conn\"\ntarget = 1.1\njudged_on = \"interleaved\"\n\n\
+             [interleaved]\nbaseline = \"raw_redis_held_conn\"\n\
+             targets = { aurelis_facade = 1.1 }\n",
+        );
+        let criterion = dir.join("target/criterion");
+        put(&criterion.join("memory_hit/ours_v1/new/estimates.json"), &estimates(120.0));
+        put(
+            &criterion.join("memory_hit/ours_v1/new/benchmark.json"),
+            r#"{"group_id":"memory_hit","function_id":"ours:v1","full_id":"memory_hit/ours:v1"}"#,
+        );
+        put(&criterion.join("memory_hit/ours_v1/base/estimates.json"), &estimates(999.0));
+        put(&criterion.join("memory_hit/raw/new/estimates.json"), &estimates(100.0));
+        put(&criterion.join("batch/many/new/estimates.json"), &estimates(1_000.0));
+        put(&criterion.join("batch/one_by_one/new/estimates.json"), &estimates(8_000.0));
+        put(&criterion.join("report/index.html"), "<html></html>");
+        let bench_files = dir.join("target/aurelis-bench");
+        put(&bench_files.join("redis_interleaved.json"), INTERLEAVED_JSON);
+        put(
+            &bench_files.join("memory_overhead.json"),
+            r#"{"rows":[{"name":"facade","bytes_per_entry":1400,"payload_bytes":1052}]}"#,
+        );
+
+        let sources = Sources {
+            ratios: &dir.join("benches/ratios.toml"),
+            criterion: &criterion,
+            bench_files: &bench_files,
+            since: None,
+        };
+        let report = gather(sources).unwrap();
+        assert_eq!(report.measured.len(), 4);
+        let statuses: Vec<_> = report.rows.iter().map(|e| (e.ratio, e.status)).collect();
+        assert_eq!(
+            statuses,
+            [(Some(1.2), Status::Met), (Some(8.0), Status::Missed), (None, Status::NotMeasured)]
+        );
+        let doc = "# Performance\n\nHand-written.\n\n<!-- BEGIN MEASURED -->\nold\n\
+                   <!-- END MEASURED -->\n\nMore hand-written text.\n";
+        let out = replace_measured(doc, &render_measured(&report, &test_machine())).unwrap();
+        assert!(out.starts_with("# Performance\n\nHand-written.\n\n<!-- BEGIN MEASURED -->\n"));
+        assert!(out.ends_with("<!-- END MEASURED -->\n\nMore hand-written text.\n"));
+        for expected in [
+            "| memory hit<br>`memory_hit/ours:v1` vs `memory_hit/raw` | 0.1200 | 0.1000 | 1.20× \
+             | ≤ 1.5× | met |",
+            "| batch<br>`batch/many` vs `batch/one_by_one` | 1.000 | 8.000 | 8.00× faster \
+             | ≥ 10× faster | **missed** |",
+            "| — | — | — | ≤ 1.1× | not measured |",
+            "| `aurelis_facade` | 63.00 | — | 1.05× | ≤ 1.1× | met |",
+            "| `memory_hit/ours:v1` | 0.1200 | 0.1080 |",
+            "| facade | 1052 | 1400 | 348 |",
+        ] {
+            assert!(out.contains(expected), "no {expected:?} in:\n{out}");
+        }
+        assert!(!out.contains("old\n") && !out.contains("0.9990"), "{out}");
+
+        // After a run that wrote nothing: every row is "not measured", nothing fails.
+        let after_run = gather(Sources { since: Some(u64::MAX), ..sources }).unwrap();
+        assert!(after_run.measured.is_empty());
+        assert_eq!(after_run.older, 4);
+        assert!(after_run.memory.is_none());
+        assert_eq!(after_run.notes.len(), 2, "{:?}", after_run.notes);
+        assert!(after_run.rows.iter().all(|e| e.status == Status::NotMeasured));
+        let text = render_measured(&after_run, &test_machine());
+        assert!(text.contains("No criterion results were found."), "{text}");
+
+        // No results directory at all (a fresh checkout): the same.
+        let empty = dir.join("empty");
+        let fresh = gather(Sources { criterion: &empty, bench_files: &empty, ..sources }).unwrap();
+        assert!(fresh.measured.is_empty() && fresh.memory.is_none());
+
+        // A typo in ratios.toml is an error naming the file and the key.
+        put(&dir.join("benches/ratios.toml"), "[[ratio]]\nname = \"x\"\nour = \"a\"\n");
+        let error = gather(sources).unwrap_err();
+        assert!(error.contains("ratios.toml") && error.contains("`our`"), "{error}");
+        fs::remove_dir_all(&dir).unwrap();
     }
 }
