@@ -72,6 +72,9 @@ enum Capacity {
 struct Counters {
     evictions: AtomicU64,
     expirations: AtomicU64,
+    /// Keys + values of the entries held (added on insert, taken off by the removal
+    /// listener, whatever the cause), so `size_bytes` never walks the cache.
+    bytes: AtomicU64,
 }
 
 /// The memory tier: an in-process [`moka::future::Cache`] holding opaque byte values, each
@@ -186,11 +189,15 @@ impl Store for MokaStore {
         let expires_at = ttl.and_then(|ttl| Instant::now().checked_add(ttl));
         // moka's entry API runs the insertion once per key even under concurrent callers,
         // and treats an expired entry as absent.
+        let weight = (key.len() + value.len()) as u64;
         let entry = self
             .cache
             .entry_by_ref(key)
             .or_insert_with(async move { Entry { value, expires_at } })
             .await;
+        if entry.is_fresh() {
+            self.counters.bytes.fetch_add(weight, Relaxed);
+        }
         Ok(entry.is_fresh())
     }
 
@@ -202,6 +209,7 @@ impl Store for MokaStore {
         self.check_weight(key, &value)?;
         // A TTL too long to represent is as good as none.
         let expires_at = ttl.and_then(|ttl| Instant::now().checked_add(ttl));
+        self.counters.bytes.fetch_add((key.len() + value.len()) as u64, Relaxed);
         self.cache.insert(key.to_owned(), Entry { value, expires_at }).await;
         Ok(())
     }
@@ -245,9 +253,8 @@ impl Store for MokaStore {
                 self.cache.run_pending_tasks().await;
                 self.cache.weighted_size()
             }
-            Capacity::Entries(_) => {
-                self.cache.iter().map(|(k, e)| k.len() as u64 + e.value.len() as u64).sum()
-            }
+            // Kept on every insert and removal: O(1), never a walk of the cache.
+            Capacity::Entries(_) => self.counters.bytes.load(Relaxed),
         })
     }
 
@@ -407,14 +414,20 @@ impl MokaStoreBuilder {
         let counters = Arc::new(Counters::default());
         let listener_counters = Arc::clone(&counters);
         let mut builder = Cache::builder().expire_after(EntryExpiry).eviction_listener(
-            move |_key, _entry, cause| match cause {
-                RemovalCause::Size => {
-                    listener_counters.evictions.fetch_add(1, Relaxed);
+            move |key: Arc<String>, entry: Entry, cause| {
+                let weight = (key.len() + entry.value.len()) as u64;
+                let _ = listener_counters
+                    .bytes
+                    .fetch_update(Relaxed, Relaxed, |b| Some(b.saturating_sub(weight)));
+                match cause {
+                    RemovalCause::Size => {
+                        listener_counters.evictions.fetch_add(1, Relaxed);
+                    }
+                    RemovalCause::Expired => {
+                        listener_counters.expirations.fetch_add(1, Relaxed);
+                    }
+                    RemovalCause::Explicit | RemovalCause::Replaced => {}
                 }
-                RemovalCause::Expired => {
-                    listener_counters.expirations.fetch_add(1, Relaxed);
-                }
-                RemovalCause::Explicit | RemovalCause::Replaced => {}
             },
         );
         builder = match capacity {

@@ -178,3 +178,26 @@ fn config_round_trips_through_toml() {
     let store = MokaStore::from_config(&config).unwrap();
     assert_eq!(store.name(), "l1");
 }
+
+#[tokio::test]
+async fn size_in_bytes_is_kept_on_every_insert_and_removal_without_a_walk() {
+    use aurelis_cache_core::{Bytes, Store};
+    let store = aurelis_cache_moka::MokaStore::builder().max_entries(100).build().unwrap();
+    store.set("k1", Bytes::from(vec![0u8; 10]), None).await.unwrap();
+    store.set("k2", Bytes::from(vec![0u8; 30]), None).await.unwrap();
+    assert_eq!(store.size_bytes().await.unwrap(), 2 + 10 + 2 + 30);
+    store.set("k1", Bytes::from(vec![0u8; 20]), None).await.unwrap(); // replaced
+    store.delete("k2").await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while store.size_bytes().await.unwrap() != 2 + 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "size never settled: {}",
+            store.size_bytes().await.unwrap()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(store.set_if_absent("k3", Bytes::from(vec![0u8; 5]), None).await.unwrap());
+    assert!(!store.set_if_absent("k3", Bytes::from(vec![0u8; 50]), None).await.unwrap());
+    assert_eq!(store.size_bytes().await.unwrap(), 2 + 20 + 2 + 5);
+}
