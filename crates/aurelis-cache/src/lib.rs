@@ -11,6 +11,7 @@ mod global;
 mod invalidation;
 mod layer;
 mod options;
+mod report;
 mod sync;
 mod tiers;
 
