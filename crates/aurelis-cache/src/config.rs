@@ -16,10 +16,60 @@
 //! path = "/var/cache/myapp"
 //! ```
 //!
-//! Environment overrides: `AURELIS_CACHE__<SECTION>__<FIELD>=value` (double underscores
-//! between path parts, case-insensitive), e.g. `AURELIS_CACHE__DISK__PATH=/tmp/cache` or
-//! `AURELIS_CACHE__MEMORY__TTL_SECS=60`. Values are read as TOML scalars when they parse as
-//! one (numbers, booleans) and as strings otherwise.
+//! A tier section holds the tier's settings (`enabled`, `ttl_secs`, `priority`, `timeout_ms`)
+//! and its store's ([`MokaConfig`](crate::MokaConfig), `SledConfig`, `RedisConfig`) in one
+//! table. A key that none of them takes, at the top or in any section, is an error naming it.
+//!
+//! # Environment overrides
+//!
+//! [`CacheConfig::load`] applies `AURELIS_CACHE__<SECTION>__<FIELD>=value` on top of the file
+//! (two underscores between parts; names in any case), e.g. `AURELIS_CACHE__DISK__PATH=/tmp/c`,
+//! `AURELIS_CACHE__MEMORY__TTL_SECS=60`, `AURELIS_CACHE__NAMESPACE=myapp`. A value is read as
+//! the type of the field it sets:
+//!
+//! - a text field (namespace, path, URL, password...) takes the value as it is:
+//!   `AURELIS_CACHE__REDIS__PASSWORD=12345` is the password `"12345"`;
+//! - an integer or boolean field parses it (`true`/`false` in any case, spaces around ignored);
+//! - a list (`cluster_urls`) takes a TOML array or comma-separated values;
+//! - an optional field that is unset (`max_entries`, `timeout_ms`, `password`...) takes the
+//!   value as a TOML number or boolean when the field accepts one, as text otherwise.
+//!
+//! A value the field cannot take, a name that is not a field, or the name of a whole section is
+//! an [`ErrorKind::Config`](crate::ErrorKind::Config) error naming the variable, the field and
+//! the type it expects. Text fields take any value, so a password never shows in an error.
+//! Variables without the prefix are ignored. An override cannot unset an optional field.
+//!
+//! ```
+//! use aurelis_cache::{CacheConfig, ErrorKind};
+//!
+//! let config = CacheConfig::from_toml_str("[memory]\nttl_secs = 60")?.with_overrides([
+//!     ("AURELIS_CACHE__NAMESPACE", "2024"),          // a text field stays text
+//!     ("AURELIS_CACHE__MEMORY__MAX_ENTRIES", "500"), // an unset optional number
+//!     ("AURELIS_CACHE__Strict", "TRUE"),             // names and booleans in any case
+//! ])?;
+//! assert_eq!(config.namespace, "2024");
+//! assert_eq!(config.memory.ttl_secs, 60);
+//! assert_eq!(config.memory.store.max_entries, Some(500));
+//! assert!(config.strict);
+//!
+//! let wrong_type = CacheConfig::default()
+//!     .with_overrides([("AURELIS_CACHE__MEMORY__TTL_SECS", "soon")])
+//!     .unwrap_err();
+//! assert_eq!(wrong_type.kind(), ErrorKind::Config);
+//! assert_eq!(
+//!     wrong_type.message(),
+//!     "AURELIS_CACHE__MEMORY__TTL_SECS: memory.ttl_secs expects an integer"
+//! );
+//! let typo = CacheConfig::default()
+//!     .with_overrides([("AURELIS_CACHE__MEMORY__TTL_SEC", "60")])
+//!     .unwrap_err();
+//! assert!(typo.message().starts_with("AURELIS_CACHE__MEMORY__TTL_SEC: unknown field"));
+//!
+//! // The same typo in a file:
+//! let typo = CacheConfig::from_toml_str("[memory]\nttl_sec = 60").unwrap_err();
+//! assert!(typo.message().contains("unknown field `ttl_sec` in [memory]"));
+//! # Ok::<(), aurelis_cache::Error>(())
+//! ```
 
 use std::path::Path;
 use std::sync::Arc;
@@ -117,6 +167,10 @@ pub struct MemoryLayerConfig {
     /// The moka store.
     #[serde(flatten)]
     pub store: aurelis_cache_moka::MokaConfig,
+    /// Keys neither the layer nor the store takes: an error (`flatten` defeats
+    /// `deny_unknown_fields`). Declared last, so it sees only what the fields above left.
+    #[serde(flatten, skip_serializing, deserialize_with = "unknown_keys::memory")]
+    unknown_keys: (),
 }
 
 #[cfg(feature = "moka")]
@@ -128,6 +182,7 @@ impl Default for MemoryLayerConfig {
             priority: 3,
             timeout_ms: None,
             store: aurelis_cache_moka::MokaConfig::default(),
+            unknown_keys: (),
         }
     }
 }
@@ -150,6 +205,9 @@ pub struct RedisLayerConfig {
     /// The Redis store.
     #[serde(flatten)]
     pub store: aurelis_cache_redis::RedisConfig,
+    /// Keys neither the layer nor the store takes: an error (see [`MemoryLayerConfig`]).
+    #[serde(flatten, skip_serializing, deserialize_with = "unknown_keys::redis")]
+    unknown_keys: (),
 }
 
 #[cfg(feature = "redis")]
@@ -161,6 +219,7 @@ impl Default for RedisLayerConfig {
             priority: 2,
             backplane: true,
             store: aurelis_cache_redis::RedisConfig::default(),
+            unknown_keys: (),
         }
     }
 }
@@ -186,6 +245,9 @@ pub struct DiskLayerConfig {
     /// The sled store (`path` defaults to [`DEFAULT_DISK_PATH`]).
     #[serde(flatten)]
     pub store: aurelis_cache_sled::SledConfig,
+    /// Keys neither the layer nor the store takes: an error (see [`MemoryLayerConfig`]).
+    #[serde(flatten, skip_serializing, deserialize_with = "unknown_keys::disk")]
+    unknown_keys: (),
 }
 
 #[cfg(feature = "sled")]
@@ -197,6 +259,7 @@ impl Default for DiskLayerConfig {
             priority: 1,
             timeout_ms: None,
             store: aurelis_cache_sled::SledConfig::default(),
+            unknown_keys: (),
         }
     }
 }
@@ -228,66 +291,104 @@ impl CacheConfig {
     }
 
     /// The file at `path` (or the defaults when `None`), then the process environment's
-    /// `AURELIS_CACHE__*` overrides.
+    /// `AURELIS_CACHE__*` overrides (see the [module docs](self)).
+    ///
+    /// # Errors
+    ///
+    /// As [`CacheConfig::load_with_env`]; also when an `AURELIS_CACHE__*` variable's value is
+    /// not valid UTF-8.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let mut vars = Vec::new();
+        for (name, value) in std::env::vars_os() {
+            // A name that is not UTF-8 cannot carry the prefix.
+            let Some(name) = name.to_str() else { continue };
+            if override_path(name).is_none() {
+                continue;
+            }
+            let value = value
+                .into_string()
+                .map_err(|_| Error::config(format!("{name}: the value is not valid UTF-8")))?;
+            vars.push((name.to_owned(), value));
+        }
+        Self::load_with_env(path, vars)
+    }
+
+    /// The file at `path` (or the defaults when `None`), then the overrides among `vars`
+    /// (as [`CacheConfig::with_overrides`]). [`CacheConfig::load`] passes the process
+    /// environment; pass your own variables to load without reading it (in tests, say).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let file = dir.path().join("cache.toml");
+    /// std::fs::write(&file, "namespace = \"myapp\"\n[memory]\nttl_secs = 60\n").unwrap();
+    /// let config = aurelis_cache::CacheConfig::load_with_env(
+    ///     Some(&file),
+    ///     [("AURELIS_CACHE__MEMORY__TTL_SECS", "30")],
+    /// )?;
+    /// assert_eq!(config.namespace, "myapp");
+    /// assert_eq!(config.memory.ttl_secs, 30);
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
     /// As [`CacheConfig::from_toml_file`] and [`CacheConfig::with_overrides`].
-    pub fn load(path: Option<&Path>) -> Result<Self> {
+    pub fn load_with_env<I, K, V>(path: Option<&Path>, vars: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
         let config = match path {
             Some(p) => Self::from_toml_file(p)?,
             None => Self::default(),
         };
-        config.with_overrides(std::env::vars())
+        config.with_overrides(vars)
     }
 
-    /// Applies `AURELIS_CACHE__SECTION__FIELD=value` overrides from `vars` (other names are
-    /// ignored).
+    /// Applies the `AURELIS_CACHE__SECTION__FIELD=value` overrides among `vars`, each read as
+    /// the type of the field it sets (see the [module docs](self)); other names are ignored.
     ///
     /// # Examples
     ///
     /// ```
     /// let config = aurelis_cache::CacheConfig::default().with_overrides([
     ///     ("AURELIS_CACHE__MEMORY__TTL_SECS".to_string(), "60".to_string()),
-    ///     ("AURELIS_CACHE__NAMESPACE".to_string(), "myapp".to_string()),
+    ///     ("AURELIS_CACHE__NAMESPACE".to_string(), "1234".to_string()),
     ///     ("HOME".to_string(), "/root".to_string()),
     /// ])?;
     /// assert_eq!(config.memory.ttl_secs, 60);
-    /// assert_eq!(config.namespace, "myapp");
+    /// assert_eq!(config.namespace, "1234");
     /// # Ok::<(), aurelis_cache::Error>(())
     /// ```
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Config`](crate::ErrorKind::Config) naming the variable when it does not
-    /// fit the config (unknown field, wrong type).
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) naming the variable and the field when
+    /// the name is not a field of the config, or the value is not of the field's type (the
+    /// message names the type it expects).
     pub fn with_overrides<I, K, V>(self, vars: I) -> Result<Self>
     where
         I: IntoIterator<Item = (K, V)>,
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let mut doc = toml::Table::try_from(&self)
-            .map_err(|e| Error::config(format!("cannot represent the config as TOML: {e}")))?;
-        let mut applied = Vec::new();
+        let mut doc: Option<toml::Table> = None;
+        let mut config = self;
         for (name, value) in vars {
-            let Some(path) = name.as_ref().strip_prefix(ENV_PREFIX) else { continue };
-            let parts: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
-            if parts.iter().any(String::is_empty) {
-                return Err(Error::config(format!(
-                    "malformed override variable {}",
-                    name.as_ref()
-                )));
+            let name = name.as_ref();
+            let Some(path) = override_path(name) else { continue };
+            if doc.is_none() {
+                doc = Some(toml::Table::try_from(&config).map_err(|e| {
+                    Error::config(format!("cannot represent the config as TOML: {e}"))
+                })?);
             }
-            set_path(&mut doc, &parts, parse_scalar(value.as_ref()));
-            applied.push(name.as_ref().to_owned());
+            let table = doc.as_mut().expect("set above");
+            config = apply_override(table, name, path, value.as_ref())?;
         }
-        if applied.is_empty() {
-            return Ok(self);
-        }
-        toml::Value::Table(doc).try_into().map_err(|e| {
-            Error::config(format!("invalid cache config after overrides {applied:?}: {e}"))
-        })
+        Ok(config)
     }
 
     /// Builds the cache this config describes (layers by priority).
@@ -409,6 +510,121 @@ fn layer(
     Ok(layer)
 }
 
+/// What follows the prefix of an override variable's name (the prefix in any case).
+fn override_path(name: &str) -> Option<&str> {
+    let head = name.get(..ENV_PREFIX.len())?;
+    head.eq_ignore_ascii_case(ENV_PREFIX).then(|| &name[ENV_PREFIX.len()..])
+}
+
+/// Sets the field `path` names in `doc` (the config as a table) to `raw` read as the field's
+/// type, and returns the config it makes.
+fn apply_override(doc: &mut toml::Table, var: &str, path: &str, raw: &str) -> Result<CacheConfig> {
+    let parts: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+    if parts.iter().any(String::is_empty) {
+        return Err(Error::config(format!(
+            "{var}: malformed name, expected {ENV_PREFIX}<SECTION>__<FIELD> with two \
+             underscores between parts"
+        )));
+    }
+    let dotted = parts.join(".");
+    let unknown = || Error::config(format!("{var}: unknown field `{dotted}` in the cache config"));
+    let (field, sections) = parts.split_last().expect("split yields at least one part");
+    let section = section_mut(doc, sections).ok_or_else(unknown)?;
+    match section.get(field) {
+        Some(toml::Value::Table(_)) => Err(Error::config(format!(
+            "{var}: `{dotted}` is a section, not a field; set one of its fields with \
+             {var}__<FIELD>"
+        ))),
+        Some(current) => {
+            let expected = type_name(current);
+            let value = typed(current, raw)
+                .ok_or_else(|| Error::config(format!("{var}: {dotted} expects {expected}")))?;
+            section.insert(field.clone(), value);
+            parse_table(doc).map_err(|e| Error::config(format!("{var}: {dotted}: {e}")))
+        }
+        None => {
+            // An optional field that is unset (absent from the table), or no field at all: try
+            // the value as a TOML scalar, then as text.
+            let mut candidates = vec![parse_scalar(raw)];
+            if !candidates[0].is_str() {
+                candidates.push(toml::Value::String(raw.to_owned()));
+            }
+            let mut first_error = None;
+            for candidate in candidates {
+                section_mut(doc, sections).ok_or_else(unknown)?.insert(field.clone(), candidate);
+                match parse_table(doc) {
+                    Ok(config) => return Ok(config),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            section_mut(doc, sections).ok_or_else(unknown)?.remove(field);
+            let e = first_error.expect("at least one candidate was tried");
+            if e.contains("unknown field") {
+                Err(unknown())
+            } else {
+                Err(Error::config(format!("{var}: {dotted}: {e}")))
+            }
+        }
+    }
+}
+
+/// The table at `sections` under `doc`, if each part names a table.
+fn section_mut<'a>(doc: &'a mut toml::Table, sections: &[String]) -> Option<&'a mut toml::Table> {
+    let mut table = doc;
+    for section in sections {
+        table = table.get_mut(section)?.as_table_mut()?;
+    }
+    Some(table)
+}
+
+/// The config `doc` describes, or the deserializer's message (without the field's path).
+fn parse_table(doc: &toml::Table) -> std::result::Result<CacheConfig, String> {
+    toml::Value::Table(doc.clone()).try_into().map_err(|e: toml::de::Error| e.message().to_owned())
+}
+
+/// `raw` as a value of the type of `current`, if it reads as one.
+fn typed(current: &toml::Value, raw: &str) -> Option<toml::Value> {
+    use toml::Value;
+    let trimmed = raw.trim();
+    match current {
+        Value::String(_) => Some(Value::String(raw.to_owned())),
+        Value::Integer(_) => trimmed.parse().ok().map(Value::Integer),
+        Value::Float(_) => trimmed.parse().ok().map(Value::Float),
+        Value::Boolean(_) if trimmed.eq_ignore_ascii_case("true") => Some(Value::Boolean(true)),
+        Value::Boolean(_) if trimmed.eq_ignore_ascii_case("false") => Some(Value::Boolean(false)),
+        Value::Boolean(_) => None,
+        Value::Datetime(_) => trimmed.parse().ok().map(Value::Datetime),
+        Value::Array(_) if trimmed.starts_with('[') => {
+            Some(parse_scalar(trimmed)).filter(Value::is_array)
+        }
+        Value::Array(_) => Some(Value::Array(
+            trimmed
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| Value::String(item.to_owned()))
+                .collect(),
+        )),
+        Value::Table(_) => None,
+    }
+}
+
+/// How an error names the type of `value`.
+fn type_name(value: &toml::Value) -> &'static str {
+    match value {
+        toml::Value::String(_) => "text",
+        toml::Value::Integer(_) => "an integer",
+        toml::Value::Float(_) => "a number",
+        toml::Value::Boolean(_) => "a boolean (true or false)",
+        toml::Value::Datetime(_) => "a TOML date-time",
+        toml::Value::Array(_) => "a list (a TOML array, or comma-separated values)",
+        toml::Value::Table(_) => "a section",
+    }
+}
+
+/// `raw` as a TOML scalar (or array) when it reads as one, else as text.
 fn parse_scalar(raw: &str) -> toml::Value {
     match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
         Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_owned())),
@@ -416,22 +632,41 @@ fn parse_scalar(raw: &str) -> toml::Value {
     }
 }
 
-fn set_path(doc: &mut toml::Table, parts: &[String], value: toml::Value) {
-    match parts {
-        [] => {}
-        [last] => {
-            doc.insert(last.clone(), value);
+/// `deserialize_with` of the tier sections' last, flattened field: what the fields before it
+/// left over are unknown keys.
+mod unknown_keys {
+    use std::collections::BTreeMap;
+
+    use serde::de::{Error as _, IgnoredAny};
+    use serde::{Deserialize, Deserializer};
+
+    #[cfg(feature = "moka")]
+    pub(super) fn memory<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+        deny(d, "memory", "MemoryLayerConfig and MokaConfig")
+    }
+
+    #[cfg(feature = "redis")]
+    pub(super) fn redis<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+        deny(d, "redis", "RedisLayerConfig and RedisConfig")
+    }
+
+    #[cfg(feature = "sled")]
+    pub(super) fn disk<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+        deny(d, "disk", "DiskLayerConfig and SledConfig")
+    }
+
+    #[cfg_attr(not(any(feature = "moka", feature = "redis", feature = "sled")), allow(dead_code))]
+    fn deny<'de, D: Deserializer<'de>>(d: D, section: &str, types: &str) -> Result<(), D::Error> {
+        let rest = BTreeMap::<String, IgnoredAny>::deserialize(d)?;
+        if rest.is_empty() {
+            return Ok(());
         }
-        [first, rest @ ..] => {
-            let entry =
-                doc.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            if !entry.is_table() {
-                *entry = toml::Value::Table(toml::Table::new());
-            }
-            if let toml::Value::Table(t) = entry {
-                set_path(t, rest, value);
-            }
-        }
+        let keys: Vec<String> = rest.keys().map(|k| format!("`{k}`")).collect();
+        let plural = if keys.len() > 1 { "s" } else { "" };
+        Err(D::Error::custom(format!(
+            "unknown field{plural} {} in [{section}] (its fields are those of {types})",
+            keys.join(", ")
+        )))
     }
 }
 
