@@ -9,11 +9,16 @@ pub mod config;
 mod entry;
 mod global;
 mod invalidation;
+mod invalidator;
 mod layer;
+#[cfg(feature = "metrics")]
+mod metrics;
+mod monitor;
 mod options;
 mod report;
 mod sync;
 mod tiers;
+mod warm;
 
 pub use aurelis_cache_core as core;
 pub use aurelis_cache_core::{
@@ -24,8 +29,16 @@ pub use builder::CacheBuilder;
 pub use cache::Cache;
 pub use config::CacheConfig;
 pub use global::{get_cache_manager, init, install, shutdown};
+pub use invalidator::{CacheInvalidator, EventContext, InvalidationRules, ResolvedTarget};
 pub use layer::{BreakerConfig, Layer};
+#[cfg(feature = "metrics")]
+pub use metrics::{spawn_metrics_exporter, MetricsExporter, METRIC_NAMES};
+pub use monitor::{
+    BackendMetrics, BreakerState, CacheMetrics, CacheMonitor, Efficiency, OverallMetrics,
+    PerformanceReport, PerformanceSummary, WriteQueueReport, WriteQueueStats,
+};
 pub use options::{SetOptions, DEFAULT_MAX_VALUE_BYTES};
+pub use warm::{CacheWarmer, WarmFailure, WarmProgress, WarmSummary};
 
 #[cfg(feature = "moka")]
 pub use aurelis_cache_moka::{MokaConfig, MokaStore};
