@@ -16,6 +16,7 @@ mod metrics;
 mod monitor;
 mod options;
 mod report;
+pub mod strategy;
 mod sync;
 mod tiers;
 mod warm;
