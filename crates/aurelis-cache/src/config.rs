@@ -170,7 +170,7 @@ pub struct MemoryLayerConfig {
     /// Keys neither the layer nor the store takes: an error (`flatten` defeats
     /// `deny_unknown_fields`). Declared last, so it sees only what the fields above left.
     #[serde(flatten, skip_serializing, deserialize_with = "unknown_keys::memory")]
-    unknown_keys: (),
+    unknown_keys: unknown_keys::Checked,
 }
 
 #[cfg(feature = "moka")]
@@ -182,7 +182,7 @@ impl Default for MemoryLayerConfig {
             priority: 3,
             timeout_ms: None,
             store: aurelis_cache_moka::MokaConfig::default(),
-            unknown_keys: (),
+            unknown_keys: unknown_keys::Checked,
         }
     }
 }
@@ -207,7 +207,7 @@ pub struct RedisLayerConfig {
     pub store: aurelis_cache_redis::RedisConfig,
     /// Keys neither the layer nor the store takes: an error (see [`MemoryLayerConfig`]).
     #[serde(flatten, skip_serializing, deserialize_with = "unknown_keys::redis")]
-    unknown_keys: (),
+    unknown_keys: unknown_keys::Checked,
 }
 
 #[cfg(feature = "redis")]
@@ -219,7 +219,7 @@ impl Default for RedisLayerConfig {
             priority: 2,
             backplane: true,
             store: aurelis_cache_redis::RedisConfig::default(),
-            unknown_keys: (),
+            unknown_keys: unknown_keys::Checked,
         }
     }
 }
@@ -247,7 +247,7 @@ pub struct DiskLayerConfig {
     pub store: aurelis_cache_sled::SledConfig,
     /// Keys neither the layer nor the store takes: an error (see [`MemoryLayerConfig`]).
     #[serde(flatten, skip_serializing, deserialize_with = "unknown_keys::disk")]
-    unknown_keys: (),
+    unknown_keys: unknown_keys::Checked,
 }
 
 #[cfg(feature = "sled")]
@@ -259,7 +259,7 @@ impl Default for DiskLayerConfig {
             priority: 1,
             timeout_ms: None,
             store: aurelis_cache_sled::SledConfig::default(),
-            unknown_keys: (),
+            unknown_keys: unknown_keys::Checked,
         }
     }
 }
@@ -634,32 +634,40 @@ fn parse_scalar(raw: &str) -> toml::Value {
 
 /// `deserialize_with` of the tier sections' last, flattened field: what the fields before it
 /// left over are unknown keys.
+#[cfg_attr(not(any(feature = "moka", feature = "redis", feature = "sled")), allow(dead_code))]
 mod unknown_keys {
     use std::collections::BTreeMap;
 
     use serde::de::{Error as _, IgnoredAny};
     use serde::{Deserialize, Deserializer};
 
+    /// The value of a section's `unknown_keys` field once deserialized: there were none.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub(super) struct Checked;
+
     #[cfg(feature = "moka")]
-    pub(super) fn memory<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+    pub(super) fn memory<'de, D: Deserializer<'de>>(d: D) -> Result<Checked, D::Error> {
         deny(d, "memory", "MemoryLayerConfig and MokaConfig")
     }
 
     #[cfg(feature = "redis")]
-    pub(super) fn redis<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+    pub(super) fn redis<'de, D: Deserializer<'de>>(d: D) -> Result<Checked, D::Error> {
         deny(d, "redis", "RedisLayerConfig and RedisConfig")
     }
 
     #[cfg(feature = "sled")]
-    pub(super) fn disk<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+    pub(super) fn disk<'de, D: Deserializer<'de>>(d: D) -> Result<Checked, D::Error> {
         deny(d, "disk", "DiskLayerConfig and SledConfig")
     }
 
-    #[cfg_attr(not(any(feature = "moka", feature = "redis", feature = "sled")), allow(dead_code))]
-    fn deny<'de, D: Deserializer<'de>>(d: D, section: &str, types: &str) -> Result<(), D::Error> {
+    fn deny<'de, D: Deserializer<'de>>(
+        d: D,
+        section: &str,
+        types: &str,
+    ) -> Result<Checked, D::Error> {
         let rest = BTreeMap::<String, IgnoredAny>::deserialize(d)?;
         if rest.is_empty() {
-            return Ok(());
+            return Ok(Checked);
         }
         let keys: Vec<String> = rest.keys().map(|k| format!("`{k}`")).collect();
         let plural = if keys.len() > 1 { "s" } else { "" };
