@@ -460,4 +460,44 @@ mod redis_section {
         let redis = report.tiers.iter().find(|t| t.name == "redis").unwrap();
         assert!(redis.errors >= 10, "{redis:?}");
     }
+
+    /// A Redis tier on a real server that requires the password `12345`.
+    fn real_redis(server: &aurelis_redis_harness::RedisServer, probe_ms: u64) -> CacheConfig {
+        CacheConfig::from_toml_str(&format!(
+            "[breaker]\nfailure_threshold = 1\nprobe_interval_ms = {probe_ms}\n\
+             [redis]\nenabled = true\nbackplane = false\nurl = {:?}\n[disk]\nenabled = false\n",
+            server.url_without_password()
+        ))
+        .unwrap()
+        .with_overrides([("AURELIS_CACHE__REDIS__PASSWORD", "12345")])
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_numeric_password_and_the_probe_interval_work_on_a_real_server() {
+        let mut server =
+            aurelis_redis_harness::RedisServer::builder().requirepass("12345").start().unwrap();
+        let fast = real_redis(&server, 50).build().await.unwrap();
+        let slow = real_redis(&server, 600_000).build().await.unwrap();
+        // The password from the environment authenticates: the write reaches Redis.
+        fast.set("c", "k", None, &7u8).await.unwrap();
+        assert_eq!(server.command(&["DBSIZE"]).unwrap().as_int(), Some(1));
+        assert_eq!(fast.stats_report().await.tiers[1].errors, 0);
+
+        // Threshold 1: one failed read opens the breaker of either cache.
+        server.stop();
+        for cache in [&fast, &slow] {
+            assert_eq!(cache.get::<u8>("c", "absent", None).await.unwrap(), None);
+            assert!(cache.is_layer_down("redis"));
+        }
+        server.restart().unwrap();
+        // Probing every 50 ms finds the server back; every 10 minutes does not, yet.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while fast.is_layer_down("redis") {
+            assert!(std::time::Instant::now() < deadline, "the breaker never closed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(slow.is_layer_down("redis"));
+    }
 }
