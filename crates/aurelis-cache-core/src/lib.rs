@@ -10,6 +10,7 @@ pub mod error;
 pub mod key;
 pub mod stats;
 pub mod store;
+pub mod value;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
@@ -25,3 +26,4 @@ pub use stats::{
     CacheStats, LatencySummary, Op, OverallReport, StatsReport, TierReport, TierStats,
 };
 pub use store::{glob_match, Capabilities, ScanPage, Store, StoreCounters};
+pub use value::{EntryMeta, ValueEntry, ValueStore};

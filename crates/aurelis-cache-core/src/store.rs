@@ -385,6 +385,12 @@ pub trait Store: Debug + Send + Sync + 'static {
     fn counters(&self) -> StoreCounters {
         StoreCounters::default()
     }
+
+    /// The store's decoded-value side, if it keeps decoded values (in-process tiers); the
+    /// cache then serves hits of the same type without decoding.
+    fn as_value_store(&self) -> Option<&dyn crate::value::ValueStore> {
+        None
+    }
 }
 
 /// Whether `key` matches the Redis-style glob `pattern` (see [`Store`]).

@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aurelis_cache_core::{
-    glob_match, Capabilities, Error, ErrorKind, Result, Store, StoreCounters,
+    glob_match, Capabilities, Error, ErrorKind, Result, Store, StoreCounters, ValueEntry,
+    ValueStore,
 };
 use bytes::Bytes;
-use moka::future::Cache;
 use moka::notification::RemovalCause;
+use moka::ops::compute::Op;
+use moka::sync::Cache;
 use moka::Expiry;
 
 use crate::config::MokaConfig;
@@ -22,16 +24,45 @@ pub(crate) const DEFAULT_NAME: &str = "memory";
 /// The capacity used when neither `max_entries` nor `max_bytes` is set.
 const DEFAULT_MAX_ENTRIES: u64 = 1000;
 
+/// What an entry holds: the bytes it was given, or a decoded value (see [`ValueStore`]).
+#[derive(Clone)]
+enum Slot {
+    Bytes(Bytes),
+    Value(ValueEntry),
+}
+
 /// One cached value and the instant it stops being served (`None`: never).
 #[derive(Clone)]
 struct Entry {
-    value: Bytes,
+    slot: Slot,
     expires_at: Option<Instant>,
 }
 
 impl Entry {
     fn is_live(&self, now: Instant) -> bool {
         self.expires_at.is_none_or(|at| now < at)
+    }
+
+    /// The value's size in bytes (a decoded value weighs what it was encoded as).
+    fn len(&self) -> usize {
+        match &self.slot {
+            Slot::Bytes(b) => b.len(),
+            Slot::Value(v) => v.weight as usize,
+        }
+    }
+
+    /// The bytes of the entry (a decoded value is encoded again; `None` if that fails).
+    fn bytes(&self) -> Option<Bytes> {
+        match &self.slot {
+            Slot::Bytes(b) => Some(b.clone()),
+            Slot::Value(v) => match v.to_envelope_bytes() {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a decoded memory entry could not be encoded again");
+                    None
+                }
+            },
+        }
     }
 }
 
@@ -77,7 +108,8 @@ struct Counters {
     bytes: AtomicU64,
 }
 
-/// The memory tier: an in-process [`moka::future::Cache`] holding opaque byte values, each
+/// The memory tier: an in-process [`moka::sync::Cache`] holding opaque byte values (or, through
+/// [`ValueStore`], the decoded values the cache puts there), each
 /// with its own time to live, bounded by a number of entries or by bytes.
 ///
 /// Entries are evicted by moka's TinyLFU policy when the store is full (a new entry may be
@@ -152,8 +184,12 @@ impl MokaStore {
     }
 
     fn check_weight(&self, key: &str, value: &Bytes) -> Result<()> {
+        self.check_len(key, value.len())
+    }
+
+    fn check_len(&self, key: &str, value_len: usize) -> Result<()> {
         if let Capacity::Bytes(max) = self.capacity {
-            let weight = key.len() as u64 + value.len() as u64;
+            let weight = key.len() as u64 + value_len as u64;
             if weight > max || weight > u64::from(u32::MAX) {
                 return Err(Error::new(
                     ErrorKind::ValueTooLarge,
@@ -161,7 +197,7 @@ impl MokaStore {
                         "entry of {weight} bytes (key {} + value {}) does not fit in a memory \
                          tier of max_bytes = {max}",
                         key.len(),
-                        value.len()
+                        value_len
                     ),
                 )
                 .with_tier(self.name.clone()));
@@ -186,36 +222,22 @@ impl Store for MokaStore {
 
     async fn set_if_absent(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
         self.check_weight(key, &value)?;
-        let expires_at = ttl.and_then(|ttl| Instant::now().checked_add(ttl));
-        // moka's entry API runs the insertion once per key even under concurrent callers,
-        // and treats an expired entry as absent.
-        let weight = (key.len() + value.len()) as u64;
-        let entry = self
-            .cache
-            .entry_by_ref(key)
-            .or_insert_with(async move { Entry { value, expires_at } })
-            .await;
-        if entry.is_fresh() {
-            self.counters.bytes.fetch_add(weight, Relaxed);
-        }
-        Ok(entry.is_fresh())
+        Ok(self
+            .insert_if_absent(key, Entry { slot: Slot::Bytes(value), expires_at: deadline(ttl) }))
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        Ok(self.cache.get(key).await.map(|entry| entry.value))
+        Ok(self.cache.get(key).and_then(|entry| entry.bytes()))
     }
 
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
         self.check_weight(key, &value)?;
-        // A TTL too long to represent is as good as none.
-        let expires_at = ttl.and_then(|ttl| Instant::now().checked_add(ttl));
-        self.counters.bytes.fetch_add((key.len() + value.len()) as u64, Relaxed);
-        self.cache.insert(key.to_owned(), Entry { value, expires_at }).await;
+        self.insert(key, Entry { slot: Slot::Bytes(value), expires_at: deadline(ttl) });
         Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
-        Ok(self.cache.remove(key).await.is_some_and(|entry| entry.is_live(Instant::now())))
+        Ok(self.cache.remove(key).is_some_and(|entry| entry.is_live(Instant::now())))
     }
 
     async fn set_many(&self, entries: &[(&str, Bytes)], ttl: Option<Duration>) -> Result<()> {
@@ -238,19 +260,19 @@ impl Store for MokaStore {
 
     async fn clear(&self) -> Result<()> {
         self.cache.invalidate_all();
-        self.cache.run_pending_tasks().await;
+        self.cache.run_pending_tasks();
         Ok(())
     }
 
     async fn len(&self) -> Result<u64> {
-        self.cache.run_pending_tasks().await;
+        self.cache.run_pending_tasks();
         Ok(self.cache.entry_count())
     }
 
     async fn size_bytes(&self) -> Result<u64> {
         Ok(match self.capacity {
             Capacity::Bytes(_) => {
-                self.cache.run_pending_tasks().await;
+                self.cache.run_pending_tasks();
                 self.cache.weighted_size()
             }
             // Kept on every insert and removal: O(1), never a walk of the cache.
@@ -264,6 +286,79 @@ impl Store for MokaStore {
             self.counters.expirations.load(Relaxed),
         )
     }
+
+    fn as_value_store(&self) -> Option<&dyn ValueStore> {
+        Some(self)
+    }
+}
+
+/// The instant a write with `ttl` expires (a TTL too long to represent is as good as none).
+fn deadline(ttl: Option<Duration>) -> Option<Instant> {
+    ttl.and_then(|ttl| Instant::now().checked_add(ttl))
+}
+
+impl MokaStore {
+    fn insert(&self, key: &str, entry: Entry) {
+        self.counters.bytes.fetch_add((key.len() + entry.len()) as u64, Relaxed);
+        self.cache.insert(key.to_owned(), entry);
+    }
+
+    /// moka's entry API runs one insertion per key even under concurrent callers, and treats
+    /// an expired entry as absent.
+    fn insert_if_absent(&self, key: &str, entry: Entry) -> bool {
+        let weight = (key.len() + entry.len()) as u64;
+        let inserted = self.cache.entry_by_ref(key).or_insert_with(|| entry).is_fresh();
+        if inserted {
+            self.counters.bytes.fetch_add(weight, Relaxed);
+        }
+        inserted
+    }
+}
+
+impl ValueStore for MokaStore {
+    fn get_value(&self, key: &str) -> Option<ValueEntry> {
+        match self.cache.get(key)?.slot {
+            Slot::Value(v) => Some(v),
+            Slot::Bytes(_) => None,
+        }
+    }
+
+    fn set_value(&self, key: &str, entry: ValueEntry, ttl: Option<Duration>) -> Result<()> {
+        self.check_len(key, entry.weight as usize)?;
+        self.insert(key, Entry { slot: Slot::Value(entry), expires_at: deadline(ttl) });
+        Ok(())
+    }
+
+    fn set_value_if_absent(
+        &self,
+        key: &str,
+        entry: ValueEntry,
+        ttl: Option<Duration>,
+    ) -> Result<bool> {
+        self.check_len(key, entry.weight as usize)?;
+        Ok(self
+            .insert_if_absent(key, Entry { slot: Slot::Value(entry), expires_at: deadline(ttl) }))
+    }
+
+    fn upgrade(&self, key: &str, bytes: &Bytes, entry: ValueEntry) -> bool {
+        let weight = entry.weight as usize;
+        let result = self.cache.entry_by_ref(key).and_compute_with(|current| match current {
+            Some(current) => match &current.value().slot {
+                Slot::Bytes(b) if b.as_ptr() == bytes.as_ptr() && b.len() == bytes.len() => {
+                    let expires_at = current.value().expires_at;
+                    Op::Put(Entry { slot: Slot::Value(entry), expires_at })
+                }
+                _ => Op::Nop,
+            },
+            None => Op::Nop,
+        });
+        let replaced = matches!(result, moka::ops::compute::CompResult::ReplacedWith(_));
+        if replaced {
+            // The listener takes the old bytes off; count the value in.
+            self.counters.bytes.fetch_add((key.len() + weight) as u64, Relaxed);
+        }
+        replaced
+    }
 }
 
 impl MokaStore {
@@ -273,7 +368,7 @@ impl MokaStore {
             self.cache.iter().filter(|(k, _)| matches(k)).map(|(k, _)| k).collect();
         let mut removed = 0;
         for key in keys {
-            if let Some(entry) = self.cache.remove(key.as_str()).await {
+            if let Some(entry) = self.cache.remove(key.as_str()) {
                 if entry.is_live(Instant::now()) {
                     removed += 1;
                 }
@@ -415,7 +510,7 @@ impl MokaStoreBuilder {
         let listener_counters = Arc::clone(&counters);
         let mut builder = Cache::builder().expire_after(EntryExpiry).eviction_listener(
             move |key: Arc<String>, entry: Entry, cause| {
-                let weight = (key.len() + entry.value.len()) as u64;
+                let weight = (key.len() + entry.len()) as u64;
                 let _ = listener_counters
                     .bytes
                     .fetch_update(Relaxed, Relaxed, |b| Some(b.saturating_sub(weight)));
@@ -434,7 +529,7 @@ impl MokaStoreBuilder {
             Capacity::Entries(entries) => builder.max_capacity(entries),
             Capacity::Bytes(bytes) => {
                 builder.max_capacity(bytes).weigher(|key: &String, entry: &Entry| {
-                    u32::try_from(key.len() + entry.value.len()).unwrap_or(u32::MAX)
+                    u32::try_from(key.len() + entry.len()).unwrap_or(u32::MAX)
                 })
             }
         };

@@ -201,3 +201,33 @@ async fn size_in_bytes_is_kept_on_every_insert_and_removal_without_a_walk() {
     assert!(!store.set_if_absent("k3", Bytes::from(vec![0u8; 50]), None).await.unwrap());
     assert_eq!(store.size_bytes().await.unwrap(), 2 + 20 + 2 + 5);
 }
+
+#[tokio::test]
+async fn decoded_values_are_kept_and_still_readable_as_bytes() {
+    use aurelis_cache_core::{Bytes, Codec, EntryMeta, Envelope, Store, ValueEntry};
+    let store = aurelis_cache_moka::MokaStore::builder().max_entries(100).build().unwrap();
+    let values = store.as_value_store().expect("the memory tier keeps decoded values");
+    let env = Envelope::new(Codec::MessagePack, Codec::MessagePack.encode("hello").unwrap().into());
+    let raw = env.encode().unwrap();
+    store.set("k", raw.clone(), None).await.unwrap();
+    // Stored as bytes: no decoded value yet.
+    assert!(values.get_value("k").is_none());
+    let entry = ValueEntry::new("hello".to_string(), EntryMeta::of(&env), raw.len() as u32);
+    // An upgrade against other bytes (a newer write) changes nothing.
+    assert!(!values.upgrade("k", &Bytes::from(raw.to_vec()), entry.clone()));
+    assert!(values.upgrade("k", &raw, entry.clone()));
+    let got = values.get_value("k").expect("decoded now");
+    assert_eq!(got.get::<String>().map(String::as_str), Some("hello"));
+    // A byte reader still gets an envelope of the same value.
+    let bytes = store.get("k").await.unwrap().expect("bytes");
+    assert_eq!(Envelope::decode(bytes).unwrap().value::<String>().unwrap(), "hello");
+    // Conditional write of a decoded value.
+    assert!(!values.set_value_if_absent("k", entry.clone(), None).unwrap());
+    assert!(values.set_value_if_absent("k2", entry.clone(), None).unwrap());
+    assert!(store.delete("k2").await.unwrap());
+    assert!(values.get_value("k2").is_none());
+    // A byte-bounded store refuses a decoded value too large for it.
+    let small = aurelis_cache_moka::MokaStore::builder().max_bytes(16).build().unwrap();
+    let err = small.as_value_store().unwrap().set_value("k", entry, None).unwrap_err();
+    assert_eq!(err.kind(), aurelis_cache_core::ErrorKind::ValueTooLarge);
+}

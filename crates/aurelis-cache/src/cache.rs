@@ -256,12 +256,15 @@ impl Cache {
     /// errors (they are skipped and counted) unless the cache is strict. An entry that does not
     /// decode into `T` is a miss for this read (counted as a type mismatch) and is kept: the
     /// lookup goes on to the next tier, and readers of the entry's own type still find it.
-    pub async fn get<T: DeserializeOwned>(
+    pub async fn get<T>(
         &self,
         category: &str,
         identifier: &str,
         params: Option<&Params>,
-    ) -> Result<Option<T>> {
+    ) -> Result<Option<T>>
+    where
+        T: DeserializeOwned + Serialize + Clone + Send + Sync + 'static,
+    {
         let key = self.inner.keys.build_key(category, identifier, params)?;
         self.get_key(&key).await
     }
@@ -286,7 +289,60 @@ impl Cache {
     /// # Errors
     ///
     /// As [`Cache::get`].
-    pub async fn get_key<T: DeserializeOwned>(&self, key: &Key) -> Result<Option<T>> {
+    pub async fn get_key<T>(&self, key: &Key) -> Result<Option<T>>
+    where
+        T: DeserializeOwned + Serialize + Clone + Send + Sync + 'static,
+    {
+        Ok(self.get_shared_key::<T>(key).await?.map(|v| T::clone(&v)))
+    }
+
+    /// Like [`Cache::get`], but hands out the shared value instead of a copy: a hit in a
+    /// memory tier that keeps decoded values is a lookup and a reference count, no clone of
+    /// the value (and `T` need not be `Clone`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// # let cache = aurelis_cache::Cache::builder()
+    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .build()?;
+    /// cache.set("doc", "d", None, &"a long answer".to_string()).await?;
+    /// let first = cache.get_shared::<String>("doc", "d", None).await?.unwrap();
+    /// let second = cache.get_shared::<String>("doc", "d", None).await?.unwrap();
+    /// assert_eq!(*first, "a long answer");
+    /// // Decoded once, then shared: both reads hold the same allocation.
+    /// assert!(std::sync::Arc::ptr_eq(&first, &second));
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Cache::get`].
+    pub async fn get_shared<T>(
+        &self,
+        category: &str,
+        identifier: &str,
+        params: Option<&Params>,
+    ) -> Result<Option<Arc<T>>>
+    where
+        T: DeserializeOwned + Serialize + Send + Sync + 'static,
+    {
+        let key = self.inner.keys.build_key(category, identifier, params)?;
+        self.get_shared_key(&key).await
+    }
+
+    /// Like [`Cache::get_shared`], for a key built beforehand.
+    ///
+    /// # Errors
+    ///
+    /// As [`Cache::get`].
+    pub async fn get_shared_key<T>(&self, key: &Key) -> Result<Option<Arc<T>>>
+    where
+        T: DeserializeOwned + Serialize + Send + Sync + 'static,
+    {
         self.ready().await?;
         match self.inner.read::<T>(key.as_str()).await? {
             Lookup::Fresh(v) => {
@@ -320,12 +376,15 @@ impl Cache {
     /// # Errors
     ///
     /// As [`Cache::get`].
-    pub async fn get_many<T: DeserializeOwned>(
+    pub async fn get_many<T>(
         &self,
         category: &str,
         identifiers: &[&str],
         params: Option<&Params>,
-    ) -> Result<Vec<Option<T>>> {
+    ) -> Result<Vec<Option<T>>>
+    where
+        T: DeserializeOwned + Serialize + Clone + Send + Sync + 'static,
+    {
         let keys = identifiers
             .iter()
             .map(|id| self.inner.keys.build_key(category, id, params))
@@ -353,7 +412,10 @@ impl Cache {
     /// # Errors
     ///
     /// As [`Cache::get`].
-    pub async fn get_many_keys<T: DeserializeOwned>(&self, keys: &[Key]) -> Result<Vec<Option<T>>> {
+    pub async fn get_many_keys<T>(&self, keys: &[Key]) -> Result<Vec<Option<T>>>
+    where
+        T: DeserializeOwned + Serialize + Clone + Send + Sync + 'static,
+    {
         self.ready().await?;
         let lookups = keys.iter().map(|key| self.inner.read::<T>(key.as_str()));
         let mut out = Vec::with_capacity(keys.len());
@@ -361,7 +423,7 @@ impl Cache {
             match found? {
                 Lookup::Fresh(v) => {
                     self.inner.stats.record_hit();
-                    out.push(Some(v));
+                    out.push(Some(T::clone(&v)));
                 }
                 Lookup::Miss(_) => {
                     self.inner.stats.record_miss();
@@ -466,7 +528,7 @@ impl Cache {
         let stale = match inner.read::<T>(key.as_str()).await? {
             Lookup::Fresh(v) => {
                 inner.stats.record_hit();
-                return Ok(v);
+                return Ok(T::clone(&v));
             }
             Lookup::Miss(stale) => stale,
         };
@@ -484,7 +546,7 @@ impl Cache {
                 Some(v) => {
                     tracing::warn!(key = %key, error = %err, "loader failed: serving a stale entry");
                     inner.stats.record_stale_served();
-                    Ok(v)
+                    Ok(T::clone(&v))
                 }
                 None => Err(err),
             },
@@ -504,7 +566,7 @@ impl Cache {
         let inner = &self.inner;
         // A load that finished just before this caller took the lead has stored the value.
         if let Lookup::Fresh(v) = inner.read::<T>(key.as_str()).await? {
-            return Ok(v);
+            return Ok(T::clone(&v));
         }
         let snap = inner.epochs.snapshot(key.as_str());
         inner.stats.record_loader_call();
@@ -521,7 +583,7 @@ impl Cache {
             inner.stats.record_served_uncached();
             return Ok(value);
         }
-        if let Err(e) = self.store_value(key, &value, &options).await {
+        if let Err(e) = self.store_owned(key, &value, &options).await {
             inner.stats.record_served_uncached();
             if inner.strict {
                 return Err(e);
@@ -529,6 +591,27 @@ impl Cache {
             tracing::warn!(key = %key, error = %e, "loaded value served but not cached");
         }
         Ok(value)
+    }
+
+    /// Stores an owned value: encoded for the byte tiers, decoded as it is for the tiers that
+    /// keep decoded values (so the first hit there needs no decode either).
+    async fn store_owned<T>(&self, key: &Key, value: &T, options: &SetOptions) -> Result<()>
+    where
+        T: Serialize + Clone + Send + Sync + 'static,
+    {
+        let now = now_ms();
+        let env = entry::build_envelope(self.inner.codec, self.inner.max_value_bytes, value, options, now)?;
+        let raw = env.encode()?;
+        let decoded = aurelis_cache_core::ValueEntry::new(
+            value.clone(),
+            aurelis_cache_core::EntryMeta::of(&env),
+            u32::try_from(raw.len()).unwrap_or(u32::MAX),
+        );
+        let lifetime = entry::store_lifetime(&env, now);
+        let written = self.inner.write_all(&[(key.as_str(), raw)], lifetime, Some(&decoded)).await;
+        self.inner.stats.record_write();
+        self.inner.publish(Invalidation::Key(key.as_str().to_owned()), now);
+        written
     }
 
     async fn store_value<T: Serialize + ?Sized>(
@@ -556,7 +639,7 @@ impl Cache {
         now: u64,
     ) -> Result<()> {
         let lifetime = entry::store_lifetime(env, now);
-        let written = self.inner.write_all(entries, lifetime).await;
+        let written = self.inner.write_all(entries, lifetime, None).await;
         for (key, _) in entries {
             self.inner.stats.record_write();
             self.inner.publish(Invalidation::Key((*key).to_owned()), now);

@@ -53,10 +53,19 @@ pub(crate) enum Freshness {
 
 /// Classifies `env` at `now_ms`.
 pub(crate) fn freshness(env: &Envelope, now_ms: u64) -> Freshness {
-    match env.expires_at_ms {
+    freshness_of(env.expires_at_ms, env.stale_until_ms, now_ms)
+}
+
+/// Classifies an entry expiring at `expires_at_ms`, stale until `stale_until_ms`, at `now_ms`.
+pub(crate) fn freshness_of(
+    expires_at_ms: Option<u64>,
+    stale_until_ms: Option<u64>,
+    now_ms: u64,
+) -> Freshness {
+    match expires_at_ms {
         None => Freshness::Fresh,
         Some(at) if now_ms < at => Freshness::Fresh,
-        Some(_) if env.stale_until_ms.is_some_and(|until| now_ms < until) => Freshness::Stale,
+        Some(_) if stale_until_ms.is_some_and(|until| now_ms < until) => Freshness::Stale,
         Some(_) => Freshness::Dead,
     }
 }

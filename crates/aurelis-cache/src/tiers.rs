@@ -10,8 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aurelis_cache_core::envelope::now_ms;
-use aurelis_cache_core::{Bytes, Envelope, Error, ErrorKind, Invalidation, Op, Result};
+use aurelis_cache_core::{
+    Bytes, Envelope, EntryMeta, Error, ErrorKind, Invalidation, Op, Result, ValueEntry,
+};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::cache::Inner;
 use crate::entry::{self, Freshness};
@@ -26,30 +29,98 @@ pub(crate) enum Lookup<T> {
     Miss(Option<T>),
 }
 
-/// What a tier's bytes turned out to be.
-enum Checked {
-    Fresh(Envelope),
-    Stale(Envelope),
+/// What a tier's entry turned out to be.
+enum Checked<E = Envelope> {
+    Fresh(E),
+    Stale(E),
     Dropped,
 }
 
+/// Reads are timed once in this many per thread (the rest skip the clock).
+pub(crate) const SAMPLE_EVERY: u32 = 16;
+
+/// Whether this read is timed: every [`SAMPLE_EVERY`]th read of the thread.
+fn sample() -> bool {
+    thread_local! {
+        static READS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+    READS.with(|n| {
+        let v = n.get().wrapping_add(1);
+        n.set(v);
+        v % SAMPLE_EVERY == 0
+    })
+}
+
+/// An envelope carrying `meta` (no payload), for the lifetime arithmetic of a write-back.
+fn envelope_of(meta: &EntryMeta) -> Envelope {
+    let mut env = Envelope::new(meta.codec, Bytes::new());
+    env.created_at_ms = meta.created_at_ms;
+    env.expires_at_ms = meta.expires_at_ms;
+    env.stale_until_ms = meta.stale_until_ms;
+    env
+}
+
 impl Inner {
-    /// Reads `key` through the tiers; the first fresh entry that decodes into `T` wins and is
-    /// copied (guarded) into the tiers above it. An entry that does not decode into `T` is a
-    /// local miss: the read goes on and the entry is kept for readers of its own type.
-    pub(crate) async fn read<T: DeserializeOwned>(&self, key: &str) -> Result<Lookup<T>> {
-        let snap = self.epochs.snapshot(key);
-        let started = Instant::now();
+    /// Reads `key` through the tiers; the first fresh entry of type `T` wins and is copied
+    /// (guarded) into the tiers above it. An entry that does not decode into `T` is a local
+    /// miss: the read goes on and the entry is kept for readers of its own type.
+    ///
+    /// An in-process tier that keeps decoded values ([`ValueStore`]) answers a hit of the same
+    /// type with the shared value: no envelope parse, no decode, no async call. An entry it
+    /// holds as bytes is decoded once and then kept decoded. Latencies are timed on one read in
+    /// [`SAMPLE_EVERY`] per thread.
+    pub(crate) async fn read<T>(&self, key: &str) -> Result<Lookup<Arc<T>>>
+    where
+        T: DeserializeOwned + Serialize + Send + Sync + 'static,
+    {
+        let timed = sample();
+        let started = timed.then(Instant::now);
         let mut clock = started;
+        let mut snap = None;
         let mut stale = None;
         for (depth, tier) in self.tiers.iter().enumerate() {
             if !tier.readable(key) {
                 continue;
             }
+            if depth > 0 && snap.is_none() {
+                // Before the first read that could be copied up (see `write_back`).
+                snap = Some(self.epochs.snapshot(key));
+            }
+            let values = tier.store().as_value_store();
+            if let Some(values) = values {
+                if let Some(entry) = values.get_value(key) {
+                    match self.check_value::<T>(tier, key, &entry) {
+                        Checked::Fresh(value) => {
+                            tier.stats.record_hit();
+                            if let Some(started) = started {
+                                let now = Instant::now();
+                                tier.stats.record_latency(Op::Get, now.duration_since(started));
+                                self.stats.record_get_latency(now.duration_since(started));
+                            }
+                            if depth > 0 {
+                                if let Ok(raw) = entry.to_envelope_bytes() {
+                                    let env = envelope_of(&entry.meta);
+                                    let snap = snap.unwrap_or_else(|| self.epochs.snapshot(key));
+                                    self.write_back(depth, key, &raw, &env, Some(&entry), snap).await;
+                                }
+                            }
+                            return Ok(Lookup::Fresh(value));
+                        }
+                        Checked::Stale(value) => {
+                            tier.stats.record_miss();
+                            stale.get_or_insert(value);
+                        }
+                        Checked::Dropped => tier.stats.record_miss(),
+                    }
+                    continue;
+                }
+            }
             let result = tier.call(tier.store().get(key)).await;
-            let now = Instant::now();
-            tier.stats.record_latency(Op::Get, now.duration_since(clock));
-            clock = now;
+            if let Some(c) = clock {
+                let now = Instant::now();
+                tier.stats.record_latency(Op::Get, now.duration_since(c));
+                clock = Some(now);
+            }
             let raw = match result {
                 Ok(Some(raw)) => raw,
                 Ok(None) => {
@@ -68,8 +139,23 @@ impl Inner {
                 Checked::Fresh(env) => match self.decode::<T>(tier, key, &env) {
                     Some(value) => {
                         tier.stats.record_hit();
-                        self.write_back(depth, key, &raw, &env, snap).await;
-                        self.stats.record_get_latency(clock.duration_since(started));
+                        let value = Arc::new(value);
+                        let decoded = ValueEntry::from_arc(
+                            value.clone(),
+                            EntryMeta::of(&env),
+                            u32::try_from(raw.len()).unwrap_or(u32::MAX),
+                        );
+                        if let Some(values) = values {
+                            // Decoded once: kept decoded (only if it still holds these bytes).
+                            values.upgrade(key, &raw, decoded.clone());
+                        }
+                        if depth > 0 {
+                            let snap = snap.unwrap_or_else(|| self.epochs.snapshot(key));
+                            self.write_back(depth, key, &raw, &env, Some(&decoded), snap).await;
+                        }
+                        if let (Some(started), Some(c)) = (started, clock) {
+                            self.stats.record_get_latency(c.duration_since(started));
+                        }
                         return Ok(Lookup::Fresh(value));
                     }
                     None => tier.stats.record_miss(),
@@ -77,14 +163,53 @@ impl Inner {
                 Checked::Stale(env) => {
                     tier.stats.record_miss();
                     if stale.is_none() {
-                        stale = self.decode::<T>(tier, key, &env);
+                        stale = self.decode::<T>(tier, key, &env).map(Arc::new);
                     }
                 }
                 Checked::Dropped => tier.stats.record_miss(),
             }
         }
-        self.stats.record_get_latency(clock.duration_since(started));
+        if let (Some(started), Some(c)) = (started, clock) {
+            self.stats.record_get_latency(c.duration_since(started));
+        }
         Ok(Lookup::Miss(stale))
+    }
+
+    /// Checks a decoded entry as [`Inner::check`] checks bytes: marks, freshness, type.
+    fn check_value<T: Send + Sync + 'static>(
+        &self,
+        tier: &Arc<LayerState>,
+        key: &str,
+        entry: &ValueEntry,
+    ) -> Checked<Arc<T>> {
+        let meta = &entry.meta;
+        if self.marks.covers(self.keys.prefix(), key, meta.created_at_ms, &meta.tags, false) {
+            self.remove_in_background(tier, key);
+            return Checked::Dropped;
+        }
+        let freshness = match meta.expires_at_ms {
+            None => Freshness::Fresh,
+            Some(_) => entry::freshness_of(meta.expires_at_ms, meta.stale_until_ms, now_ms()),
+        };
+        let value = match entry.get_arc::<T>() {
+            Some(v) => v,
+            None => {
+                self.stats.record_type_mismatch();
+                return Checked::Dropped;
+            }
+        };
+        match freshness {
+            Freshness::Fresh => Checked::Fresh(value),
+            Freshness::Stale => {
+                tier.stats.record_expired();
+                Checked::Stale(value)
+            }
+            Freshness::Dead => {
+                tier.stats.record_expired();
+                self.remove_in_background(tier, key);
+                Checked::Dropped
+            }
+        }
     }
 
     /// Verifies what a tier returned: envelope, marks, freshness. Unreadable and dead entries
@@ -173,6 +298,7 @@ impl Inner {
         key: &str,
         raw: &Bytes,
         env: &Envelope,
+        value: Option<&ValueEntry>,
         snap: EpochSnapshot,
     ) {
         if depth == 0 {
@@ -189,7 +315,10 @@ impl Inner {
             }
             let ttl = tier.cap_ttl(lifetime);
             let started = Instant::now();
-            let result = if tier.conditional_write {
+            let values = tier.store().as_value_store();
+            let result = if let (Some(values), Some(value)) = (values, value) {
+                values.set_value_if_absent(key, value.clone(), ttl)
+            } else if tier.conditional_write {
                 tier.call(tier.store().set_if_absent(key, raw.clone(), ttl)).await
             } else {
                 tier.call(tier.store().set(key, raw.clone(), ttl)).await.map(|()| true)
@@ -226,6 +355,7 @@ impl Inner {
         &self,
         entries: &[(&str, Bytes)],
         lifetime: Option<Duration>,
+        decoded: Option<&ValueEntry>,
     ) -> Result<()> {
         let op = if entries.len() == 1 { Op::Set } else { Op::SetMany };
         let bump = || {
@@ -236,7 +366,7 @@ impl Inner {
         bump();
         let mut results = Vec::with_capacity(self.tiers.len());
         for tier in self.tiers.iter().rev() {
-            results.push(self.write_tier(tier, entries, lifetime, op).await);
+            results.push(self.write_tier(tier, entries, lifetime, op, decoded).await);
             bump();
         }
         self.settle(results, "nothing was written")
@@ -248,6 +378,7 @@ impl Inner {
         entries: &[(&str, Bytes)],
         lifetime: Option<Duration>,
         op: Op,
+        decoded: Option<&ValueEntry>,
     ) -> Result<()> {
         if !tier.available() {
             for (key, _) in entries {
@@ -259,7 +390,10 @@ impl Inner {
         }
         let ttl = tier.cap_ttl(lifetime);
         let started = Instant::now();
-        let result = if let [(key, raw)] = entries {
+        let values = tier.store().as_value_store();
+        let result = if let (Some(values), Some(decoded), [(key, _)]) = (values, decoded, entries) {
+            values.set_value(key, decoded.clone(), ttl)
+        } else if let [(key, raw)] = entries {
             tier.call(tier.store().set(key, raw.clone(), ttl)).await
         } else {
             tier.call(tier.store().set_many(entries, ttl)).await

@@ -183,3 +183,26 @@ async fn a_tier_refusing_one_value_does_not_serve_its_older_copy() {
     assert_eq!(tier(&err_kinds, "memory").errors, 1);
     let _ = ErrorKind::ValueTooLarge;
 }
+
+#[tokio::test]
+async fn a_memory_hit_of_another_type_is_a_local_miss_and_the_next_tier_answers() {
+    let t = tiers();
+    let memory: Arc<dyn Store> = Arc::new(MokaStore::builder().build().unwrap());
+    let cache = Cache::builder()
+        .layer(Layer::new("memory", memory.clone()).priority(2))
+        .layer(Layer::new("disk", t.disk.clone()).priority(1))
+        .build()
+        .unwrap();
+    cache.set("doc", "d", None, &7u64).await.unwrap();
+    // Read as u64 (decoded and kept decoded in memory), then as String: a local miss in
+    // memory and on disk, never a panic or a wrong value.
+    assert_eq!(cache.get::<u64>("doc", "d", None).await.unwrap(), Some(7));
+    assert!(memory
+        .as_value_store()
+        .unwrap()
+        .get_value(cache.keys().build_key("doc", "d", None).unwrap().as_str())
+        .is_some());
+    assert_eq!(cache.get::<String>("doc", "d", None).await.unwrap(), None);
+    assert_eq!(cache.stats().snapshot().type_mismatches, 2);
+    assert_eq!(cache.get::<u64>("doc", "d", None).await.unwrap(), Some(7));
+}
