@@ -66,7 +66,7 @@ impl MemStore {
         *x ^= *x << 13;
         *x ^= *x >> 7;
         *x ^= *x << 17;
-        *x % 2 == 0
+        x.is_multiple_of(2)
     }
 
     fn value(&self, category: &str, id: &str) -> Option<u64> {
@@ -276,7 +276,7 @@ async fn flaky_run(seed: u64, writers: u64, keys_per_writer: u64, writes_per_wri
                     rng ^= rng >> 7;
                     rng ^= rng << 17;
                     let id = format!("{w}-{}", rng % keys_per_writer);
-                    if rng % 10 == 0 {
+                    if rng.is_multiple_of(10) {
                         wb.delete("k", &id).await.expect("delete");
                         last.insert(id.clone(), None);
                     } else {
@@ -285,7 +285,7 @@ async fn flaky_run(seed: u64, writers: u64, keys_per_writer: u64, writes_per_wri
                     }
                     // Read your writes, whatever the queue is doing.
                     assert_eq!(wb.get("k", &id).await.expect("get"), last[&id], "seed {seed}");
-                    if rng % 3 == 0 {
+                    if rng.is_multiple_of(3) {
                         tokio::task::yield_now().await;
                     }
                 }
@@ -541,4 +541,28 @@ async fn dropping_the_last_handle_drains_in_the_background() {
     assert_eq!(store.len(), 0, "nothing written before the drop");
     drop(wb);
     wait_until("the background drain", || store.len() == 100).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_monitor_reports_queue_depth_and_dead_letters() {
+    let gate = Arc::new(Semaphore::new(0));
+    let store = MemStore { write_gate: Some(gate.clone()), poison: Some(13), ..Default::default() };
+    let cache = cache();
+    let wb = WriteBehind::builder(cache.clone(), store)
+        .batch_size(2)
+        .max_attempts(1)
+        .build()
+        .await
+        .unwrap();
+    let monitor = aurelis_cache::CacheMonitor::new(cache).with_write_queue("orders", wb.clone());
+    for n in [1u64, 2, 13, 4, 5] {
+        wb.set("o", &n.to_string(), n).await.unwrap();
+    }
+    wait_until("the worker at the gate", || wb.store().entered.load(Ordering::SeqCst) == 1).await;
+    let queue = monitor.performance_report().await.write_queues["orders"];
+    assert_eq!((queue.queue_depth, queue.dead_letters), (5, 0));
+    gate.add_permits(100);
+    within("flush", wb.flush()).await;
+    let queue = monitor.performance_report().await.write_queues["orders"];
+    assert_eq!((queue.queue_depth, queue.dead_letters), (0, 1));
 }

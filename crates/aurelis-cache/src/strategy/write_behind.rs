@@ -1214,3 +1214,13 @@ impl<S: DataStore> WriteBehind<S> {
         self.shared().state.lock().snapshot()
     }
 }
+
+/// A [`CacheMonitor`](crate::CacheMonitor) reports the queue depth (queued, being written and
+/// retrying records) and the dead letters. The monitor holds a clone of the handle, so the
+/// drain on drop waits for the monitor too; call [`WriteBehind::shutdown`] at exit.
+impl<S: DataStore> crate::WriteQueueStats for WriteBehind<S> {
+    fn write_queue_stats(&self) -> crate::WriteQueueReport {
+        let s = self.stats();
+        crate::WriteQueueReport::new((s.queued + s.in_flight + s.retrying) as u64, s.dead_letters)
+    }
+}
