@@ -568,6 +568,61 @@ mod tests {
         assert!(env.encode().is_err());
     }
 
+    /// Bytes laid out by hand as builds before compression wrote them (format 1, JSON codec,
+    /// compression 0): they still decode, and their value with them.
+    #[test]
+    fn uncompressed_format_1_entries_still_decode() {
+        let mut raw = vec![0xA7, 0xCA, 1, 1];
+        raw.extend_from_slice(&1_700_000_000_000u64.to_le_bytes());
+        raw.extend_from_slice(&0u64.to_le_bytes());
+        raw.extend_from_slice(&0u64.to_le_bytes());
+        raw.extend_from_slice(&1u16.to_le_bytes());
+        raw.extend_from_slice(&3u16.to_le_bytes());
+        raw.extend_from_slice(b"t:1");
+        raw.extend_from_slice(&7u32.to_le_bytes());
+        raw.extend_from_slice(b"\"hello\"");
+        let sum = xxh3_64(&raw);
+        raw.extend_from_slice(&sum.to_le_bytes());
+        let env = Envelope::decode(raw.into()).unwrap();
+        assert_eq!((env.codec, env.compression), (Codec::Json, Compression::None));
+        assert_eq!(env.tags, ["t:1"]);
+        assert_eq!(env.value::<String>().unwrap(), "hello");
+        assert_eq!(env.value_bounded::<String>(0).unwrap(), "hello");
+    }
+
+    #[test]
+    fn every_compression_round_trips_through_the_envelope() {
+        let text = "an answer that repeats itself, ".repeat(64);
+        let plain = Codec::Json.encode(&text).unwrap();
+        let zstd = zstd::bulk::compress(&plain, 3).unwrap();
+        let lz4 = lz4_flex::compress_prepend_size(&plain);
+        compression::register_dictionary(0x00E7_0001, b"an answer that repeats".to_vec()).unwrap();
+        let mut dict = 0x00E7_0001u32.to_le_bytes().to_vec();
+        dict.extend(
+            zstd::bulk::Compressor::with_dictionary(3, b"an answer that repeats")
+                .unwrap()
+                .compress(&plain)
+                .unwrap(),
+        );
+        for (c, payload) in [
+            (Compression::None, plain.clone()),
+            (Compression::Zstd, zstd),
+            (Compression::Lz4, lz4),
+            (Compression::ZstdDictionary, dict),
+        ] {
+            let mut env = Envelope::new(Codec::Json, payload.into());
+            env.compression = c;
+            let back = Envelope::decode(env.encode().unwrap()).unwrap();
+            assert_eq!(back.compression, c);
+            assert_eq!(back.value::<String>().unwrap(), text, "{c:?}");
+            assert_eq!(back.decompressed_payload(plain.len()).unwrap(), plain, "{c:?}");
+            if c != Compression::None {
+                let err = back.value_bounded::<String>(plain.len() - 1).unwrap_err();
+                assert_eq!(err.kind(), crate::ErrorKind::Codec, "{c:?}");
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
