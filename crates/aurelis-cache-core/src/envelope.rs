@@ -18,7 +18,7 @@
 //! is an [`ErrorKind::Codec`](crate::ErrorKind::Codec) error, which the cache treats as a miss
 //! and counts as `corrupt`. Times are wall-clock so that processes sharing a tier agree on them.
 //!
-//! A compressed payload (see [`compression`](crate::compression) for the layout of each
+//! A compressed payload (see [`compression`] for the layout of each
 //! algorithm) is decompressed by [`Envelope::value`] and [`Envelope::value_bounded`]: every
 //! build reads every compression, whatever it writes. The checksum covers the payload as
 //! stored (compressed).
@@ -44,7 +44,7 @@ const HEADER_LEN: usize = 2 + 1 + 1 + 8 + 8 + 8 + 2;
 const CHECKSUM_LEN: usize = 8;
 
 /// How a payload is compressed; stored in bits 3-5 of the envelope's flags. Core writes
-/// [`Compression::None`] and reads every variant (see [`compression`](crate::compression) for
+/// [`Compression::None`] and reads every variant (see [`compression`] for
 /// the payload layouts); the `aurelis-cache-compress` layer writes the others.
 ///
 /// # Examples
@@ -230,7 +230,7 @@ impl Envelope {
 
     /// Decompresses the payload if needed and decodes it into a `T` with the codec it was
     /// written with; decompression is bounded by
-    /// [`DEFAULT_MAX_DECOMPRESSED_BYTES`](crate::compression::DEFAULT_MAX_DECOMPRESSED_BYTES)
+    /// [`DEFAULT_MAX_DECOMPRESSED_BYTES`]
     /// (use [`Envelope::value_bounded`] to name the cache's own maximum).
     ///
     /// # Examples
@@ -295,7 +295,7 @@ impl Envelope {
     ///
     /// # Errors
     ///
-    /// As [`compression::decompress`](crate::compression::decompress).
+    /// As [`compression::decompress`].
     pub fn decompressed_payload(&self, max_bytes: usize) -> Result<Bytes> {
         compression::decompress(self.compression, &self.payload, max_bytes)
     }
