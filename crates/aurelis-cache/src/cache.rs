@@ -599,8 +599,14 @@ impl Cache {
     where
         T: Serialize + Clone + Send + Sync + 'static,
     {
-        let now = now_ms();
-        let env = entry::build_envelope(self.inner.codec, self.inner.max_value_bytes, value, options, now)?;
+        let now = self.inner.entry_time();
+        let env = entry::build_envelope(
+            self.inner.codec,
+            self.inner.max_value_bytes,
+            value,
+            options,
+            now,
+        )?;
         let raw = env.encode()?;
         let decoded = aurelis_cache_core::ValueEntry::new(
             value.clone(),
@@ -620,7 +626,7 @@ impl Cache {
         value: &T,
         options: &SetOptions,
     ) -> Result<()> {
-        let now = now_ms();
+        let now = self.inner.entry_time();
         let env = entry::build_envelope(
             self.inner.codec,
             self.inner.max_value_bytes,
@@ -773,7 +779,7 @@ impl Cache {
         options: &SetOptions,
     ) -> Result<()> {
         self.ready().await?;
-        let now = now_ms();
+        let now = self.inner.entry_time();
         let mut encoded = Vec::with_capacity(entries.len());
         let mut envelope = None;
         for (id, value) in entries {

@@ -124,6 +124,11 @@ impl Marks {
         changed
     }
 
+    /// The latest `at` of any mark (0 when there is none).
+    pub(crate) fn latest(&self) -> u64 {
+        self.latest.load(SeqCst)
+    }
+
     /// Marks every entry of unshared persistent tiers created before `at_ms` as unproven.
     pub(crate) fn add_local(&self, at_ms: u64) {
         raise(&mut self.table.write().local, at_ms);

@@ -421,16 +421,22 @@ impl Inner {
         Ok(())
     }
 
-    /// A time for a new mark: the next millisecond, waited for, so every entry written before
-    /// the mark is older than it and every entry written after the call returns is not.
+    /// A time for a new mark: the next millisecond. Every entry stamped before the mark is
+    /// older than it; every entry stamped after it is not, because entries are stamped with
+    /// [`Inner::entry_time`], which never goes below the latest mark. So no call waits for the
+    /// clock to move on.
     pub(crate) async fn fresh_mark_time(&self) -> u64 {
-        let at = now_ms() + 1;
-        // At most a millisecond: yield rather than sleep (tokio's timer has a 1 ms grain, so a
-        // sleep would often take 2 ms).
-        while now_ms() < at {
-            tokio::task::yield_now().await;
-        }
-        at
+        now_ms().max(self.marks.latest()) + 1
+    }
+
+    /// The creation time of an entry written now: the wall clock, but never earlier than the
+    /// latest mark this process knows (a write made after an invalidation returned is never
+    /// covered by it, even within the same millisecond). A mark more than a second ahead of
+    /// this clock (another machine's clock running ahead) does not pull stamps along: entries
+    /// would live longer than their TTL; they are covered by it instead (misses, never stale).
+    pub(crate) fn entry_time(&self) -> u64 {
+        let now = now_ms();
+        now.max(self.marks.latest().min(now + 1_000))
     }
 
     /// Applies a non-key invalidation here, keeps it as a shared mark and tells the others.
