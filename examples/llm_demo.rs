@@ -5,10 +5,14 @@
 //! ```text
 //! cargo xtask demo                 # or: cargo run --release -p aurelis-cache --example llm_demo
 //! cargo xtask demo -- --reset      # start from an empty disk tier
+//! cargo xtask demo -- --json       # also print the full JSON performance report
 //! ```
 //!
-//! Run it twice: the second run starts with an empty memory tier but a warm disk tier, so the
-//! repeated prompts are served from disk (and written back to memory) instead of the model.
+//! It first warms the popular prompts (`CacheWarmer`, with a progress bar), then serves the
+//! stream, and prints the monitor's per-tier table. Run it twice: the second run starts with
+//! an empty memory tier but a warm disk tier, so the warm-up finds every popular prompt
+//! already cached and the repeated prompts are served from disk (and written back to memory)
+//! instead of the model.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aurelis_cache::core::stats::Histogram;
-use aurelis_cache::{Cache, CacheConfig, Params, SetOptions};
+use aurelis_cache::{Cache, CacheConfig, CacheMonitor, CacheWarmer, Key, Params, SetOptions};
 use serde::{Deserialize, Serialize};
 
 /// What the simulated model returns.
@@ -59,6 +63,8 @@ struct Args {
     latency_ms: u64,
     data_dir: PathBuf,
     reset: bool,
+    json: bool,
+    warm: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -68,6 +74,8 @@ fn parse_args() -> Result<Args, String> {
         latency_ms: 120,
         data_dir: PathBuf::from("aurelis-demo-data"),
         reset: false,
+        json: false,
+        warm: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -87,9 +95,11 @@ fn parse_args() -> Result<Args, String> {
             }
             "--data-dir" => args.data_dir = PathBuf::from(value("--data-dir")?),
             "--reset" => args.reset = true,
+            "--json" => args.json = true,
+            "--no-warm" => args.warm = false,
             "-h" | "--help" => {
                 println!(
-                    "llm_demo [--requests N] [--concurrency N] [--latency-ms MS] [--data-dir DIR] [--reset]"
+                    "llm_demo [--requests N] [--concurrency N] [--latency-ms MS] [--data-dir DIR] [--reset] [--no-warm] [--json]"
                 );
                 std::process::exit(0);
             }
@@ -102,24 +112,39 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
+/// The popular prompts.
+const TOPICS: [&str; 12] = [
+    "What is Rust's ownership model?",
+    "Explain async/await in Rust.",
+    "How does a B-tree work?",
+    "Summarise the CAP theorem.",
+    "What is a bloom filter?",
+    "How do I reverse a linked list?",
+    "What does Redis pub/sub guarantee?",
+    "Explain consistent hashing.",
+    "What is a write-ahead log?",
+    "Compare LRU and TinyLFU eviction.",
+    "What is backpressure?",
+    "How do circuit breakers work?",
+];
+
+/// The models asked.
+const MODELS: [&str; 2] = ["gpt-4o", "gpt-4o-mini"];
+
+/// The cache key of one request.
+fn request_key(
+    cache: &Cache,
+    model: &str,
+    prompt: &str,
+    temperature: f64,
+) -> aurelis_cache::Result<Key> {
+    let params = Params::new().with("temperature", temperature).with("max_tokens", 256);
+    cache.keys().build_model_key(model, prompt, &params)
+}
+
 /// A deterministic stream of prompts: a few popular ones asked again and again (Zipf-like),
 /// and a tail of one-off prompts.
 fn prompt_stream(n: usize) -> Vec<(String, String, f64)> {
-    const TOPICS: [&str; 12] = [
-        "What is Rust's ownership model?",
-        "Explain async/await in Rust.",
-        "How does a B-tree work?",
-        "Summarise the CAP theorem.",
-        "What is a bloom filter?",
-        "How do I reverse a linked list?",
-        "What does Redis pub/sub guarantee?",
-        "Explain consistent hashing.",
-        "What is a write-ahead log?",
-        "Compare LRU and TinyLFU eviction.",
-        "What is backpressure?",
-        "How do circuit breakers work?",
-    ];
-    let models = ["gpt-4o", "gpt-4o-mini"];
     let mut state: u64 = 0x2545_F491_4F6C_DD1D;
     let mut next = move || {
         state ^= state << 13;
@@ -130,7 +155,7 @@ fn prompt_stream(n: usize) -> Vec<(String, String, f64)> {
     (0..n)
         .map(|i| {
             let r = next();
-            let model = models[(r % 5 == 0) as usize];
+            let model = MODELS[(r % 5 == 0) as usize];
             if r % 100 < 80 {
                 // Popular prompts: index skewed towards the first ones.
                 let idx = ((r >> 8) % 1000) as f64 / 1000.0;
@@ -145,6 +170,56 @@ fn prompt_stream(n: usize) -> Vec<(String, String, f64)> {
             }
         })
         .collect()
+}
+
+/// Loads every popular prompt of every model before the traffic, showing a progress bar.
+async fn warm_popular(
+    cache: &Cache,
+    model: &Arc<SlowModel>,
+    concurrency: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let bar = indicatif::ProgressBar::new((TOPICS.len() * MODELS.len()) as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("warming  {bar:40} {pos}/{len} {msg}")?
+            .progress_chars("=> "),
+    );
+    let mut loaded = 0;
+    let mut present = 0;
+    let mut failed = 0;
+    for m in MODELS {
+        let items = TOPICS
+            .iter()
+            .map(|p| {
+                let model = model.clone();
+                Ok::<_, aurelis_cache::Error>((
+                    request_key(cache, m, p, 0.0)?,
+                    move || async move { model.complete(m, p, 0.0).await },
+                ))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let progress = bar.clone();
+        let summary = CacheWarmer::new(cache.clone())
+            .concurrency(concurrency)
+            .options(SetOptions::new().tag(format!("model:{m}")))
+            .on_progress(move |p| {
+                progress.inc(1);
+                progress.set_message(format!(
+                    "{m}: {} loaded, {} already cached",
+                    p.loaded, p.already_present
+                ));
+            })
+            .warm(items)
+            .await;
+        loaded += summary.loaded;
+        present += summary.already_present;
+        failed += summary.failed.len();
+    }
+    bar.finish_and_clear();
+    println!(
+        "warm-up: {loaded} popular prompts loaded, {present} already cached, {failed} failed ({:.2?})\n",
+        bar.elapsed()
+    );
+    Ok(())
 }
 
 #[tokio::main]
@@ -192,6 +267,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     model.calls.store(0, Ordering::Relaxed);
 
+    if args.warm {
+        warm_popular(&cache, &model, args.concurrency).await?;
+        model.calls.store(0, Ordering::Relaxed);
+    }
+
     let with_cache = Arc::new(Histogram::new());
     let prompts = prompt_stream(args.requests);
     let started = Instant::now();
@@ -204,8 +284,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let model = model.clone();
                 let hist = with_cache.clone();
                 tokio::spawn(async move {
-                    let params = Params::new().with("temperature", t).with("max_tokens", 256);
-                    let key = cache.keys().build_model_key(&m, &p, &params)?;
+                    let key = request_key(&cache, &m, &p, t)?;
                     let begun = Instant::now();
                     let response: ModelResponse = cache
                         .get_or_compute_key(
@@ -225,6 +304,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let elapsed = started.elapsed();
 
+    let monitor = CacheMonitor::new(cache.clone());
     let report = cache.stats_report().await;
     let base = baseline.summary();
     let cached = with_cache.summary();
@@ -234,8 +314,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         model.calls.load(Ordering::Relaxed),
         args.requests
     );
-    println!("coalesced waiters   {:>8}", report.overall.coalesced_waiters);
-    println!("hit rate            {:>7.1}%", report.overall.hit_rate * 100.0);
     println!(
         "wall time           {:>8.2?}  (without the cache, sequentially: ~{:.1?})",
         elapsed,
@@ -252,28 +330,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         cached.p50_us, cached.p90_us, cached.p99_us
     );
     println!();
-    println!(
-        "{:<10} {:>8} {:>8} {:>8} {:>11} {:>8} {:>10}",
-        "tier", "hits", "misses", "writes", "write-backs", "entries", "bytes"
-    );
-    for t in &report.tiers {
-        println!(
-            "{:<10} {:>8} {:>8} {:>8} {:>11} {:>8} {:>10}",
-            t.name,
-            t.hits,
-            t.misses,
-            t.writes,
-            t.writebacks,
-            t.entries.map_or("?".into(), |v| v.to_string()),
-            t.bytes.map_or("?".into(), |v| v.to_string()),
-        );
-    }
+    let performance = monitor.performance_report().await;
+    print!("{performance}");
     if warm_start {
         let disk_hits = report.tiers.iter().find(|t| t.name == "disk").map_or(0, |t| t.hits);
         println!("\nthe disk tier served {disk_hits} answers left by an earlier run");
     } else {
         println!("\nrun it again: the disk tier keeps these answers across restarts");
     }
-    println!("\nstats report (JSON):\n{}", serde_json::to_string_pretty(&report)?);
+    if args.json {
+        println!("\nperformance report (JSON):\n{}", performance.to_json_pretty());
+    } else {
+        println!("(--json prints the full report)");
+    }
     Ok(())
 }
