@@ -82,6 +82,13 @@ fn memory_hit(c: &mut Criterion) {
             black_box(hit.unwrap())
         })
     });
+    group.bench_function("aurelis_get_shared", |b| {
+        b.to_async(&rt).iter(|| async {
+            let hit: Option<Arc<String>> =
+                cache.get_shared(black_box(CATEGORY), black_box(IDENTIFIER), None).await.unwrap();
+            black_box(hit.unwrap())
+        })
+    });
     group.bench_function("raw_moka", |b| {
         b.to_async(&rt).iter(|| async { black_box(moka.get(black_box(&raw_key)).await.unwrap()) })
     });

@@ -1,0 +1,121 @@
+//! Memory-hit throughput with two threads reading at once: the facade's memory tier against
+//! raw moka, 10,000 entries of 1 KiB, each thread reading keys in its own pseudo-random order.
+//!
+//! One criterion iteration is [`READS_PER_THREAD`] reads on each of two threads (each with its
+//! own current-thread runtime), started together; the time is until both finished. The ratio
+//! of the two rows is the inverse of the throughput ratio.
+
+use std::hint::black_box;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use aurelis_cache::{Cache, Layer, MokaStore};
+use aurelis_cache_benches::{criterion, value, CATEGORY, VALUE_LEN};
+use criterion::{criterion_group, criterion_main, Criterion};
+
+const ENTRIES: usize = 10_000;
+const THREADS: usize = 2;
+const READS_PER_THREAD: usize = 10_000;
+
+fn ids() -> Vec<String> {
+    (0..ENTRIES).map(|i| format!("item-{i}")).collect()
+}
+
+/// Runs `read(i)` for READS_PER_THREAD pseudo-random `i` on each of THREADS threads.
+fn run_threads<F>(read: F) -> Duration
+where
+    F: Fn(&tokio::runtime::Runtime, usize) + Send + Sync + 'static,
+{
+    let read = Arc::new(read);
+    let barrier = Arc::new(Barrier::new(THREADS + 1));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (read, barrier) = (read.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (t as u64 + 1);
+                barrier.wait();
+                for _ in 0..READS_PER_THREAD {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    read(&rt, (x % ENTRIES as u64) as usize);
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    let started = Instant::now();
+    for h in handles {
+        h.join().unwrap();
+    }
+    started.elapsed()
+}
+
+fn throughput(c: &mut Criterion) {
+    let value = value(VALUE_LEN);
+    let ids = Arc::new(ids());
+    let store = MokaStore::builder().max_entries(2 * ENTRIES as u64).build().unwrap();
+    let cache = Cache::builder()
+        .layer(Layer::new("memory", Arc::new(store)).ttl(Duration::from_secs(300)))
+        .build()
+        .unwrap();
+    let keys: Arc<Vec<_>> = Arc::new(
+        ids.iter().map(|id| cache.keys().build_key(CATEGORY, id, None).unwrap()).collect(),
+    );
+    let moka: moka::future::Cache<String, String> = moka::future::Cache::builder()
+        .max_capacity(2 * ENTRIES as u64)
+        .time_to_live(Duration::from_secs(300))
+        .build();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        for key in keys.iter() {
+            cache.set_key(key, &value, &Default::default()).await.unwrap();
+            // Read once: the memory tier keeps it decoded from then on.
+            let _: Option<String> = cache.get_key(key).await.unwrap();
+            moka.insert(key.as_str().to_owned(), value.clone()).await;
+        }
+    });
+
+    let mut group = c.benchmark_group("memory_throughput");
+    group.throughput(criterion::Throughput::Elements((THREADS * READS_PER_THREAD) as u64));
+    {
+        let (cache, keys) = (cache.clone(), keys.clone());
+        group.bench_function("aurelis_facade", move |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let (cache, keys) = (cache.clone(), keys.clone());
+                    total += run_threads(move |rt, i| {
+                        let v: Option<String> = rt.block_on(cache.get_key(&keys[i])).unwrap();
+                        black_box(v.unwrap());
+                    });
+                }
+                total
+            })
+        });
+    }
+    {
+        let (moka, keys) = (moka.clone(), keys.clone());
+        group.bench_function("raw_moka", move |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let (moka, keys) = (moka.clone(), keys.clone());
+                    total += run_threads(move |rt, i| {
+                        black_box(rt.block_on(moka.get(keys[i].as_str())).unwrap());
+                    });
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = criterion();
+    targets = throughput
+}
+criterion_main!(benches);
