@@ -170,6 +170,8 @@ async fn incompressible_payloads_and_other_bytes_are_stored_as_they_are() {
 
     let stats = store.stats();
     assert_eq!((stats.incompressible, stats.not_envelope, stats.compressed), (1, 1, 0));
+    // The memory tier's decoded-value side is forwarded.
+    assert_eq!(store.as_value_store().is_some(), inner.as_value_store().is_some());
     assert_eq!(stats.bytes_before, stats.bytes_after);
 }
 

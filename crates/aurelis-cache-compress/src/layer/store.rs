@@ -149,4 +149,11 @@ impl Store for CompressedStore {
     fn counters(&self) -> StoreCounters {
         self.inner.counters()
     }
+
+    /// The wrapped store's decoded-value side, forwarded: an in-process tier keeps decoded
+    /// values (never compressed, nothing to save there), and the layer compresses the bytes
+    /// written through [`Store`].
+    fn as_value_store(&self) -> Option<&dyn aurelis_cache_core::ValueStore> {
+        self.inner.as_value_store()
+    }
 }
