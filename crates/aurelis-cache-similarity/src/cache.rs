@@ -193,6 +193,13 @@ impl<V: Clone + Send + Sync + 'static> SimilarityCacheBuilder<V> {
         self
     }
 
+    /// Lexical ratio from which two prompts are a minimal edit of each other (default 0.70);
+    /// see [`SimilarityConfig::minimal_edit_ratio`].
+    pub fn minimal_edit_ratio(mut self, ratio: f64) -> Self {
+        self.config.minimal_edit_ratio = ratio;
+        self
+    }
+
     /// Shadow mode: measure, never serve (default `false`).
     pub fn shadow(mut self, yes: bool) -> Self {
         self.config.shadow = yes;
@@ -676,7 +683,7 @@ impl<V: Clone + Send + Sync + 'static> SimilarityCache<V> {
                 });
                 continue;
             }
-            let verdict = self.decide(&query, prompt, &stored).await;
+            let verdict = self.decide(&query, prompt, &stored, score).await;
             if verdict == Verdict::Accepted {
                 let st = self.state.read();
                 match st.slots.get(slot as usize).and_then(Option::as_ref).filter(|e| e.id == id) {
@@ -706,9 +713,16 @@ impl<V: Clone + Send + Sync + 'static> SimilarityCache<V> {
         self.finish(scope, &query, hit, candidates)
     }
 
-    async fn decide(&self, query: &Analysis, prompt: &str, stored: &str) -> Verdict {
+    async fn decide(&self, query: &Analysis, prompt: &str, stored: &str, score: Score) -> Verdict {
         if self.config.guard {
-            if let Err(veto) = self.guard.check(query, &Analysis::new(stored)) {
+            // A rewording (low lexical ratio) that the embedder found close is judged by the
+            // relaxed guard: its other words are the model's business. A minimal edit, or a
+            // candidate no embedder vouched for, gets the strict guard.
+            let vouched = score.cosine.is_some_and(|c| c >= self.config.cosine_threshold);
+            let rewording = score.lexical < self.config.minimal_edit_ratio;
+            let relaxed = Guard::relaxed();
+            let guard = if vouched && rewording { &relaxed } else { &self.guard };
+            if let Err(veto) = guard.check(query, &Analysis::new(stored)) {
                 return Verdict::Vetoed(veto);
             }
         }

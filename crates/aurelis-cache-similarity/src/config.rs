@@ -31,6 +31,12 @@ pub struct SimilarityConfig {
     /// Strict guard (default `true`): a content word in one prompt only vetoes. `false`
     /// uses [`Guard::relaxed`](crate::Guard::relaxed), for a semantic embedder plus a verifier.
     pub strict_guard: bool,
+    /// Lexical ratio in `[0, 1]` from which two prompts count as a minimal edit of each
+    /// other (default 0.70). A candidate the embedder found at `cosine_threshold` or more
+    /// and whose ratio is below this is a rewording: the relaxed guard judges it (content
+    /// words may differ; negations, numbers, dates, names, opposites and role swaps may
+    /// not). Without an embedder every candidate gets the configured guard.
+    pub minimal_edit_ratio: f64,
     /// Shadow mode: look up and record would-be hits, serve nothing (default `false`).
     pub shadow: bool,
     /// Candidates taken from the lexical index and scored per lookup (default 64).
@@ -49,6 +55,7 @@ impl Default for SimilarityConfig {
             cosine_threshold: 0.90,
             guard: true,
             strict_guard: true,
+            minimal_edit_ratio: 0.70,
             shadow: false,
             max_candidates: 64,
             max_checked: 5,
@@ -64,6 +71,12 @@ impl SimilarityConfig {
             return Err(Error::config(format!(
                 "similarity threshold {} is outside [0, 1]",
                 self.threshold
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.minimal_edit_ratio) {
+            return Err(Error::config(format!(
+                "minimal edit ratio {} is outside [0, 1]",
+                self.minimal_edit_ratio
             )));
         }
         if !(-1.0..=1.0).contains(&self.cosine_threshold) {

@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "candle")]
+mod bert;
 mod cache;
 mod config;
 mod guard;
@@ -9,6 +11,8 @@ mod scope;
 mod text;
 mod vector;
 
+#[cfg(feature = "candle")]
+pub use bert::BertEmbedder;
 pub use cache::{
     Candidate, EntryId, Hit, Lookup, Score, ShadowReport, SimilarityCache, SimilarityCacheBuilder,
     Verdict, Verifier,

@@ -552,8 +552,10 @@ fn undouble(w: &mut String) {
 const SYNONYMS: &[&[&str]] = &[
     &["get", "receive", "obtain", "got", "gotten", "getting", "receiving", "obtaining"],
     &["shop", "store"],
-    &["fast", "quick", "fastest", "quickest", "quickly", "rapid"],
-    &["big", "large", "bigger", "larger"],
+    &["fast", "quick", "quickly", "rapid"],
+    &["fastest", "quickest"],
+    &["big", "large"],
+    &["bigger", "larger"],
     &["small", "little"],
     &["start", "begin", "starting", "beginning"],
     &["end", "finish"],

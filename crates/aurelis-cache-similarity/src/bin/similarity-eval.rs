@@ -12,12 +12,13 @@
 //! whose question is identical to the query (stored by another row) counts as correct, also
 //! on a trap row. The default operating point comes last.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use aurelis_cache_similarity::{
-    Analysis, HashEmbedder, Message, Scope, SimilarityCache, SimilarityConfig,
+    Analysis, Embedder, HashEmbedder, Message, Scope, SimilarityCache, SimilarityConfig,
 };
 use serde::Deserialize;
 
@@ -74,15 +75,53 @@ enum Setup {
     Guarded,
     Relaxed,
     HashEmbedderGuarded,
+    /// The `--model` embedder: guard off (0, and lexical only at ratio 1.0), strict (1) or
+    /// relaxed (2), at a cosine threshold.
+    Model(u8, f32),
+}
+
+/// The embedder given with `--model`, wrapped so each text is embedded once per run.
+static MODEL: OnceLock<Arc<dyn Embedder>> = OnceLock::new();
+
+#[derive(Debug)]
+struct Memo {
+    inner: Arc<dyn Embedder>,
+    seen: Mutex<HashMap<String, Vec<f32>>>,
+}
+
+#[async_trait::async_trait]
+impl Embedder for Memo {
+    fn model_id(&self) -> &str {
+        self.inner.model_id()
+    }
+
+    async fn embed(&self, texts: &[&str]) -> aurelis_cache_core::Result<Vec<Vec<f32>>> {
+        let missing: Vec<&str> = {
+            let seen = self.seen.lock().expect("memo lock");
+            texts.iter().copied().filter(|t| !seen.contains_key(*t)).collect()
+        };
+        if !missing.is_empty() {
+            let vectors = self.inner.embed(&missing).await?;
+            let mut seen = self.seen.lock().expect("memo lock");
+            for (t, v) in missing.iter().zip(vectors) {
+                seen.insert(t.to_string(), v);
+            }
+        }
+        let seen = self.seen.lock().expect("memo lock");
+        Ok(texts.iter().map(|t| seen[*t].clone()).collect())
+    }
 }
 
 impl Setup {
-    fn name(self) -> &'static str {
+    fn name(self) -> String {
         match self {
-            Setup::Lexical => "lexical alone",
-            Setup::Guarded => "lexical + guard",
-            Setup::Relaxed => "lexical + relaxed guard",
-            Setup::HashEmbedderGuarded => "lexical + hash embedder (cosine 0.80) + guard",
+            Setup::Lexical => "lexical alone".into(),
+            Setup::Guarded => "lexical + guard".into(),
+            Setup::Relaxed => "lexical + relaxed guard".into(),
+            Setup::HashEmbedderGuarded => "lexical + hash embedder (cosine 0.80) + guard".into(),
+            Setup::Model(0, c) => format!("model alone at cosine {c:.2}"),
+            Setup::Model(1, c) => format!("lexical + model at cosine {c:.2} + guard"),
+            Setup::Model(_, c) => format!("lexical + model at cosine {c:.2} + relaxed guard"),
         }
     }
 
@@ -93,6 +132,16 @@ impl Setup {
             Setup::Guarded => b,
             Setup::Relaxed => b.strict_guard(false),
             Setup::HashEmbedderGuarded => b.embedder(HashEmbedder::new(512)).cosine_threshold(0.80),
+            Setup::Model(mode, cosine) => {
+                let b = b
+                    .embedder_arc(MODEL.get().expect("--model loaded").clone())
+                    .cosine_threshold(cosine);
+                match mode {
+                    0 => b.guard(false).threshold(1.0),
+                    1 => b,
+                    _ => b.strict_guard(false),
+                }
+            }
         };
         b.build().expect("valid settings")
     }
@@ -343,6 +392,40 @@ async fn run(pairs_path: &Path, conversations_path: &Path) -> Result<(), String>
         report(label, &last_messages, &should_hit, setup, default_threshold, Mode::Pair).await;
     }
 
+    // The local model, when given.
+    if MODEL.get().is_some() {
+        println!("\nCurve over cosine thresholds with the model (pair mode, pairs): correct hits / traps served");
+        println!(
+            "  {:>9} {:>24}{:>24}{:>24}",
+            "cosine", "model alone", "+ lexical + guard", "+ lexical + relaxed guard"
+        );
+        for step in 0..=10 {
+            let c = 0.50 + 0.05 * step as f32;
+            let mut cells = Vec::new();
+            for mode in [0u8, 1, 2] {
+                let by =
+                    evaluate(&pairs, Setup::Model(mode, c), default_threshold, Mode::Pair).await;
+                let (h, tr) = totals(&by, &should_hit);
+                cells.push(format!(
+                    "{:>24}",
+                    format!("{} / {}", pct(h.correct, h.n), pct(tr.wrong, tr.n))
+                ));
+            }
+            println!("  {c:>9.2} {}", cells.join(""));
+        }
+        for mode in [0u8, 1, 2] {
+            for m in [Mode::Pair, Mode::Distractor] {
+                if mode != 1 && m == Mode::Distractor {
+                    continue;
+                }
+                let setup = Setup::Model(mode, SimilarityConfig::default().cosine_threshold);
+                report("pairs", &pairs, &should_hit, setup, default_threshold, m).await;
+                report("conversations", &conversations, &should_hit, setup, default_threshold, m)
+                    .await;
+            }
+        }
+    }
+
     // The default operating point, last.
     println!(
         "\n==== Default operating point: {} at threshold {default_threshold:.2} ====",
@@ -376,11 +459,32 @@ async fn run(pairs_path: &Path, conversations_path: &Path) -> Result<(), String>
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "-h" || a == "--help") {
-        println!("usage: similarity-eval [PAIRS.jsonl [CONVERSATIONS.jsonl]]");
+        println!("usage: similarity-eval [--model DIR] [PAIRS.jsonl [CONVERSATIONS.jsonl]]");
         println!("defaults: <workspace root>/../shared/data/similarity/{{pairs,conversations}}-dev.jsonl");
+        println!(
+            "--model DIR: also measure a BERT sentence model folder (needs the `candle` feature)"
+        );
         return ExitCode::SUCCESS;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--model") {
+        let Some(dir) = args.get(i + 1).cloned() else {
+            eprintln!("similarity-eval: --model needs a folder");
+            return ExitCode::FAILURE;
+        };
+        args.drain(i..i + 2);
+        match load_model(&dir) {
+            Ok(model) => {
+                let memo: Arc<dyn Embedder> =
+                    Arc::new(Memo { inner: model, seen: Mutex::new(HashMap::new()) });
+                let _ = MODEL.set(memo);
+            }
+            Err(e) => {
+                eprintln!("similarity-eval: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     let data =
         workspace_root().map(|r| r.join("..").join("shared").join("data").join("similarity"));
@@ -402,4 +506,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+#[cfg(feature = "candle")]
+fn load_model(dir: &str) -> Result<Arc<dyn Embedder>, String> {
+    let started = std::time::Instant::now();
+    let model = aurelis_cache_similarity::BertEmbedder::load(dir).map_err(|e| e.to_string())?;
+    println!("similarity-eval: loaded {dir} in {:?}", started.elapsed());
+    Ok(Arc::new(model))
+}
+
+#[cfg(not(feature = "candle"))]
+fn load_model(_dir: &str) -> Result<Arc<dyn Embedder>, String> {
+    Err("--model needs the `candle` feature: cargo run --release -p aurelis-cache-similarity --features candle --bin similarity-eval -- --model DIR".into())
 }
