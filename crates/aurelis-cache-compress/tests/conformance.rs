@@ -1,6 +1,7 @@
-//! The core conformance suite, run with a compression layer in front of a memory tier and a
-//! disk tier (the suite's values are not envelopes, so they pass through untouched; the
-//! forwarding of every `Store` method is what is checked).
+//! The core conformance suite, run with a compression layer in front of a memory tier, a disk
+//! tier and a Redis tier (a real `redis-server`, shared, with a key prefix per test). The
+//! suite's values are not envelopes, so they pass through untouched; the forwarding of every
+//! `Store` method is what is checked.
 
 use std::sync::Arc;
 
@@ -46,6 +47,35 @@ mod sled_zstd {
             .build()
             .expect("disk tier opens");
         Fixture::new(Arc::new(layer(Algorithm::Zstd).layer(Arc::new(store)))).with_guard(dir)
+    }
+
+    aurelis_cache_core::conformance_tests!(fixture);
+}
+
+mod redis_zstd {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    async fn fixture() -> Fixture {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let server = tokio::task::spawn_blocking(aurelis_redis_harness::RedisServer::shared)
+            .await
+            .expect("join")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let prefix = format!(
+            "compress-conf:{}:{}:",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let store = aurelis_cache_redis::RedisStore::builder()
+            .url(server.url())
+            .key_prefix(prefix)
+            .timeout_ms(5_000)
+            .pool_size(4)
+            .build()
+            .await
+            .expect("redis tier");
+        Fixture::new(Arc::new(layer(Algorithm::Zstd).layer(Arc::new(store)))).with_guard(server)
     }
 
     aurelis_cache_core::conformance_tests!(fixture);
