@@ -65,4 +65,6 @@ mod guides {
     mod llm_caching {}
     #[doc = include_str!("../../../docs/operations.md")]
     mod operations {}
+    #[doc = include_str!("../../../docs/monitoring.md")]
+    mod monitoring {}
 }
