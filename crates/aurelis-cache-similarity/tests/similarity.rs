@@ -450,3 +450,43 @@ async fn dev_pairs_meet_the_trap_target_at_the_defaults() {
     assert!(served * 100 <= traps, "{served} of {traps} traps served");
     assert!(correct * 100 >= should * 35, "{correct} of {should} should-hit pairs served");
 }
+
+/// An embedder with one direction per topic (parking, vaccines): prompts on one topic are
+/// identical to it, so only the guard decides between them.
+#[derive(Debug)]
+struct Topics;
+
+#[async_trait]
+impl aurelis_cache_similarity::Embedder for Topics {
+    fn model_id(&self) -> &str {
+        "topics"
+    }
+    async fn embed(&self, texts: &[&str]) -> aurelis_cache_core::Result<Vec<Vec<f32>>> {
+        Ok(texts
+            .iter()
+            .map(|t| if t.contains("park") { vec![1.0, 0.0] } else { vec![0.0, 1.0] })
+            .collect())
+    }
+}
+
+#[tokio::test]
+async fn rewordings_the_embedder_vouches_for_get_the_relaxed_guard_minimal_edits_the_strict_one() {
+    let c = SimilarityCache::<String>::builder().embedder(Topics).build().unwrap();
+    let s = Scope::for_model("m");
+    c.insert(&s, "Do you have parking?", "yes".into(), None).await.unwrap();
+    // A rewording (low lexical ratio): other content words are the embedder's business.
+    let found = c.lookup(&s, "Is there somewhere to park?").await;
+    let hit = found.hit.expect("rewording served");
+    assert!(hit.score.lexical < 0.70 && hit.score.cosine == Some(1.0));
+    // The hard checks still apply to rewordings.
+    assert!(c.lookup(&s, "Is there nowhere to park?").await.hit.is_none());
+    // A minimal edit gets the strict guard even though the embedder vouches for it.
+    c.insert(&s, "What vaccines does my puppy need?", "puppy".into(), None).await.unwrap();
+    let found = c.lookup(&s, "What vaccines does my kitten need?").await;
+    assert!(found.hit.is_none());
+    assert!(vetoed(&found).contains(&VetoReason::Substitution));
+    // Without an embedder the rewording is never a candidate.
+    let lexical = cache();
+    lexical.insert(&s, "Do you have parking?", "yes".into(), None).await.unwrap();
+    assert!(lexical.lookup(&s, "Is there somewhere to park?").await.hit.is_none());
+}
