@@ -342,6 +342,8 @@ impl TierStats {
             skipped: self.skipped.load(Relaxed),
             evictions: 0,
             expirations: 0,
+            bytes_before_compression: 0,
+            bytes_after_compression: 0,
             entries: None,
             bytes: None,
             latency,
@@ -528,6 +530,12 @@ pub struct TierReport {
     pub evictions: u64,
     /// Entries expired in the background (reported by the store).
     pub expirations: u64,
+    /// Bytes written into a compression layer in front of the store (0 without one).
+    #[serde(default)]
+    pub bytes_before_compression: u64,
+    /// Bytes the compression layer stored for them.
+    #[serde(default)]
+    pub bytes_after_compression: u64,
     /// Entries held, when the store could tell.
     pub entries: Option<u64>,
     /// Bytes held, when the store could tell.

@@ -159,6 +159,12 @@ pub struct StoreCounters {
     pub evictions: u64,
     /// Entries removed because their time to live ran out.
     pub expirations: u64,
+    /// Bytes handed to a transforming layer (compression) on writes, before it changed them.
+    #[serde(default)]
+    pub bytes_written_before: u64,
+    /// Bytes the transforming layer handed on to the store for those writes.
+    #[serde(default)]
+    pub bytes_written_after: u64,
 }
 
 impl StoreCounters {
@@ -171,7 +177,21 @@ impl StoreCounters {
     /// assert_eq!((c.evictions, c.expirations), (3, 4));
     /// ```
     pub const fn new(evictions: u64, expirations: u64) -> Self {
-        StoreCounters { evictions, expirations }
+        StoreCounters { evictions, expirations, bytes_written_before: 0, bytes_written_after: 0 }
+    }
+
+    /// Adds what a transforming layer did to the bytes written through it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = aurelis_cache_core::StoreCounters::new(0, 0).with_bytes_written(1000, 400);
+    /// assert_eq!((c.bytes_written_before, c.bytes_written_after), (1000, 400));
+    /// ```
+    pub const fn with_bytes_written(mut self, before: u64, after: u64) -> Self {
+        self.bytes_written_before = before;
+        self.bytes_written_after = after;
+        self
     }
 }
 

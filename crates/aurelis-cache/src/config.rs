@@ -169,6 +169,12 @@ pub struct MemoryLayerConfig {
     pub store: aurelis_cache_moka::MokaConfig,
     /// Keys neither the layer nor the store takes: an error (`flatten` defeats
     /// `deny_unknown_fields`). Declared last, so it sees only what the fields above left.
+    /// Compress payloads on the way into this tier (feature `compress`; off when absent):
+    /// `[memory.compression] algorithm = "zstd"`, `level`, `threshold`, ... (see
+    /// `aurelis_cache_compress::CompressionConfig`).
+    #[cfg(feature = "compress")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<aurelis_cache_compress::CompressionConfig>,
     #[serde(flatten, skip_serializing, deserialize_with = "unknown_keys::memory")]
     unknown_keys: unknown_keys::Checked,
 }
@@ -182,6 +188,8 @@ impl Default for MemoryLayerConfig {
             priority: 3,
             timeout_ms: None,
             store: aurelis_cache_moka::MokaConfig::default(),
+            #[cfg(feature = "compress")]
+            compression: None,
             unknown_keys: unknown_keys::Checked,
         }
     }
@@ -206,6 +214,12 @@ pub struct RedisLayerConfig {
     #[serde(flatten)]
     pub store: aurelis_cache_redis::RedisConfig,
     /// Keys neither the layer nor the store takes: an error (see [`MemoryLayerConfig`]).
+    /// Compress payloads on the way into this tier (feature `compress`; off when absent):
+    /// `[redis.compression] algorithm = "zstd"`, `level`, `threshold`, ... (see
+    /// `aurelis_cache_compress::CompressionConfig`).
+    #[cfg(feature = "compress")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<aurelis_cache_compress::CompressionConfig>,
     #[serde(flatten, skip_serializing, deserialize_with = "unknown_keys::redis")]
     unknown_keys: unknown_keys::Checked,
 }
@@ -219,6 +233,8 @@ impl Default for RedisLayerConfig {
             priority: 2,
             backplane: true,
             store: aurelis_cache_redis::RedisConfig::default(),
+            #[cfg(feature = "compress")]
+            compression: None,
             unknown_keys: unknown_keys::Checked,
         }
     }
@@ -246,6 +262,12 @@ pub struct DiskLayerConfig {
     #[serde(flatten)]
     pub store: aurelis_cache_sled::SledConfig,
     /// Keys neither the layer nor the store takes: an error (see [`MemoryLayerConfig`]).
+    /// Compress payloads on the way into this tier (feature `compress`; off when absent):
+    /// `[disk.compression] algorithm = "zstd"`, `level`, `threshold`, ... (see
+    /// `aurelis_cache_compress::CompressionConfig`).
+    #[cfg(feature = "compress")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<aurelis_cache_compress::CompressionConfig>,
     #[serde(flatten, skip_serializing, deserialize_with = "unknown_keys::disk")]
     unknown_keys: unknown_keys::Checked,
 }
@@ -259,6 +281,8 @@ impl Default for DiskLayerConfig {
             priority: 1,
             timeout_ms: None,
             store: aurelis_cache_sled::SledConfig::default(),
+            #[cfg(feature = "compress")]
+            compression: None,
             unknown_keys: unknown_keys::Checked,
         }
     }
@@ -419,14 +443,12 @@ impl CacheConfig {
         if self.memory.enabled {
             let m = &self.memory;
             let store = aurelis_cache_moka::MokaStore::from_config(&m.store)?;
-            let layer = layer(
-                "memory",
-                Arc::new(store),
-                m.ttl_secs,
-                m.priority,
-                m.timeout_ms,
-                &self.breaker,
-            )?;
+            #[cfg(feature = "compress")]
+            let store = compressed(Arc::new(store), m.compression.as_ref(), "memory")?;
+            #[cfg(not(feature = "compress"))]
+            let store = Arc::new(store);
+            let layer =
+                layer("memory", store, m.ttl_secs, m.priority, m.timeout_ms, &self.breaker)?;
             builder = builder.layer(layer);
             layers += 1;
         }
@@ -434,8 +456,11 @@ impl CacheConfig {
         if self.redis.enabled {
             let r = &self.redis;
             let store = aurelis_cache_redis::RedisStore::from_config(&r.store).await?;
-            let layer =
-                layer("redis", Arc::new(store), r.ttl_secs, r.priority, None, &self.breaker)?;
+            #[cfg(feature = "compress")]
+            let store = compressed(Arc::new(store), r.compression.as_ref(), "redis")?;
+            #[cfg(not(feature = "compress"))]
+            let store = Arc::new(store);
+            let layer = layer("redis", store, r.ttl_secs, r.priority, None, &self.breaker)?;
             builder = builder.layer(layer);
             if r.backplane {
                 let backplane = aurelis_cache_redis::RedisBackplane::new(
@@ -464,14 +489,11 @@ impl CacheConfig {
                     .map_err(|e| Error::config(format!("opening the disk tier panicked: {e}")))??,
                 Err(_) => aurelis_cache_sled::SledStore::from_config(&store_config)?,
             };
-            let layer = layer(
-                "disk",
-                Arc::new(store),
-                d.ttl_secs,
-                d.priority,
-                d.timeout_ms,
-                &self.breaker,
-            )?;
+            #[cfg(feature = "compress")]
+            let store = compressed(Arc::new(store), d.compression.as_ref(), "disk")?;
+            #[cfg(not(feature = "compress"))]
+            let store = Arc::new(store);
+            let layer = layer("disk", store, d.ttl_secs, d.priority, d.timeout_ms, &self.breaker)?;
             builder = builder.layer(layer);
             layers += 1;
         }
@@ -482,6 +504,19 @@ impl CacheConfig {
         }
         builder.build_connected().await
     }
+}
+
+/// `store` behind a compression layer built from `config`, or `store` itself without one.
+#[cfg(feature = "compress")]
+fn compressed(
+    store: Arc<dyn aurelis_cache_core::Store>,
+    config: Option<&aurelis_cache_compress::CompressionConfig>,
+    section: &str,
+) -> Result<Arc<dyn aurelis_cache_core::Store>> {
+    let Some(config) = config else { return Ok(store) };
+    let layer = aurelis_cache_compress::CompressionLayer::from_config(config)
+        .map_err(|e| Error::config(format!("[{section}.compression]: {}", e.message())))?;
+    Ok(Arc::new(layer.layer(store)))
 }
 
 #[allow(dead_code)]

@@ -41,6 +41,11 @@ pub use monitor::{
 pub use options::{SetOptions, DEFAULT_MAX_VALUE_BYTES};
 pub use warm::{CacheWarmer, WarmFailure, WarmProgress, WarmSummary};
 
+#[cfg(feature = "compress")]
+pub use aurelis_cache_compress::{
+    Algorithm, CompressedStore, CompressionConfig, CompressionLayer, CompressionStats,
+    ZstdDictionary,
+};
 #[cfg(feature = "moka")]
 pub use aurelis_cache_moka::{MokaConfig, MokaStore};
 #[cfg(feature = "redis")]
@@ -65,6 +70,8 @@ mod guides {
     mod llm_caching {}
     #[doc = include_str!("../../../docs/operations.md")]
     mod operations {}
+    #[doc = include_str!("../../../docs/compression.md")]
+    mod compression {}
     #[doc = include_str!("../../../docs/monitoring.md")]
     mod monitoring {}
 }

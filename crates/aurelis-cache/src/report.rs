@@ -35,6 +35,8 @@ impl Cache {
             let counters = tier.store().counters();
             report.evictions = counters.evictions;
             report.expirations = counters.expirations;
+            report.bytes_before_compression = counters.bytes_written_before;
+            report.bytes_after_compression = counters.bytes_written_after;
             if !tier.is_open() && !tier.shared {
                 let limit = tier.layer.timeout.unwrap_or(Duration::from_secs(2));
                 report.entries =

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use aurelis_cache_core::envelope::now_ms;
 use aurelis_cache_core::{
-    Bytes, Envelope, EntryMeta, Error, ErrorKind, Invalidation, Op, Result, ValueEntry,
+    Bytes, EntryMeta, Envelope, Error, ErrorKind, Invalidation, Op, Result, ValueEntry,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -101,7 +101,8 @@ impl Inner {
                                 if let Ok(raw) = entry.to_envelope_bytes() {
                                     let env = envelope_of(&entry.meta);
                                     let snap = snap.unwrap_or_else(|| self.epochs.snapshot(key));
-                                    self.write_back(depth, key, &raw, &env, Some(&entry), snap).await;
+                                    self.write_back(depth, key, &raw, &env, Some(&entry), snap)
+                                        .await;
                                 }
                             }
                             return Ok(Lookup::Fresh(value));
@@ -262,8 +263,20 @@ impl Inner {
         key: &str,
         env: &Envelope,
     ) -> Option<T> {
-        match env.value::<T>() {
+        match env.value_bounded::<T>(self.max_value_bytes) {
             Ok(v) => Some(v),
+            Err(e)
+                if env.compression != aurelis_cache_core::Compression::None
+                    && env.decompressed_payload(self.max_value_bytes).is_err() =>
+            {
+                // Not this reader's type problem: the payload cannot be decompressed here (a
+                // damaged frame, a bomb, a dictionary this process has not registered). A miss
+                // for this tier; the entry is kept for processes that can read it.
+                tier.stats.record_corrupt();
+                self.stats.record_corrupt();
+                tracing::warn!(tier = %tier.name(), key, error = %e, "compressed entry unreadable here");
+                None
+            }
             Err(e) => {
                 self.stats.record_type_mismatch();
                 tracing::debug!(tier = %tier.name(), key, error = %e, "entry does not decode into the requested type: a miss for this read, entry kept");

@@ -147,7 +147,8 @@ impl Store for CompressedStore {
     }
 
     fn counters(&self) -> StoreCounters {
-        self.inner.counters()
+        let stats = self.stats();
+        self.inner.counters().with_bytes_written(stats.bytes_before, stats.bytes_after)
     }
 
     /// The wrapped store's decoded-value side, forwarded: an in-process tier keeps decoded
