@@ -199,6 +199,8 @@ impl MetricsExporter {
 
     /// Exports every `every` until the cache is dropped (the task holds no strong handle
     /// of it) or the returned handle is aborted. Must be called inside a Tokio runtime.
+    /// A registered write queue that holds the cache itself (a `WriteBehind` does) keeps it
+    /// alive: abort the handle then.
     pub fn spawn(self, every: Duration) -> tokio::task::JoinHandle<()> {
         let cache = Arc::downgrade(&self.monitor.cache.inner);
         let MetricsExporter { monitor, labels } = self;
@@ -269,7 +271,7 @@ impl CacheMonitor {
 
 /// Exports `monitor`'s cache (a [`Cache`] or a [`CacheMonitor`] with its write queues) to the
 /// installed `metrics` recorder every `every`, until the cache is dropped or the handle is
-/// aborted. Must be called inside a Tokio runtime.
+/// aborted (see [`MetricsExporter::spawn`]). Must be called inside a Tokio runtime.
 ///
 /// # Examples
 ///

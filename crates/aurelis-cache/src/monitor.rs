@@ -150,8 +150,9 @@ impl WriteQueueReport {
     }
 }
 
-/// Something that can tell its write queue's depth and dead letters: the write-behind strategy
-/// implements it; any `Fn() -> WriteQueueReport` does too.
+/// Something that can tell its write queue's depth and dead letters:
+/// [`WriteBehind`](crate::strategy::WriteBehind) implements it (give the monitor a clone), and
+/// so does any `Fn() -> WriteQueueReport`.
 ///
 /// # Examples
 ///
