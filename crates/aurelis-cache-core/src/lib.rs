@@ -10,9 +10,9 @@ pub mod error;
 pub mod key;
 pub mod stats;
 pub mod store;
-pub mod value;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod value;
 
 pub use backplane::{
     Backplane, BackplaneEvent, BackplaneHandler, Invalidation, InvalidationMessage, Mark,
