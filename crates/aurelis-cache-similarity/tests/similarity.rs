@@ -424,7 +424,8 @@ async fn hash_embedder_candidates_use_cosine_units() {
     assert!(SimilarityCache::<String>::builder().threshold(-0.1).build().is_err());
 }
 
-/// The dev half of the labelled data: at the defaults, at most 1% of traps are served.
+/// The dev half of the labelled data: at the defaults, at most 1% of traps are served
+/// (pairs and conversations).
 #[tokio::test]
 async fn dev_pairs_meet_the_trap_target_at_the_defaults() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -449,6 +450,25 @@ async fn dev_pairs_meet_the_trap_target_at_the_defaults() {
     }
     assert!(served * 100 <= traps, "{served} of {traps} traps served");
     assert!(correct * 100 >= should * 35, "{correct} of {should} should-hit pairs served");
+
+    // Conversations: the history is in the scope, so a different history never matches.
+    let path = path.with_file_name("conversations-dev.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let (mut traps, mut served) = (0, 0);
+    for line in text.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        let messages =
+            |side: &str| -> Vec<Message> { serde_json::from_value(row[side].clone()).unwrap() };
+        let (sa, pa) = Scope::builder().model("m").conversation(&messages("a"));
+        let (sb, pb) = Scope::builder().model("m").conversation(&messages("b"));
+        let c = cache();
+        c.insert(&sa, &pa, String::new(), None).await.unwrap();
+        if !row["same_answer"].as_bool().unwrap() {
+            traps += 1;
+            served += usize::from(c.lookup(&sb, &pb).await.hit.is_some());
+        }
+    }
+    assert!(traps > 0 && served * 100 <= traps, "{served} of {traps} conversation traps served");
 }
 
 /// An embedder with one direction per topic (parking, vaccines): prompts on one topic are
