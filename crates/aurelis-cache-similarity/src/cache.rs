@@ -448,7 +448,8 @@ impl<V: Clone + Send + Sync + 'static> SimilarityCache<V> {
             Some(e) => Some(self.embed_one(e.as_ref(), prompt).await?),
             None => None,
         };
-        let expires_at = ttl.map(|t| now_ms().saturating_add(t.as_millis() as u64));
+        let expires_at =
+            ttl.map(|t| now_ms().saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX)));
         let analysis = Analysis::new(prompt);
         self.confirm_shadow(scope, analysis.normalized(), &value);
         self.insert_analysed(scope, prompt, &analysis, value, expires_at, embedding)
