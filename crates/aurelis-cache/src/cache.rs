@@ -293,7 +293,15 @@ impl Cache {
     where
         T: DeserializeOwned + Serialize + Clone + Send + Sync + 'static,
     {
-        Ok(self.get_shared_key::<T>(key).await?.map(|v| T::clone(&v)))
+        if let Some(v) = self.inner.memory_hit(key.as_str(), |e| e.get::<T>().cloned()) {
+            self.inner.stats.record_hit();
+            return Ok(Some(v));
+        }
+        // A value decoded from bytes is not shared with anyone yet: no copy is needed.
+        Ok(self
+            .get_shared_slow::<T>(key)
+            .await?
+            .map(|v| Arc::try_unwrap(v).unwrap_or_else(|shared| T::clone(&shared))))
     }
 
     /// Like [`Cache::get`], but hands out the shared value instead of a copy: a hit in a
@@ -340,6 +348,18 @@ impl Cache {
     ///
     /// As [`Cache::get`].
     pub async fn get_shared_key<T>(&self, key: &Key) -> Result<Option<Arc<T>>>
+    where
+        T: DeserializeOwned + Serialize + Send + Sync + 'static,
+    {
+        if let Some(v) = self.inner.memory_hit(key.as_str(), |e| e.get_arc::<T>()) {
+            self.inner.stats.record_hit();
+            return Ok(Some(v));
+        }
+        self.get_shared_slow(key).await
+    }
+
+    /// The read through every tier, when the synchronous memory hit did not answer.
+    async fn get_shared_slow<T>(&self, key: &Key) -> Result<Option<Arc<T>>>
     where
         T: DeserializeOwned + Serialize + Send + Sync + 'static,
     {

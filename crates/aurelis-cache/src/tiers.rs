@@ -141,18 +141,26 @@ impl Inner {
                     Some(value) => {
                         tier.stats.record_hit();
                         let value = Arc::new(value);
-                        let decoded = ValueEntry::from_arc(
-                            value.clone(),
-                            EntryMeta::of(&env),
-                            u32::try_from(raw.len()).unwrap_or(u32::MAX),
-                        );
-                        if let Some(values) = values {
-                            // Decoded once: kept decoded (only if it still holds these bytes).
-                            values.upgrade(key, &raw, decoded.clone());
-                        }
-                        if depth > 0 {
+                        // A decoded entry only where one is kept (this tier, or a tier above
+                        // that a write-back fills); a disk-only read hands its value out as is.
+                        let keeps = |t: &Arc<LayerState>| t.store().as_value_store().is_some();
+                        if values.is_some() || self.tiers[..depth].iter().any(keeps) {
+                            let decoded = ValueEntry::from_arc(
+                                value.clone(),
+                                EntryMeta::of(&env),
+                                u32::try_from(raw.len()).unwrap_or(u32::MAX),
+                            );
+                            if let Some(values) = values {
+                                // Decoded once: kept decoded (if it still holds these bytes).
+                                values.upgrade(key, &raw, decoded.clone());
+                            }
+                            if depth > 0 {
+                                let snap = snap.unwrap_or_else(|| self.epochs.snapshot(key));
+                                self.write_back(depth, key, &raw, &env, Some(&decoded), snap).await;
+                            }
+                        } else if depth > 0 {
                             let snap = snap.unwrap_or_else(|| self.epochs.snapshot(key));
-                            self.write_back(depth, key, &raw, &env, Some(&decoded), snap).await;
+                            self.write_back(depth, key, &raw, &env, None, snap).await;
                         }
                         if let (Some(started), Some(c)) = (started, clock) {
                             self.stats.record_get_latency(c.duration_since(started));
@@ -174,6 +182,45 @@ impl Inner {
             self.stats.record_get_latency(c.duration_since(started));
         }
         Ok(Lookup::Miss(stale))
+    }
+
+    /// The synchronous hit: the first tier keeps decoded values and holds a fresh one of the
+    /// requested type under `key` (`take` gets it out of the entry). Anything else (a miss, an
+    /// expired or invalidated entry, another type, a cache not started yet) is `None` with no
+    /// side effect, and the full read runs.
+    pub(crate) fn memory_hit<R>(
+        &self,
+        key: &str,
+        take: impl FnOnce(&ValueEntry) -> Option<R>,
+    ) -> Option<R> {
+        if !self.ready.initialized() {
+            return None;
+        }
+        let tier = self.tiers.first()?;
+        let values = tier.store().as_value_store()?;
+        if !tier.readable_quietly(key) {
+            return None;
+        }
+        let started = sample().then(Instant::now);
+        let entry = values.get_value(key)?;
+        let meta = &entry.meta;
+        if self.marks.covers(self.keys.prefix(), key, meta.created_at_ms, &meta.tags, false) {
+            return None;
+        }
+        if meta.expires_at_ms.is_some()
+            && entry::freshness_of(meta.expires_at_ms, meta.stale_until_ms, now_ms())
+                != Freshness::Fresh
+        {
+            return None;
+        }
+        let value = take(&entry)?;
+        tier.stats.record_hit();
+        if let Some(started) = started {
+            let took = started.elapsed();
+            tier.stats.record_latency(Op::Get, took);
+            self.stats.record_get_latency(took);
+        }
+        Some(value)
     }
 
     /// Checks a decoded entry as [`Inner::check`] checks bytes: marks, freshness, type.
