@@ -128,6 +128,10 @@ pub struct CacheConfig {
     /// The disk tier.
     #[cfg(feature = "sled")]
     pub disk: DiskLayerConfig,
+    /// Event rules for a [`CacheInvalidator`](crate::CacheInvalidator):
+    /// `[invalidation.rules] user_updated = ["key:user_data:{user_id}", "tag:user:{user_id}"]`
+    /// (see [`CacheConfig::invalidator`]).
+    pub invalidation: crate::InvalidationRules,
 }
 
 impl Default for CacheConfig {
@@ -145,6 +149,7 @@ impl Default for CacheConfig {
             redis: RedisLayerConfig::default(),
             #[cfg(feature = "sled")]
             disk: DiskLayerConfig::default(),
+            invalidation: crate::InvalidationRules::default(),
         }
     }
 }
@@ -285,6 +290,37 @@ impl Default for DiskLayerConfig {
             compression: None,
             unknown_keys: unknown_keys::Checked,
         }
+    }
+}
+
+impl CacheConfig {
+    /// A [`CacheInvalidator`](crate::CacheInvalidator) over `cache` with this config's event
+    /// rules (`[invalidation.rules]`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let config = aurelis_cache::CacheConfig::from_toml_str(&format!(
+    ///     "[disk]\npath = {:?}\n[invalidation.rules]\nuser_updated = [\"key:user_data:{{user_id}}\"]\n",
+    ///     dir.path().join("db")
+    /// ))?;
+    /// let cache = config.build().await?;
+    /// let invalidator = config.invalidator(&cache)?;
+    /// cache.set("user_data", "42", None, &"Ada").await?;
+    /// let context = aurelis_cache::EventContext::new().with("user_id", "42");
+    /// invalidator.invalidate_on_event("user_updated", &context).await?;
+    /// assert_eq!(cache.get::<String>("user_data", "42", None).await?, None);
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) for a rule whose target does not parse.
+    pub fn invalidator(&self, cache: &Cache) -> Result<crate::CacheInvalidator> {
+        crate::CacheInvalidator::from_rules(cache.clone(), &self.invalidation)
     }
 }
 
