@@ -35,8 +35,8 @@ pub use layer::{BreakerConfig, Layer};
 #[cfg(feature = "metrics")]
 pub use metrics::{spawn_metrics_exporter, MetricsExporter, METRIC_NAMES};
 pub use monitor::{
-    BackendMetrics, BreakerState, CacheMetrics, CacheMonitor, Efficiency, OverallMetrics,
-    PerformanceReport, PerformanceSummary, WriteQueueReport, WriteQueueStats,
+    BackendMetrics, BreakerState, CacheMetrics, CacheMonitor, CompressionReport, Efficiency,
+    OverallMetrics, PerformanceReport, PerformanceSummary, WriteQueueReport, WriteQueueStats,
 };
 pub use options::{SetOptions, DEFAULT_MAX_VALUE_BYTES};
 pub use warm::{CacheWarmer, WarmFailure, WarmProgress, WarmSummary};

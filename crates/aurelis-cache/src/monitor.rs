@@ -128,6 +128,9 @@ pub struct BackendMetrics {
     /// Keys this tier missed (failed or skipped writes and invalidations) and must be repaired
     /// of before it serves them again.
     pub pending_keys: u64,
+    /// Compression on the way into this tier (feature `compress`; `None` without a
+    /// compression layer or before its first write).
+    pub compression: Option<CompressionReport>,
     /// Latency per operation (`get`, `set`, `delete`, `get_many`, `set_many`, `invalidate`;
     /// only those that ran).
     pub latency: BTreeMap<String, LatencySummary>,
@@ -553,9 +556,26 @@ impl CacheMonitor {
                 BreakerState::Closed
             },
             pending_keys: self.cache.layer_pending(&t.name) as u64,
+            compression: (t.bytes_before_compression > 0).then(|| CompressionReport {
+                bytes_before: t.bytes_before_compression,
+                bytes_after: t.bytes_after_compression,
+                ratio: t.bytes_before_compression as f64 / t.bytes_after_compression.max(1) as f64,
+            }),
             latency: t.latency.clone(),
         }
     }
+}
+
+/// What a tier's compression layer did to the bytes written through it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct CompressionReport {
+    /// Bytes written into the layer.
+    pub bytes_before: u64,
+    /// Bytes it stored.
+    pub bytes_after: u64,
+    /// `bytes_before / bytes_after`.
+    pub ratio: f64,
 }
 
 fn ratio(part: u64, total: u64) -> f64 {

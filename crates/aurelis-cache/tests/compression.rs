@@ -31,6 +31,11 @@ async fn a_compressed_disk_tier_is_transparent_and_counted() {
         disk.bytes_after_compression * 4 < disk.bytes_before_compression,
         "a repetitive 4.6 KB answer should shrink well: {disk:?}"
     );
+    // The monitor shows it per tier.
+    let monitor = aurelis_cache::CacheMonitor::new(cache.clone());
+    let report = monitor.performance_report().await;
+    let compression = report.backend_metrics[0].compression.clone().expect("disk compression");
+    assert!(compression.ratio > 4.0, "{compression:?}");
     cache.close(std::time::Duration::from_secs(5)).await.unwrap();
     drop(cache);
 
