@@ -365,7 +365,7 @@ impl Cache {
     {
         self.ready().await?;
         match self.inner.read::<T>(key.as_str()).await? {
-            Lookup::Fresh(v) => {
+            Lookup::Fresh(v, _) => {
                 self.inner.stats.record_hit();
                 Ok(Some(v))
             }
@@ -441,7 +441,7 @@ impl Cache {
         let mut out = Vec::with_capacity(keys.len());
         for found in futures::future::join_all(lookups).await {
             match found? {
-                Lookup::Fresh(v) => {
+                Lookup::Fresh(v, _) => {
                     self.inner.stats.record_hit();
                     out.push(Some(T::clone(&v)));
                 }
@@ -546,7 +546,7 @@ impl Cache {
         self.ready().await?;
         let inner = &self.inner;
         let stale = match inner.read::<T>(key.as_str()).await? {
-            Lookup::Fresh(v) => {
+            Lookup::Fresh(v, _) => {
                 inner.stats.record_hit();
                 return Ok(T::clone(&v));
             }
@@ -558,7 +558,7 @@ impl Cache {
             .run(
                 key.as_str(),
                 || inner.stats.record_coalesced_waiter(),
-                || self.lead_load(key, options, loader),
+                || self.lead_load(key, options, loader, true),
             )
             .await;
         match outcome {
@@ -576,7 +576,13 @@ impl Cache {
 
     /// The leader's part of a load: look again, call the loader, store the value unless its
     /// key was touched meanwhile, and return the value itself.
-    async fn lead_load<T, F, Fut, E>(&self, key: &Key, options: SetOptions, loader: F) -> Result<T>
+    async fn lead_load<T, F, Fut, E>(
+        &self,
+        key: &Key,
+        options: SetOptions,
+        loader: F,
+        recheck: bool,
+    ) -> Result<T>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
         F: FnOnce() -> Fut,
@@ -585,8 +591,10 @@ impl Cache {
     {
         let inner = &self.inner;
         // A load that finished just before this caller took the lead has stored the value.
-        if let Lookup::Fresh(v) = inner.read::<T>(key.as_str()).await? {
-            return Ok(T::clone(&v));
+        if recheck {
+            if let Lookup::Fresh(v, _) = inner.read::<T>(key.as_str()).await? {
+                return Ok(T::clone(&v));
+            }
         }
         let snap = inner.epochs.snapshot(key.as_str());
         inner.stats.record_loader_call();
@@ -611,6 +619,176 @@ impl Cache {
             tracing::warn!(key = %key, error = %e, "loaded value served but not cached");
         }
         Ok(value)
+    }
+
+    /// Like [`Cache::get_or_compute`], for a loader that can run on its own (`Send +
+    /// 'static`), which enables what [`SetOptions`] sets for it (as FusionCache's factory
+    /// timeouts and eager refresh):
+    ///
+    /// - [`SetOptions::refresh_ahead`]: a hit read late in its lifetime is served as it is and
+    ///   refreshed in the background (one refresh per key at a time);
+    /// - [`SetOptions::soft_timeout`]: with a stale value at hand (see
+    ///   [`SetOptions::stale_for`]), the caller waits that long for the loader, then gets the
+    ///   stale value while the loader finishes in the background and stores its result;
+    /// - [`SetOptions::hard_timeout`]: the caller waits at most that long, then gets the stale
+    ///   value or an [`ErrorKind::Timeout`] error; the loader still finishes and stores.
+    ///
+    /// Concurrent callers share one load, as with `get_or_compute`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// # let cache = aurelis_cache::Cache::builder()
+    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .build()?;
+    /// use std::time::Duration;
+    /// use aurelis_cache::{ErrorKind, SetOptions};
+    /// // A slow provider and nothing stale to fall back on: the hard timeout answers.
+    /// let opts = SetOptions::new().hard_timeout(Duration::from_millis(20));
+    /// let err = cache
+    ///     .get_or_refresh("report", "slow", None, opts, || async {
+    ///         tokio::time::sleep(Duration::from_millis(200)).await;
+    ///         Ok::<_, std::io::Error>(1u32)
+    ///     })
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Timeout);
+    /// // The load went on in the background and stored its result.
+    /// tokio::time::sleep(Duration::from_millis(400)).await;
+    /// assert_eq!(cache.get::<u32>("report", "slow", None).await?, Some(1));
+    /// # Ok::<(), aurelis_cache::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Cache::get_or_compute`], and [`ErrorKind::Timeout`] when the hard timeout passed
+    /// with nothing stale to serve.
+    pub async fn get_or_refresh<T, F, Fut, E>(
+        &self,
+        category: &str,
+        identifier: &str,
+        params: Option<&Params>,
+        options: SetOptions,
+        loader: F,
+    ) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<T, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+    {
+        let key = self.inner.keys.build_key(category, identifier, params)?;
+        self.get_or_refresh_key(&key, options, loader).await
+    }
+
+    /// Like [`Cache::get_or_refresh`], for a key built beforehand.
+    ///
+    /// # Errors
+    ///
+    /// As [`Cache::get_or_refresh`].
+    pub async fn get_or_refresh_key<T, F, Fut, E>(
+        &self,
+        key: &Key,
+        options: SetOptions,
+        loader: F,
+    ) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<T, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+    {
+        self.ready().await?;
+        let inner = &self.inner;
+        let stale = match inner.read::<T>(key.as_str()).await? {
+            Lookup::Fresh(v, life) => {
+                inner.stats.record_hit();
+                if let Some(fraction) = options.refresh_ahead_value() {
+                    let now = aurelis_cache_core::envelope::now_ms();
+                    if entry::due_for_refresh(life.created_at_ms, life.expires_at_ms, fraction, now)
+                    {
+                        // Served as it is; one background refresh per key at a time.
+                        drop(self.spawn_load(key, options, loader, false));
+                    }
+                }
+                return Ok(T::clone(&v));
+            }
+            Lookup::Miss(stale) => stale,
+        };
+        inner.stats.record_miss();
+        let soft = options.soft_timeout_value().filter(|_| stale.is_some());
+        let hard = options.hard_timeout_value();
+        let mut load = self.spawn_load(key, options, loader, true);
+        let waited = match (soft, hard) {
+            (Some(s), Some(h)) => Some(s.min(h)),
+            (s, h) => s.or(h),
+        };
+        let outcome = match waited {
+            None => (&mut load).await,
+            Some(limit) => match tokio::time::timeout(limit, &mut load).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    // The load goes on and stores its result; this caller stops waiting.
+                    return match stale {
+                        Some(v) => {
+                            inner.stats.record_stale_served();
+                            Ok(T::clone(&v))
+                        }
+                        None => Err(Error::new(
+                            ErrorKind::Timeout,
+                            format!("the loader did not answer within {} ms", limit.as_millis()),
+                        )),
+                    };
+                }
+            },
+        };
+        let outcome = outcome.unwrap_or_else(|e| {
+            Err(Error::new(ErrorKind::Loader, "the loader task failed").with_source(e))
+        });
+        match outcome {
+            Err(err) if err.kind() == ErrorKind::Loader => match stale {
+                Some(v) => {
+                    tracing::warn!(key = %key, error = %err, "loader failed: serving a stale entry");
+                    inner.stats.record_stale_served();
+                    Ok(T::clone(&v))
+                }
+                None => Err(err),
+            },
+            other => other,
+        }
+    }
+
+    /// Runs a coalesced load of `key` as a task of its own, so it completes (and stores its
+    /// value) whoever waits for it.
+    fn spawn_load<T, F, Fut, E>(
+        &self,
+        key: &Key,
+        options: SetOptions,
+        loader: F,
+        recheck: bool,
+    ) -> tokio::task::JoinHandle<Result<T>>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<T, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+    {
+        let cache = self.clone();
+        let key = key.clone();
+        tokio::spawn(async move {
+            let inner = &cache.inner;
+            inner
+                .flights
+                .run(
+                    key.as_str(),
+                    || inner.stats.record_coalesced_waiter(),
+                    || cache.lead_load(&key, options, loader, recheck),
+                )
+                .await
+        })
     }
 
     /// Stores an owned value: encoded for the byte tiers, decoded as it is for the tiers that

@@ -33,11 +33,56 @@ pub(crate) fn build_envelope<T: Serialize + ?Sized>(
     }
     let mut env = Envelope::new(codec, payload.into()).with_tags(options.tags().to_vec());
     env.created_at_ms = now_ms;
-    env.expires_at_ms = options.ttl_value().map(|ttl| now_ms.saturating_add(millis(ttl)));
+    let ttl =
+        options.ttl_value().map(|ttl| jittered(ttl, options.ttl_jitter_value(), random_u64()));
+    env.expires_at_ms = ttl.map(|ttl| now_ms.saturating_add(millis(ttl)));
     if let (Some(at), Some(stale)) = (env.expires_at_ms, options.stale_for_value()) {
         env.stale_until_ms = Some(at.saturating_add(millis(stale)));
     }
     Ok(env)
+}
+
+/// `ttl` plus an extra of up to `jitter`, chosen by `random`.
+pub(crate) fn jittered(ttl: Duration, jitter: Option<Duration>, random: u64) -> Duration {
+    match jitter.map(millis).filter(|&j| j > 0) {
+        Some(j) => ttl.saturating_add(Duration::from_millis(random % (j + 1))),
+        None => ttl,
+    }
+}
+
+/// A cheap per-thread pseudo-random number (xorshift seeded from the clock and the thread),
+/// for TTL jitter; not for anything that needs to be unpredictable.
+pub(crate) fn random_u64() -> u64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64));
+            h.finish() | 1
+        });
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        x
+    })
+}
+
+/// Whether an entry written at `created_at_ms` that expires at `expires_at_ms`, read at
+/// `now_ms`, is past `fraction` of its lifetime (refresh-ahead).
+pub(crate) fn due_for_refresh(
+    created_at_ms: u64,
+    expires_at_ms: Option<u64>,
+    fraction: f64,
+    now_ms: u64,
+) -> bool {
+    let Some(expires) = expires_at_ms else { return false };
+    let life = expires.saturating_sub(created_at_ms) as f64;
+    life > 0.0 && now_ms.saturating_sub(created_at_ms) as f64 >= life * fraction.clamp(0.0, 1.0)
 }
 
 /// How an entry stands at a moment.
@@ -125,6 +170,26 @@ mod tests {
         assert_eq!(cap_ttl(None, Some(s(5))), Some(s(5)));
         assert_eq!(cap_ttl(Some(s(3)), None), Some(s(3)));
         assert_eq!(cap_ttl(None, None), None);
+    }
+
+    #[test]
+    fn jitter_stays_within_bounds_and_varies() {
+        let ttl = Duration::from_secs(60);
+        assert_eq!(jittered(ttl, None, 12345), ttl);
+        assert_eq!(jittered(ttl, Some(Duration::ZERO), 12345), ttl);
+        let j = Some(Duration::from_millis(1000));
+        let values: std::collections::BTreeSet<Duration> =
+            (0..200).map(|_| jittered(ttl, j, random_u64())).collect();
+        assert!(values.iter().all(|v| *v >= ttl && *v <= ttl + Duration::from_millis(1000)));
+        assert!(values.len() > 50, "jitter should spread TTLs: {} distinct", values.len());
+    }
+
+    #[test]
+    fn refresh_ahead_is_due_after_the_fraction() {
+        assert!(!due_for_refresh(1_000, None, 0.5, 9_999_999));
+        assert!(!due_for_refresh(1_000, Some(11_000), 0.8, 8_999));
+        assert!(due_for_refresh(1_000, Some(11_000), 0.8, 9_000));
+        assert!(!due_for_refresh(1_000, Some(1_000), 0.8, 9_000));
     }
 
     #[test]

@@ -17,11 +17,15 @@ pub const DEFAULT_MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
 ///     .stale_for(Duration::from_secs(600));
 /// assert_eq!(opts.tags(), ["user:42"]);
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct SetOptions {
     ttl: Option<Duration>,
     tags: Vec<String>,
     stale_for: Option<Duration>,
+    ttl_jitter: Option<Duration>,
+    soft_timeout: Option<Duration>,
+    hard_timeout: Option<Duration>,
+    refresh_ahead: Option<f64>,
 }
 
 impl SetOptions {
@@ -78,9 +82,56 @@ impl SetOptions {
         self
     }
 
+    /// Adds a random extra of up to `jitter` to each entry's TTL, so entries written together
+    /// do not all expire (and reload) together.
+    pub fn ttl_jitter(mut self, jitter: Duration) -> Self {
+        self.ttl_jitter = Some(jitter);
+        self
+    }
+
+    /// For [`Cache::get_or_refresh`](crate::Cache::get_or_refresh): when a stale value can
+    /// be served, the caller waits at most this long for the loader, then gets the stale value
+    /// while the loader finishes in the background and stores its result.
+    pub fn soft_timeout(mut self, timeout: Duration) -> Self {
+        self.soft_timeout = Some(timeout);
+        self
+    }
+
+    /// For [`Cache::get_or_refresh`](crate::Cache::get_or_refresh): the caller waits at most
+    /// this long for the loader (then gets a stale value, or an `ErrorKind::Timeout` error);
+    /// the loader finishes in the background and stores its result.
+    pub fn hard_timeout(mut self, timeout: Duration) -> Self {
+        self.hard_timeout = Some(timeout);
+        self
+    }
+
+    /// For [`Cache::get_or_refresh`](crate::Cache::get_or_refresh): a hit read after this
+    /// fraction of its TTL (0 < fraction < 1, e.g. 0.8) is served as it is and refreshed in
+    /// the background (one refresh at a time per key), so hot entries never expire under load.
+    pub fn refresh_ahead(mut self, fraction: f64) -> Self {
+        self.refresh_ahead = Some(fraction);
+        self
+    }
+
     /// The entry's own time to live, if set.
     pub(crate) fn ttl_value(&self) -> Option<Duration> {
         self.ttl
+    }
+
+    pub(crate) fn ttl_jitter_value(&self) -> Option<Duration> {
+        self.ttl_jitter
+    }
+
+    pub(crate) fn soft_timeout_value(&self) -> Option<Duration> {
+        self.soft_timeout
+    }
+
+    pub(crate) fn hard_timeout_value(&self) -> Option<Duration> {
+        self.hard_timeout
+    }
+
+    pub(crate) fn refresh_ahead_value(&self) -> Option<f64> {
+        self.refresh_ahead
     }
 
     /// The stale window, if set.

@@ -23,10 +23,17 @@ use crate::layer::LayerState;
 
 /// What a typed read found.
 pub(crate) enum Lookup<T> {
-    /// A fresh value.
-    Fresh(T),
+    /// A fresh value, with when it was written and when it expires (for refresh-ahead).
+    Fresh(T, Lifetime),
     /// Nothing fresh; maybe an expired value inside its stale window (fail-safe candidate).
     Miss(Option<T>),
+}
+
+/// When an entry was written and when it expires (ms since the epoch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Lifetime {
+    pub(crate) created_at_ms: u64,
+    pub(crate) expires_at_ms: Option<u64>,
 }
 
 /// What a tier's entry turned out to be.
@@ -105,7 +112,11 @@ impl Inner {
                                         .await;
                                 }
                             }
-                            return Ok(Lookup::Fresh(value));
+                            let life = Lifetime {
+                                created_at_ms: entry.meta.created_at_ms,
+                                expires_at_ms: entry.meta.expires_at_ms,
+                            };
+                            return Ok(Lookup::Fresh(value, life));
                         }
                         Checked::Stale(value) => {
                             tier.stats.record_miss();
@@ -165,7 +176,11 @@ impl Inner {
                         if let (Some(started), Some(c)) = (started, clock) {
                             self.stats.record_get_latency(c.duration_since(started));
                         }
-                        return Ok(Lookup::Fresh(value));
+                        let life = Lifetime {
+                            created_at_ms: env.created_at_ms,
+                            expires_at_ms: env.expires_at_ms,
+                        };
+                        return Ok(Lookup::Fresh(value, life));
                     }
                     None => tier.stats.record_miss(),
                 },
