@@ -592,7 +592,15 @@ impl Cache {
         let inner = &self.inner;
         // A load that finished just before this caller took the lead has stored the value.
         if recheck {
-            if let Lookup::Fresh(v, _) = inner.read::<T>(key.as_str()).await? {
+            // With a memory tier that keeps decoded values, a load that just finished is
+            // there: a synchronous look, which counts no second miss in every tier.
+            let in_memory =
+                inner.tiers.first().is_some_and(|t| t.store().as_value_store().is_some());
+            if in_memory {
+                if let Some(v) = inner.memory_hit(key.as_str(), |e| e.get::<T>().cloned()) {
+                    return Ok(v);
+                }
+            } else if let Lookup::Fresh(v, _) = inner.read::<T>(key.as_str()).await? {
                 return Ok(T::clone(&v));
             }
         }
