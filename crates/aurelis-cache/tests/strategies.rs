@@ -566,3 +566,28 @@ async fn the_monitor_reports_queue_depth_and_dead_letters() {
     let queue = monitor.performance_report().await.write_queues["orders"];
     assert_eq!((queue.queue_depth, queue.dead_letters), (0, 1));
 }
+
+/// 32 writers flushing the journal at once: sled's `flush_async` called concurrently by more
+/// callers than its I/O pool has threads deadlocks, so the journal flushes one at a time for
+/// everyone (group commit). This hung before that.
+#[tokio::test(flavor = "current_thread")]
+async fn a_journal_takes_many_concurrent_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let wb = WriteBehind::builder(cache(), MemStore::default())
+        .journal(dir.path())
+        .build()
+        .await
+        .unwrap();
+    let writers = (0..32u64).map(|w| {
+        let wb = wb.clone();
+        async move {
+            for i in 0..50u64 {
+                wb.set("jc", &format!("{w}-{i}"), i).await.expect("journaled write");
+            }
+        }
+    });
+    within("32 journaled writers", futures::future::join_all(writers)).await;
+    within("flush", wb.flush()).await;
+    assert_eq!(wb.store().len(), 32 * 50);
+    assert!(wb.shutdown(HANG).await.is_complete());
+}

@@ -6,6 +6,7 @@
 //! 1 set), then the value as MessagePack for a set.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aurelis_cache_core::{Codec, Error, ErrorKind, Result};
 use serde::de::DeserializeOwned;
@@ -28,6 +29,13 @@ pub(crate) struct Record<V> {
 pub(crate) struct Journal {
     db: sled::Db,
     tree: sled::Tree,
+    /// One flush at a time (group commit): concurrent `flush_async` calls each take a thread
+    /// of sled's small I/O pool and wait there for a log write queued behind them, which
+    /// deadlocks once the pool is full (seen with 16 concurrent writers).
+    flush_lock: tokio::sync::Mutex<()>,
+    /// Records inserted so far, and how many of them a finished flush covers.
+    inserted: AtomicU64,
+    flushed: AtomicU64,
 }
 
 fn journal_error(what: &str, err: impl std::error::Error + Send + Sync + 'static) -> Error {
@@ -40,7 +48,13 @@ impl Journal {
     pub(crate) fn open(path: &Path) -> Result<Journal> {
         let db = sled::Config::new().path(path).open().map_err(|e| journal_error("open", e))?;
         let tree = db.open_tree(TREE).map_err(|e| journal_error("open", e))?;
-        Ok(Journal { db, tree })
+        Ok(Journal {
+            db,
+            tree,
+            flush_lock: tokio::sync::Mutex::new(()),
+            inserted: AtomicU64::new(0),
+            flushed: AtomicU64::new(0),
+        })
     }
 
     fn key_bytes(key: &RecordKey) -> Vec<u8> {
@@ -84,8 +98,22 @@ impl Journal {
         self.tree
             .insert(Self::key_bytes(key), raw.clone())
             .map_err(|e| journal_error("write", e))?;
-        self.db.flush_async().await.map_err(|e| journal_error("flush", e))?;
+        let mine = self.inserted.fetch_add(1, Ordering::SeqCst) + 1;
+        self.flush_covering(mine).await.map_err(|e| journal_error("flush", e))?;
         Ok(raw)
+    }
+
+    /// Waits until a flush that started after insert number `mine` has finished: the first
+    /// waiter flushes for everyone inserted before it started.
+    async fn flush_covering(&self, mine: u64) -> sled::Result<()> {
+        let _one_at_a_time = self.flush_lock.lock().await;
+        if self.flushed.load(Ordering::SeqCst) >= mine {
+            return Ok(());
+        }
+        let covered = self.inserted.load(Ordering::SeqCst);
+        self.db.flush_async().await?;
+        self.flushed.fetch_max(covered, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Removes `key`'s record if it is still `raw` (a newer write keeps its own record).
@@ -120,6 +148,7 @@ impl Journal {
 
     /// Makes removals durable (best effort; a removal lost to a crash means one more write).
     pub(crate) async fn flush(&self) {
+        let _one_at_a_time = self.flush_lock.lock().await;
         if let Err(e) = self.db.flush_async().await {
             tracing::warn!(error = %e, "write-behind journal: flush failed");
         }

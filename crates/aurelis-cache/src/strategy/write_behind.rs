@@ -855,18 +855,22 @@ impl<S: DataStore> Shared<S> {
                     }
                 }
             }
-        }
-        if let Some(journal) = &self.journal {
-            for (key, raw) in &removals {
-                journal.remove(key, raw);
+            // Inside the lock: once a record has no live write, it has no journal entry
+            // either, so an overflow write straight to the store cannot be followed by the
+            // replay of an older entry after a crash.
+            if let Some(journal) = &self.journal {
+                for (key, raw) in &removals {
+                    journal.remove(key, raw);
+                }
             }
         }
-        self.progress.notify_waiters();
+        // Before waking flushes: once `flush` returns, the callback has seen its dead letters.
         if let Some(callback) = &self.on_dead_letter {
             for letter in &dead_now {
                 callback(letter);
             }
         }
+        self.progress.notify_waiters();
     }
 }
 
