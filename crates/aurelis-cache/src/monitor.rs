@@ -129,7 +129,8 @@ pub struct BackendMetrics {
     /// of before it serves them again.
     pub pending_keys: u64,
     /// Compression on the way into this tier (feature `compress`; `None` without a
-    /// compression layer or before its first write).
+    /// compression layer or before its first write; left out of the JSON then).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub compression: Option<CompressionReport>,
     /// Latency per operation (`get`, `set`, `delete`, `get_many`, `set_many`, `invalidate`;
     /// only those that ran).
