@@ -36,14 +36,20 @@ async fn a_compressed_disk_tier_is_transparent_and_counted() {
     let report = monitor.performance_report().await;
     let compression = report.backend_metrics[0].compression.clone().expect("disk compression");
     assert!(compression.ratio > 4.0, "{compression:?}");
+    drop(monitor);
     cache.close(std::time::Duration::from_secs(5)).await.unwrap();
     drop(cache);
 
     // A cache without compression configured reads what the compressed tier wrote.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let store = loop {
         match SledStore::builder().path(dir.path().join("db")).build() {
             Ok(s) => break s,
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("the disk tier was never released: {e}"),
         }
     };
     let key = aurelis_cache::KeyBuilder::default().build_key("answers", "a1", None).unwrap();

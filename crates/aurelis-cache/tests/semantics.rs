@@ -152,10 +152,14 @@ async fn marks_survive_a_restart_on_the_disk_tier() {
         cache.close(Duration::from_secs(5)).await.unwrap();
     }
     // Wait until sled released its lock.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let cache = loop {
         match std::panic::catch_unwind(open) {
             Ok(c) => break c,
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(_) => panic!("the disk tier was never released"),
         }
     };
     assert_eq!(cache.get::<u8>("profile", "7", None).await.unwrap(), None, "tag mark lost");
