@@ -902,7 +902,17 @@ async fn run<S: DataStore>(shared: Arc<Shared<S>>) {
             Step::Exit => break,
         }
     }
-    shared.state.lock().stopped = true;
+    let mut st = shared.state.lock();
+    st.stopped = true;
+    if !st.stop && st.live() > 0 {
+        // Dropped without `shutdown`, and the drain deadline passed: nobody to report to.
+        tracing::warn!(
+            unwritten = st.live(),
+            journaled = shared.journal.is_some(),
+            "write-behind dropped: drain deadline passed with writes not in the store"
+        );
+    }
+    drop(st);
     shared.progress.notify_waiters();
 }
 
