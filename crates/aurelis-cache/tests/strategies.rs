@@ -45,6 +45,8 @@ struct MemStore {
     /// xorshift state: when non-zero, each write call fails with probability 1/2.
     flaky: Mutex<u64>,
     poison: Option<u64>,
+    /// A value the store panics on.
+    panic_on: Option<u64>,
     /// `set_many` waits for a permit here (one per call).
     write_gate: Option<Arc<Semaphore>>,
     /// `get` waits for a permit here.
@@ -104,6 +106,7 @@ impl DataStore for MemStore {
     }
 
     async fn set(&self, key: &RecordKey, value: &u64) -> Result<(), Refused> {
+        assert!(self.panic_on != Some(*value), "the store panics on {value}");
         self.check(*value)?;
         self.data.lock().insert(key.clone(), *value);
         Ok(())
@@ -116,6 +119,7 @@ impl DataStore for MemStore {
             gate.acquire().await.expect("gate").forget();
         }
         for (_, v) in entries {
+            assert!(self.panic_on != Some(*v), "the store panics on {v}");
             if self.poison == Some(*v) {
                 self.calls.fetch_add(1, Ordering::Relaxed);
                 return Err(Refused("poison value in the batch"));
@@ -590,4 +594,28 @@ async fn a_journal_takes_many_concurrent_writers() {
     within("flush", wb.flush()).await;
     assert_eq!(wb.store().len(), 32 * 50);
     assert!(wb.shutdown(HANG).await.is_complete());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_panicking_store_call_is_a_failed_attempt_not_a_dead_worker() {
+    let store = MemStore { panic_on: Some(7), ..Default::default() };
+    let wb = WriteBehind::builder(cache(), store)
+        .max_attempts(2)
+        .backoff(Duration::from_micros(100), Duration::from_millis(1))
+        .build()
+        .await
+        .unwrap();
+    for n in 0..20u64 {
+        wb.set("p", &n.to_string(), n).await.unwrap();
+    }
+    within("flush past a panicking store", wb.flush()).await;
+    let dead = wb.take_dead_letters();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].key, RecordKey::new("p", "7"));
+    assert!(dead[0].error.message().ends_with("panicked"), "{}", dead[0].error);
+    assert_eq!(wb.store().len(), 19);
+    // The worker lives on.
+    wb.set("p", "7", 70).await.unwrap();
+    within("flush", wb.flush()).await;
+    assert_eq!(wb.store().value("p", "7"), Some(70));
 }

@@ -766,19 +766,19 @@ impl<S: DataStore> Shared<S> {
             .collect();
         if !sets.is_empty() {
             calls += 1;
-            match self.store.set_many(&sets).await {
+            match guarded("set_many", self.store.set_many(&sets)).await {
                 Ok(()) => results.extend(sets.into_iter().map(|(k, _)| (k, Ok(())))),
                 Err(e) if sets.len() == 1 => {
                     failures += 1;
                     let (k, _) = sets.into_iter().next().expect("one entry");
-                    results.push((k, Err(store_error("set_many", e))));
+                    results.push((k, Err(e)));
                 }
                 Err(e) => {
                     failures += 1;
                     tracing::debug!(error = %e, "write-behind: batch failed, writing its records one by one");
                     for (k, v) in sets {
                         calls += 1;
-                        let r = self.store.set(&k, &v).await.map_err(|e| store_error("set", e));
+                        let r = guarded("set", self.store.set(&k, &v)).await;
                         failures += u64::from(r.is_err());
                         results.push((k, r));
                     }
@@ -787,7 +787,7 @@ impl<S: DataStore> Shared<S> {
         }
         for (k, _) in deletes {
             calls += 1;
-            let r = self.store.delete(&k).await.map_err(|e| store_error("delete", e));
+            let r = guarded("delete", self.store.delete(&k)).await;
             failures += u64::from(r.is_err());
             results.push((k, r));
         }
@@ -871,6 +871,21 @@ impl<S: DataStore> Shared<S> {
             }
         }
         self.progress.notify_waiters();
+    }
+}
+
+/// A store call whose error, or panic, becomes the one error type: a panicking store counts
+/// as a failed attempt instead of killing the worker (and hanging every `flush`).
+async fn guarded<E: std::error::Error + Send + Sync + 'static>(
+    op: &str,
+    call: impl std::future::Future<Output = std::result::Result<(), E>>,
+) -> Result<()> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(call).catch_unwind().await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(store_error(op, e)),
+        Err(_) => Err(Error::new(ErrorKind::Backend, format!("data store `{op}` panicked"))
+            .with_tier("data store")),
     }
 }
 
