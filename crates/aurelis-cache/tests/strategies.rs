@@ -47,6 +47,8 @@ struct MemStore {
     poison: Option<u64>,
     /// A value the store panics on.
     panic_on: Option<u64>,
+    /// This many of the next write calls fail.
+    fail_next: AtomicUsize,
     /// `set_many` waits for a permit here (one per call).
     write_gate: Option<Arc<Semaphore>>,
     /// `get` waits for a permit here.
@@ -81,7 +83,9 @@ impl MemStore {
 
     fn check(&self, value: u64) -> Result<(), Refused> {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        if self.fails_now() {
+        let forced =
+            self.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if forced.is_ok() || self.fails_now() {
             return Err(Refused("injected failure"));
         }
         if self.poison == Some(value) {
@@ -618,4 +622,34 @@ async fn a_panicking_store_call_is_a_failed_attempt_not_a_dead_worker() {
     wb.set("p", "7", 70).await.unwrap();
     within("flush", wb.flush()).await;
     assert_eq!(wb.store().value("p", "7"), Some(70));
+}
+
+/// A write `flush` waits for fails while a newer write of the same record is queued: the
+/// failed one is dropped (the newer replaces it), and `flush` must then wait for the newer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn flush_waits_for_the_write_that_replaced_a_failed_one() {
+    let gate = Arc::new(Semaphore::new(0));
+    let store = MemStore { write_gate: Some(gate.clone()), ..Default::default() };
+    let wb = WriteBehind::builder(cache(), store)
+        .batch_size(1)
+        .backoff(Duration::from_micros(100), Duration::from_millis(1))
+        .build()
+        .await
+        .unwrap();
+    wb.set("r", "k", 1).await.unwrap();
+    wait_until("first write at the store", || wb.store().entered.load(Ordering::SeqCst) == 1).await;
+    let flush = {
+        let wb = wb.clone();
+        tokio::spawn(async move { wb.flush().await })
+    };
+    wb.set("r", "k", 2).await.unwrap(); // queued behind the one being written
+    wb.store().fail_next.store(1, Ordering::SeqCst);
+    gate.add_permits(1); // the first write fails
+    wait_until("second write at the store", || wb.store().entered.load(Ordering::SeqCst) == 2)
+        .await;
+    assert!(!flush.is_finished(), "flush returned before the write that replaced its own");
+    assert_eq!(wb.store().value("r", "k"), None);
+    gate.add_permits(1);
+    within("flush", flush).await.unwrap();
+    assert_eq!(wb.store().value("r", "k"), Some(2));
 }
