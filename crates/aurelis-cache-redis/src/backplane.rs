@@ -304,7 +304,26 @@ impl Backplane for RedisBackplane {
     }
 
     async fn subscribe(&self, handler: BackplaneHandler) -> Result<()> {
-        let task = tokio::spawn(run_reader(self.reader.clone(), handler));
+        // Take the stream's position now, if the server answers in time: every message
+        // published after `subscribe` returns is then delivered, even one published before
+        // the reader's first read. If it does not answer, the reader's first connection
+        // reports `Reconnected` (what came before is unknown).
+        let reader = self.reader.clone();
+        let limit = reader.connect_timeout + reader.timeout;
+        let position = tokio::time::timeout(limit, async {
+            let mut conn = reader.connect().await?;
+            reader.end_id(&mut conn).await
+        })
+        .await;
+        let initial = match position {
+            Ok(Ok(id)) => Some(id),
+            Ok(Err(e)) => {
+                tracing::debug!(tier = %reader.tier, error = %e, "backplane position unknown at subscribe");
+                None
+            }
+            Err(_) => None,
+        };
+        let task = tokio::spawn(run_reader(self.reader.clone(), handler, initial));
         self.tasks.lock().unwrap_or_else(|e| e.into_inner()).push(task.abort_handle());
         Ok(())
     }
@@ -375,11 +394,15 @@ fn parse_mark(field: &[u8], value: &[u8]) -> Option<Mark> {
 
 /// The subscriber task: connects with backoff, reads the stream, reconnects, forever (until
 /// aborted by the backplane's drop).
-async fn run_reader(params: Arc<ReaderParams>, handler: BackplaneHandler) {
-    // The id of the last entry seen; `None` until the first connection.
-    let mut last_id: Option<String> = None;
-    // A connection attempt failed before the first connection.
-    let mut failed_first = false;
+async fn run_reader(params: Arc<ReaderParams>, handler: BackplaneHandler, initial: Option<String>) {
+    // The id of the last entry seen (or the stream's end when `subscribe` ran); `None` when
+    // that position is unknown.
+    let had_position = initial.is_some();
+    let mut last_id: Option<String> = initial;
+    // A connection attempt failed before the first connection, or the position at
+    // `subscribe` is unknown: whatever came before the first connection may be missed.
+    let mut failed_first = !had_position;
+    let mut first = true;
     // `Disconnected` was reported and no connection made since.
     let mut reported_down = false;
     let mut delay = FIRST_BACKOFF;
@@ -394,7 +417,7 @@ async fn run_reader(params: Arc<ReaderParams>, handler: BackplaneHandler) {
             Err(e) => {
                 tracing::debug!(tier = %params.tier, stream = %params.stream, error = %e,
                     "backplane connect failed");
-                if last_id.is_none() {
+                if first {
                     failed_first = true;
                 }
                 if !reported_down {
@@ -409,11 +432,14 @@ async fn run_reader(params: Arc<ReaderParams>, handler: BackplaneHandler) {
             }
         };
         delay = FIRST_BACKOFF;
-        let event = match (event, last_id.is_none()) {
+        let event = match (event, first) {
+            // The first connection went on from where `subscribe` stood: nothing to report.
+            (Start::Resume, true) => None,
             (Start::Fresh, true) if !failed_first => None,
             (Start::Fresh, _) => Some(BackplaneEvent::Reconnected),
-            (Start::Resume, _) => Some(BackplaneEvent::Resumed),
+            (Start::Resume, false) => Some(BackplaneEvent::Resumed),
         };
+        first = false;
         if let Some(event) = event {
             tracing::info!(tier = %params.tier, stream = %params.stream, ?event,
                 "backplane connected");

@@ -359,3 +359,23 @@ async fn pattern_model_clear_and_set_many_travel_over_the_backplane() {
     let _ = b_memory.get(claude.as_str()).await.unwrap();
     assert_eq!(seen_by_b("doc", "claude").await, None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_gets_every_invalidation_published_after_it_was_built() {
+    let server = start_server();
+    let config = redis_config(server.url());
+    let (a, _) = instance(&config).await;
+    for round in 0..5 {
+        let (b, _) = instance(&config).await;
+        // Published right after B was built, possibly before B's reader first read the
+        // stream: B must still get it.
+        a.set("doc", &format!("r{round}"), None, &1u8).await.unwrap();
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                b.stats().snapshot().remote_applied >= 1
+            })
+            .await,
+            "round {round}: an invalidation published after B was built never reached B"
+        );
+    }
+}
