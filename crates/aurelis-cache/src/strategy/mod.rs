@@ -262,8 +262,8 @@ fn is_absent(err: &Error) -> bool {
     false
 }
 
-/// A record from the cache, else from the store (then cached); concurrent misses of one
-/// record share one store call. A record the store does not hold is `None` and not cached.
+/// A record from the cache, else from the store (then cached). A record the store does not
+/// hold is `None` and not cached. Callers hold the record's lock.
 pub(crate) async fn read_through<S: DataStore>(
     cache: &Cache,
     store: &S,

@@ -1078,11 +1078,19 @@ impl<S: DataStore> WriteBehind<S> {
     /// As [`WriteBehind::get`].
     pub async fn get_record(&self, key: &RecordKey) -> Result<Option<S::Value>> {
         let shared = self.shared();
-        if let Some(write) = shared.state.lock().latest(key) {
-            return Ok(match write {
+        let queued = |shared: &Shared<S>| {
+            shared.state.lock().latest(key).map(|write| match write {
                 Write::Set(v) => Some(v.clone()),
                 Write::Delete => None,
-            });
+            })
+        };
+        if let Some(found) = queued(shared) {
+            return Ok(found);
+        }
+        // Under the record's lock, as writes (see `WriteThrough::get_record`).
+        let _guard = shared.locks.lock(key).await;
+        if let Some(found) = queued(shared) {
+            return Ok(found);
         }
         read_through(&shared.cache, &shared.store, key, &shared.config.options).await
     }
