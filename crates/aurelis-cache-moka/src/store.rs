@@ -237,7 +237,12 @@ impl Store for MokaStore {
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
-        Ok(self.cache.remove(key).is_some_and(|entry| entry.is_live(Instant::now())))
+        // Through the compute path too, serialized with `upgrade` (see `insert`).
+        let result = self.cache.entry_by_ref(key).and_compute_with(|_| Op::Remove);
+        Ok(match result {
+            moka::ops::compute::CompResult::Removed(entry) => entry.value().is_live(Instant::now()),
+            _ => false,
+        })
     }
 
     async fn set_many(&self, entries: &[(&str, Bytes)], ttl: Option<Duration>) -> Result<()> {
@@ -298,9 +303,12 @@ fn deadline(ttl: Option<Duration>) -> Option<Instant> {
 }
 
 impl MokaStore {
+    /// Writes go through moka's compute path, which is serialized per key with `upgrade`
+    /// (a plain `insert` is not: an upgrade that read the old bytes could otherwise put their
+    /// decoded value back over a newer write).
     fn insert(&self, key: &str, entry: Entry) {
         self.counters.bytes.fetch_add((key.len() + entry.len()) as u64, Relaxed);
-        self.cache.insert(key.to_owned(), entry);
+        self.cache.entry_by_ref(key).and_compute_with(|_| Op::Put(entry));
     }
 
     /// moka's entry API runs one insertion per key even under concurrent callers, and treats

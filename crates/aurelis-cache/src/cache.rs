@@ -619,7 +619,20 @@ impl Cache {
             inner.stats.record_served_uncached();
             return Ok(value);
         }
-        if let Err(e) = self.store_owned(key, &value, &options).await {
+        let stored = self.store_owned(key, &value, &options).await;
+        // The check above and the write are not one step: a write, delete or invalidation of
+        // the key between them would be overwritten by this older value. The write bumps the
+        // key once before and once per tier; anything else means someone else touched it:
+        // remove what this load wrote (a miss, never a replaced value).
+        let own = 1 + inner.tiers.len() as u64;
+        if stored.is_ok() && !inner.epochs.unchanged_but(snap, own) {
+            tracing::debug!(key = %key, "key touched while the loaded value was stored: removed again");
+            inner.stats.record_served_uncached();
+            let _ = inner.delete_everywhere(key.as_str(), Scope::All).await;
+            inner.publish(Invalidation::Key(key.as_str().to_owned()), inner.entry_time());
+            return Ok(value);
+        }
+        if let Err(e) = stored {
             inner.stats.record_served_uncached();
             if inner.strict {
                 return Err(e);

@@ -66,6 +66,13 @@ impl Epochs {
             && self.global.load(SeqCst) == snap.global
     }
 
+    /// Whether, since `snap`, the key's stripe moved by exactly `own` bumps (this caller's)
+    /// and nothing else happened: no other write, delete or invalidation touched the key.
+    pub(crate) fn unchanged_but(&self, snap: EpochSnapshot, own: u64) -> bool {
+        self.stripes[snap.stripe].load(SeqCst) == snap.key.wrapping_add(own)
+            && self.global.load(SeqCst) == snap.global
+    }
+
     pub(crate) fn bump_key(&self, key: &str) {
         self.stripes[self.stripe(key)].fetch_add(1, SeqCst);
     }

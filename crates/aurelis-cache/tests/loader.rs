@@ -336,3 +336,37 @@ async fn without_a_stale_window_the_loader_error_is_returned() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Loader);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_never_overwrites_a_write_made_while_it_was_storing() {
+    // Seeded rounds of a load racing a set: whatever the interleaving, once both returned the
+    // cache holds the set's value or nothing, never the load's older one.
+    let t = tiers();
+    let cache = t.cache();
+    for round in 0..1000u32 {
+        let id = format!("race{round}");
+        let load = {
+            let (cache, id) = (cache.clone(), id.clone());
+            tokio::spawn(async move {
+                cache
+                    .get_or_compute("doc", &id, None, SetOptions::new(), || async {
+                        tokio::task::yield_now().await;
+                        Ok::<_, std::io::Error>("loaded (older)".to_string())
+                    })
+                    .await
+                    .unwrap()
+            })
+        };
+        if round % 2 == 0 {
+            tokio::task::yield_now().await;
+        }
+        cache.set("doc", &id, None, &"written".to_string()).await.unwrap();
+        load.await.unwrap();
+        let got = cache.get::<String>("doc", &id, None).await.unwrap();
+        assert_ne!(
+            got.as_deref(),
+            Some("loaded (older)"),
+            "round {round}: the set was overwritten"
+        );
+    }
+}
