@@ -561,17 +561,7 @@ impl Cache {
                 || self.lead_load(key, options, loader, true),
             )
             .await;
-        match outcome {
-            Err(err) if err.kind() == ErrorKind::Loader => match stale {
-                Some(v) => {
-                    tracing::warn!(key = %key, error = %err, "loader failed: serving a stale entry");
-                    inner.stats.record_stale_served();
-                    Ok(T::clone(&v))
-                }
-                None => Err(err),
-            },
-            other => other,
-        }
+        self.fail_safe(key, outcome, stale)
     }
 
     /// The leader's part of a load: look again, call the loader, store the value unless its
@@ -769,11 +759,22 @@ impl Cache {
         let outcome = outcome.unwrap_or_else(|e| {
             Err(Error::new(ErrorKind::Loader, "the loader task failed").with_source(e))
         });
+        self.fail_safe(key, outcome, stale)
+    }
+
+    /// A load's outcome, or the stale value when the loader failed and one is at hand
+    /// (fail-safe, counted as `stale_served`).
+    fn fail_safe<T: Clone>(
+        &self,
+        key: &Key,
+        outcome: Result<T>,
+        stale: Option<Arc<T>>,
+    ) -> Result<T> {
         match outcome {
             Err(err) if err.kind() == ErrorKind::Loader => match stale {
                 Some(v) => {
                     tracing::warn!(key = %key, error = %err, "loader failed: serving a stale entry");
-                    inner.stats.record_stale_served();
+                    self.inner.stats.record_stale_served();
                     Ok(T::clone(&v))
                 }
                 None => Err(err),
