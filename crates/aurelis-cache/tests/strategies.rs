@@ -519,13 +519,13 @@ async fn shutdown_reports_what_it_could_not_write_and_the_journal_replays_it() {
     assert_eq!(unwritten, expected, "every write is reported, the latest per record");
     drop(wb);
 
-    // A new instance on the same journal writes them all.
+    // A new instance on the same journal writes them all (sled releases the journal's lock
+    // once the dropped instance's background task has let go of it: retry, bounded).
     let cache = cache();
-    let wb = WriteBehind::builder(cache.clone(), MemStore::default())
-        .journal(dir.path())
-        .build()
-        .await
-        .unwrap();
+    let wb = reopen(|| {
+        WriteBehind::builder(cache.clone(), MemStore::default()).journal(dir.path()).build()
+    })
+    .await;
     assert_eq!(wb.stats().replayed, 20);
     assert_eq!(cache.get::<u64>("j", "7", None).await.unwrap(), Some(7), "replay fills the cache");
     wb.flush().await;
@@ -536,9 +536,30 @@ async fn shutdown_reports_what_it_could_not_write_and_the_journal_replays_it() {
     assert!(wb.shutdown(HANG).await.is_complete());
     drop(wb);
     // Written writes left the journal.
-    let wb =
-        WriteBehind::builder(cache, MemStore::default()).journal(dir.path()).build().await.unwrap();
+    let wb = reopen(|| {
+        WriteBehind::builder(cache.clone(), MemStore::default()).journal(dir.path()).build()
+    })
+    .await;
     assert_eq!(wb.stats().replayed, 0);
+}
+
+/// Builds with `build` until the journal's sled lock is free (at most 10 s).
+async fn reopen<T, F, Fut>(build: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = aurelis_cache::Result<T>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match build().await {
+            Ok(v) => return v,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the journal was never released: {e}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
