@@ -8,6 +8,7 @@ mod config;
 mod guard;
 mod lexical;
 mod scope;
+pub mod synthetic;
 mod text;
 mod vector;
 
