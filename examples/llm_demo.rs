@@ -243,7 +243,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!(
         "Aurelis Cache demo: layers {:?}, disk tier at {}",
-        cache.layer_names(),
+        cache.tier_names(),
         args.data_dir.display()
     );
     println!(
@@ -287,9 +287,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let key = request_key(&cache, &m, &p, t)?;
                     let begun = Instant::now();
                     let response: ModelResponse = cache
-                        .get_or_compute_key(
+                        .get_or_compute_with(
                             &key,
-                            SetOptions::new().tag(format!("model:{m}")),
+                            &SetOptions::new().tag(format!("model:{m}")),
                             || async { model.complete(&m, &p, t).await },
                         )
                         .await?;

@@ -62,11 +62,9 @@ async fn traffic(cache: Cache, rounds: Option<u64>) {
             let id = if i % 5 == 0 { format!("new-{round}-{i}") } else { format!("hot-{}", i % 7) };
             let calls = calls.clone();
             let result = cache
-                .get_or_compute::<String, _, _, _>(
-                    "answers",
-                    &id,
-                    None,
-                    SetOptions::new().ttl(Duration::from_secs(60)),
+                .get_or_compute_with::<String, _, _, _>(
+                    ("answers", &id),
+                    &SetOptions::new().ttl(Duration::from_secs(60)),
                     || async move {
                         let n = calls.fetch_add(1, Ordering::Relaxed);
                         tokio::time::sleep(Duration::from_millis(2)).await;

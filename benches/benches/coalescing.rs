@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aurelis_cache::{Cache, Layer, MokaStore, SetOptions};
+use aurelis_cache::{Cache, MokaStore, Tier};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 const CALLERS: usize = 1000;
@@ -23,7 +23,7 @@ fn settings() -> Criterion {
 fn coalescing(c: &mut Criterion) {
     let rt = aurelis_cache_benches::runtime();
     let cache = Cache::builder()
-        .layer(Layer::new(
+        .tier(Tier::new(
             "memory",
             Arc::new(MokaStore::builder().max_entries(100_000).build().unwrap()),
         ))
@@ -51,15 +51,11 @@ fn coalescing(c: &mut Criterion) {
                                     (cache.clone(), key.clone(), calls.clone());
                                 tokio::spawn(async move {
                                     cache
-                                        .get_or_compute_key(
-                                            &key,
-                                            SetOptions::new(),
-                                            || async move {
-                                                calls.fetch_add(1, SeqCst);
-                                                tokio::time::sleep(LOAD).await;
-                                                Ok::<_, std::io::Error>("answer".to_string())
-                                            },
-                                        )
+                                        .get_or_compute(&key, || async move {
+                                            calls.fetch_add(1, SeqCst);
+                                            tokio::time::sleep(LOAD).await;
+                                            Ok::<_, std::io::Error>("answer".to_string())
+                                        })
                                         .await
                                         .unwrap()
                                 })

@@ -11,7 +11,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aurelis_cache::{Cache, Layer, MokaStore, SledStore, Store};
+use aurelis_cache::{Cache, MokaStore, SledStore, Store, Tier};
 use aurelis_cache_benches::{criterion, runtime, value, CATEGORY, IDENTIFIER, VALUE_LEN};
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -41,12 +41,12 @@ fn disk(c: &mut Criterion) {
     let facade_dir = tempfile::tempdir().expect("temp dir");
     let store = sled_store(&facade_dir);
     let cache = Cache::builder()
-        .layer(Layer::new("disk", store.clone() as Arc<dyn Store>).ttl(DISK_TTL))
+        .tier(Tier::new("disk", store.clone() as Arc<dyn Store>).ttl(DISK_TTL))
         .build()
         .expect("cache");
     rt.block_on(async {
         for id in &ids {
-            cache.set(CATEGORY, id, None, &value).await.expect("set");
+            cache.set((CATEGORY, id), &value).await.expect("set");
         }
     });
     let key = cache.keys().build_key(CATEGORY, IDENTIFIER, None).expect("key");
@@ -67,7 +67,7 @@ fn disk(c: &mut Criterion) {
     };
     assert_eq!(raw_get(key.as_str()), value);
     assert_eq!(
-        rt.block_on(cache.get::<String>(CATEGORY, IDENTIFIER, None)).expect("get"),
+        rt.block_on(cache.get::<String>((CATEGORY, IDENTIFIER))).expect("get"),
         Some(value.clone())
     );
 
@@ -75,7 +75,7 @@ fn disk(c: &mut Criterion) {
     group.bench_function("aurelis_facade", |b| {
         b.to_async(&rt).iter(|| async {
             let hit: Option<String> =
-                cache.get(black_box(CATEGORY), black_box(IDENTIFIER), None).await.unwrap();
+                cache.get((black_box(CATEGORY), black_box(IDENTIFIER))).await.unwrap();
             black_box(hit.unwrap())
         })
     });
@@ -97,7 +97,7 @@ fn disk(c: &mut Criterion) {
             let id = ids[i].as_str();
             let cache = &cache;
             let value = &value;
-            async move { cache.set(CATEGORY, black_box(id), None, value).await.unwrap() }
+            async move { cache.set((CATEGORY, black_box(id)), value).await.unwrap() }
         })
     });
     // Every raw write stores a value that differs from the one it replaces (a sequence number
@@ -126,17 +126,17 @@ fn disk(c: &mut Criterion) {
     let tiered_dir = tempfile::tempdir().expect("temp dir");
     let memory = Arc::new(MokaStore::builder().max_entries(10_000).build().expect("moka store"));
     let tiered = Cache::builder()
-        .layer(Layer::new("memory", memory.clone() as Arc<dyn Store>).ttl(MEMORY_TTL))
-        .layer(Layer::new("disk", sled_store(&tiered_dir) as Arc<dyn Store>).ttl(DISK_TTL))
+        .tier(Tier::new("memory", memory.clone() as Arc<dyn Store>).ttl(MEMORY_TTL))
+        .tier(Tier::new("disk", sled_store(&tiered_dir) as Arc<dyn Store>).ttl(DISK_TTL))
         .build()
         .expect("cache");
     rt.block_on(async {
         for id in &ids {
-            tiered.set(CATEGORY, id, None, &value).await.expect("set");
+            tiered.set((CATEGORY, id), &value).await.expect("set");
         }
         memory.delete(key.as_str()).await.expect("delete");
         assert_eq!(
-            tiered.get::<String>(CATEGORY, IDENTIFIER, None).await.unwrap(),
+            tiered.get::<String>((CATEGORY, IDENTIFIER)).await.unwrap(),
             Some(value.clone())
         );
         assert!(memory.get(key.as_str()).await.unwrap().is_some(), "written back to memory");
@@ -146,7 +146,7 @@ fn disk(c: &mut Criterion) {
         b.to_async(&rt).iter(|| async {
             memory.delete(key.as_str()).await.unwrap();
             let hit: Option<String> =
-                tiered.get(black_box(CATEGORY), black_box(IDENTIFIER), None).await.unwrap();
+                tiered.get((black_box(CATEGORY), black_box(IDENTIFIER))).await.unwrap();
             black_box(hit.unwrap())
         })
     });

@@ -17,7 +17,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aurelis_cache::{Cache, Layer, MokaStore, RedisConfig, RedisStore, SledStore, Store};
+use aurelis_cache::{Cache, MokaStore, RedisConfig, RedisStore, SledStore, Store, Tier};
 use aurelis_cache_benches::{runtime, value};
 use aurelis_redis_harness::RedisServer;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -39,7 +39,13 @@ async fn fill(cache: &Cache, n: usize) {
     let ids: Vec<String> = (0..n - MATCHED).map(|i| format!("e{i}")).collect();
     for chunk in ids.chunks(BATCH) {
         let entries: Vec<(&str, &String)> = chunk.iter().map(|id| (id.as_str(), &v)).collect();
-        cache.set_many("filler", &entries, None, &Default::default()).await.expect("fill");
+        cache
+            .set_many(
+                &entries.iter().map(|(id, v)| (("filler", *id), v)).collect::<Vec<_>>(),
+                &Default::default(),
+            )
+            .await
+            .expect("fill");
     }
     refill(cache).await;
 }
@@ -48,7 +54,13 @@ async fn refill(cache: &Cache) {
     let v = value(VALUE_LEN);
     let ids: Vec<String> = (0..MATCHED).map(|i| format!("m{i}")).collect();
     let entries: Vec<(&str, &String)> = ids.iter().map(|id| (id.as_str(), &v)).collect();
-    cache.set_many("hot", &entries, None, &Default::default()).await.expect("refill");
+    cache
+        .set_many(
+            &entries.iter().map(|(id, v)| (("hot", *id), v)).collect::<Vec<_>>(),
+            &Default::default(),
+        )
+        .await
+        .expect("refill");
 }
 
 fn invalidation(c: &mut Criterion) {
@@ -61,8 +73,8 @@ fn invalidation(c: &mut Criterion) {
         let disk =
             Arc::new(SledStore::builder().path(dir.path().join("db")).build().expect("sled"));
         let cache = Cache::builder()
-            .layer(Layer::new("memory", memory.clone()).priority(2))
-            .layer(Layer::new("disk", disk.clone()).priority(1))
+            .tier(Tier::new("memory", memory.clone()).priority(2))
+            .tier(Tier::new("disk", disk.clone()).priority(1))
             .build()
             .expect("cache");
         rt.block_on(fill(&cache, n));
@@ -103,7 +115,7 @@ fn invalidation(c: &mut Criterion) {
         server.command(&["FLUSHALL"]).expect("flush");
         let redis = Arc::new(rt.block_on(RedisStore::from_config(&config)).expect("redis"));
         let cache =
-            Cache::builder().layer(Layer::new("redis", redis.clone())).build().expect("cache");
+            Cache::builder().tier(Tier::new("redis", redis.clone())).build().expect("cache");
         rt.block_on(fill(&cache, n));
         let prefix = cache.keys().category_prefix("hot").expect("prefix");
         group.bench_with_input(BenchmarkId::new("redis_category_mark", n), &n, |b, _| {

@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aurelis_cache::{Cache, Layer, MokaStore};
+use aurelis_cache::{Cache, MokaStore, Tier};
 use aurelis_cache_benches::{criterion, runtime, value, CATEGORY, IDENTIFIER, VALUE_LEN};
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -30,12 +30,12 @@ fn memory_hit(c: &mut Criterion) {
     // Ours: a cache with one memory layer.
     let store = MokaStore::builder().max_entries(CAPACITY as u64).build().expect("moka store");
     let cache = Cache::builder()
-        .layer(Layer::new("memory", Arc::new(store)).ttl(TTL))
+        .tier(Tier::new("memory", Arc::new(store)).ttl(TTL))
         .build()
         .expect("cache");
     rt.block_on(async {
         for id in identifiers() {
-            cache.set(CATEGORY, &id, None, &value).await.expect("set");
+            cache.set((CATEGORY, &id), &value).await.expect("set");
         }
     });
     let key = cache.keys().build_key(CATEGORY, IDENTIFIER, None).expect("key");
@@ -61,7 +61,7 @@ fn memory_hit(c: &mut Criterion) {
         }
     });
     assert_eq!(
-        rt.block_on(cache.get::<String>(CATEGORY, IDENTIFIER, None)).unwrap(),
+        rt.block_on(cache.get::<String>((CATEGORY, IDENTIFIER))).unwrap(),
         Some(value.clone())
     );
     assert_eq!(rt.block_on(moka.get(&raw_key)), Some(value.clone()));
@@ -72,20 +72,20 @@ fn memory_hit(c: &mut Criterion) {
     group.bench_function("aurelis_facade", |b| {
         b.to_async(&rt).iter(|| async {
             let hit: Option<String> =
-                cache.get(black_box(CATEGORY), black_box(IDENTIFIER), None).await.unwrap();
+                cache.get((black_box(CATEGORY), black_box(IDENTIFIER))).await.unwrap();
             black_box(hit.unwrap())
         })
     });
     group.bench_function("aurelis_facade_prebuilt_key", |b| {
         b.to_async(&rt).iter(|| async {
-            let hit: Option<String> = cache.get_key(black_box(&key)).await.unwrap();
+            let hit: Option<String> = cache.get(black_box(&key)).await.unwrap();
             black_box(hit.unwrap())
         })
     });
     group.bench_function("aurelis_get_shared", |b| {
         b.to_async(&rt).iter(|| async {
             let hit: Option<Arc<String>> =
-                cache.get_shared(black_box(CATEGORY), black_box(IDENTIFIER), None).await.unwrap();
+                cache.get_shared((black_box(CATEGORY), black_box(IDENTIFIER))).await.unwrap();
             black_box(hit.unwrap())
         })
     });

@@ -26,7 +26,7 @@ use std::alloc::System;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aurelis_cache::{Cache, KeyBuilder, Layer, MokaStore, Store};
+use aurelis_cache::{Cache, KeyBuilder, MokaStore, Store, Tier};
 use aurelis_cache_benches::{json_string, plain_run, value, write_output, PlainRun, CATEGORY};
 use cap::Cap;
 
@@ -90,12 +90,12 @@ fn measure(rt: &tokio::runtime::Runtime, entries: usize, value_len: usize) -> Ve
         let store =
             Arc::new(MokaStore::builder().max_entries(capacity).build().expect("moka store"));
         let cache = Cache::builder()
-            .layer(Layer::new("memory", store.clone() as Arc<dyn Store>).ttl(TTL))
+            .tier(Tier::new("memory", store.clone() as Arc<dyn Store>).ttl(TTL))
             .build()
             .expect("cache");
         let held = rt.block_on(async {
             for i in 0..entries {
-                cache.set(CATEGORY, &identifier(i), None, &value).await.expect("set");
+                cache.set((CATEGORY, &identifier(i)), &value).await.expect("set");
             }
             store.len().await.expect("len")
         });
@@ -108,14 +108,14 @@ fn measure(rt: &tokio::runtime::Runtime, entries: usize, value_len: usize) -> Ve
         let store =
             Arc::new(MokaStore::builder().max_entries(capacity).build().expect("moka store"));
         let cache = Cache::builder()
-            .layer(Layer::new("memory", store.clone() as Arc<dyn Store>).ttl(TTL))
+            .tier(Tier::new("memory", store.clone() as Arc<dyn Store>).ttl(TTL))
             .build()
             .expect("cache");
         let held = rt.block_on(async {
             for i in 0..entries {
-                cache.set(CATEGORY, &identifier(i), None, &value).await.expect("set");
+                cache.set((CATEGORY, &identifier(i)), &value).await.expect("set");
                 let read: Option<String> =
-                    cache.get(CATEGORY, &identifier(i), None).await.expect("get");
+                    cache.get((CATEGORY, &identifier(i))).await.expect("get");
                 assert!(read.is_some());
             }
             store.len().await.expect("len")

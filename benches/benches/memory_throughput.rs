@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use aurelis_cache::{Cache, Layer, MokaStore};
+use aurelis_cache::{Cache, MokaStore, Tier};
 use aurelis_cache_benches::{criterion, value, CATEGORY, VALUE_LEN};
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -57,7 +57,7 @@ fn throughput(c: &mut Criterion) {
     let ids = Arc::new(ids());
     let store = MokaStore::builder().max_entries(2 * ENTRIES as u64).build().unwrap();
     let cache = Cache::builder()
-        .layer(Layer::new("memory", Arc::new(store)).ttl(Duration::from_secs(300)))
+        .tier(Tier::new("memory", Arc::new(store)).ttl(Duration::from_secs(300)))
         .build()
         .unwrap();
     let keys: Arc<Vec<_>> = Arc::new(
@@ -70,9 +70,9 @@ fn throughput(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         for key in keys.iter() {
-            cache.set_key(key, &value, &Default::default()).await.unwrap();
+            cache.set(key, &value).await.unwrap();
             // Read once: the memory tier keeps it decoded from then on.
-            let _: Option<String> = cache.get_key(key).await.unwrap();
+            let _: Option<String> = cache.get(key).await.unwrap();
             moka.insert(key.as_str().to_owned(), value.clone()).await;
         }
     });
@@ -87,7 +87,7 @@ fn throughput(c: &mut Criterion) {
                 for _ in 0..iters {
                     let (cache, keys) = (cache.clone(), keys.clone());
                     total += run_threads(move |rt, i| {
-                        let v: Option<String> = rt.block_on(cache.get_key(&keys[i])).unwrap();
+                        let v: Option<String> = rt.block_on(cache.get(&keys[i])).unwrap();
                         black_box(v.unwrap());
                     });
                 }

@@ -14,7 +14,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aurelis_cache::{Cache, Key, Layer, MokaStore, RedisStore, Store};
+use aurelis_cache::{Cache, Key, MokaStore, RedisStore, Store, Tier};
 use aurelis_cache_benches::{criterion, runtime, value, CATEGORY, IDENTIFIER, VALUE_LEN};
 use aurelis_redis_harness::RedisServer;
 use cached::prelude::ConcurrentCachedAsync;
@@ -55,17 +55,16 @@ impl Fixture {
             let store = Arc::new(
                 RedisStore::builder().url(url.as_str()).build().await.expect("redis store"),
             );
-            let redis_layer =
-                || Layer::new("redis", store.clone() as Arc<dyn Store>).ttl(REDIS_TTL);
-            let redis_only = Cache::builder().layer(redis_layer()).build().expect("cache");
+            let redis_layer = || Tier::new("redis", store.clone() as Arc<dyn Store>).ttl(REDIS_TTL);
+            let redis_only = Cache::builder().tier(redis_layer()).build().expect("cache");
             let memory = MokaStore::builder().max_entries(10_000).build().expect("moka store");
             let memory_plus_redis = Cache::builder()
-                .layer(Layer::new("memory", Arc::new(memory)).ttl(MEMORY_TTL))
-                .layer(redis_layer())
+                .tier(Tier::new("memory", Arc::new(memory)).ttl(MEMORY_TTL))
+                .tier(redis_layer())
                 .build()
                 .expect("cache");
             // Written through the two-tier cache: Redis holds the entry and memory too.
-            memory_plus_redis.set(CATEGORY, IDENTIFIER, None, &value).await.expect("set");
+            memory_plus_redis.set((CATEGORY, IDENTIFIER), &value).await.expect("set");
             let key = redis_only.keys().build_key(CATEGORY, IDENTIFIER, None).expect("key");
 
             let client = redis::Client::open(url.as_str()).expect("redis client");
@@ -89,7 +88,7 @@ impl Fixture {
             let mut raw_many_keys = Vec::with_capacity(MANY);
             for i in 0..MANY {
                 let id = format!("many-{i:03}");
-                redis_only.set(CATEGORY, &id, None, &value).await.expect("set");
+                redis_only.set((CATEGORY, &id), &value).await.expect("set");
                 many_keys.push(
                     redis_only.keys().build_key(CATEGORY, &id, None).expect("key").into_string(),
                 );
@@ -105,11 +104,11 @@ impl Fixture {
 
             // Every row reads what it should.
             assert_eq!(
-                redis_only.get::<String>(CATEGORY, IDENTIFIER, None).await.unwrap(),
+                redis_only.get::<String>((CATEGORY, IDENTIFIER)).await.unwrap(),
                 Some(value.clone())
             );
             assert_eq!(
-                memory_plus_redis.get::<String>(CATEGORY, IDENTIFIER, None).await.unwrap(),
+                memory_plus_redis.get::<String>((CATEGORY, IDENTIFIER)).await.unwrap(),
                 Some(value.clone())
             );
             assert!(store.get(key.as_str()).await.unwrap().is_some());
@@ -148,7 +147,7 @@ fn redis_benches(c: &mut Criterion) {
         let fx = fx();
         b.to_async(&rt).iter(|| async {
             let hit: Option<String> =
-                fx.redis_only.get(black_box(CATEGORY), black_box(IDENTIFIER), None).await.unwrap();
+                fx.redis_only.get((black_box(CATEGORY), black_box(IDENTIFIER))).await.unwrap();
             black_box(hit.unwrap())
         })
     });
@@ -216,7 +215,7 @@ fn redis_benches(c: &mut Criterion) {
         b.to_async(&rt).iter(|| async {
             let hit: Option<String> = fx
                 .memory_plus_redis
-                .get(black_box(CATEGORY), black_box(IDENTIFIER), None)
+                .get((black_box(CATEGORY), black_box(IDENTIFIER)))
                 .await
                 .unwrap();
             black_box(hit.unwrap())
@@ -226,7 +225,7 @@ fn redis_benches(c: &mut Criterion) {
         let fx = fx();
         b.to_async(&rt).iter(|| async {
             let hit: Option<String> =
-                fx.redis_only.get(black_box(CATEGORY), black_box(IDENTIFIER), None).await.unwrap();
+                fx.redis_only.get((black_box(CATEGORY), black_box(IDENTIFIER))).await.unwrap();
             black_box(hit.unwrap())
         })
     });

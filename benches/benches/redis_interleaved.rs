@@ -23,7 +23,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aurelis_cache::{Cache, Layer, RedisStore, Store};
+use aurelis_cache::{Cache, RedisStore, Store, Tier};
 use aurelis_cache_benches::{
     json_string, plain_run, runtime, value, write_output, PlainRun, CATEGORY, IDENTIFIER, VALUE_LEN,
 };
@@ -63,13 +63,12 @@ fn main() {
     rt.block_on(async {
         let store = Arc::new(RedisStore::builder().url(url.as_str()).build().await.expect("store"));
         let cache = Cache::builder()
-            .layer(
-                Layer::new("redis", store.clone() as Arc<dyn Store>)
-                    .ttl(Duration::from_secs(3_600)),
+            .tier(
+                Tier::new("redis", store.clone() as Arc<dyn Store>).ttl(Duration::from_secs(3_600)),
             )
             .build()
             .expect("cache");
-        cache.set(CATEGORY, IDENTIFIER, None, &value).await.expect("set");
+        cache.set((CATEGORY, IDENTIFIER), &value).await.expect("set");
         let key = cache.keys().build_key(CATEGORY, IDENTIFIER, None).expect("key");
         let client = redis::Client::open(url.as_str()).expect("client");
         let conn = client.get_multiplexed_async_connection().await.expect("connection");
@@ -103,7 +102,7 @@ fn main() {
                         }
                         _ => {
                             let hit: Option<String> =
-                                cache.get(CATEGORY, IDENTIFIER, None).await.expect("get");
+                                cache.get((CATEGORY, IDENTIFIER)).await.expect("get");
                             black_box(hit.expect("hit"));
                         }
                     }

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aurelis_cache::strategy::{DataStore, RecordKey, WriteBehind, WriteThrough};
-use aurelis_cache::{Cache, Layer, MokaStore};
+use aurelis_cache::{Cache, MokaStore, Tier};
 use aurelis_cache_benches::{runtime, value};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use parking_lot::Mutex;
@@ -82,7 +82,7 @@ fn settings() -> Criterion {
 
 fn cache() -> Cache {
     let memory = MokaStore::builder().max_entries(1_000_000).build().expect("moka");
-    Cache::builder().layer(Layer::new("memory", Arc::new(memory))).build().expect("cache")
+    Cache::builder().tier(Tier::new("memory", Arc::new(memory))).build().expect("cache")
 }
 
 /// Runs one burst of `BURST` writes from `WRITERS` concurrent writers; `write(n)` writes

@@ -8,6 +8,7 @@ pub mod compression;
 pub mod envelope;
 pub mod error;
 pub mod key;
+pub mod layer;
 pub mod stats;
 pub mod store;
 #[cfg(feature = "testkit")]
@@ -22,6 +23,7 @@ pub use codec::Codec;
 pub use envelope::{Compression, Envelope};
 pub use error::{Error, ErrorKind, Result};
 pub use key::{Key, KeyBuilder, Params};
+pub use layer::{Layer, LayeredStore};
 pub use stats::{
     CacheStats, LatencySummary, Op, OverallReport, StatsReport, TierReport, TierStats,
 };

@@ -24,7 +24,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::store::{Capabilities, ScanPage, Store, StoreCounters};
+use crate::layer::{BoxFuture, LayeredStore, Operation};
+use crate::store::{Capabilities, ScanPage, Store};
 
 /// A store under test, with whatever must live as long as it (a temp dir, a server).
 ///
@@ -556,7 +557,9 @@ impl FaultyStore {
         }
         let fail = if write { &self.control.fail_writes } else { &self.control.fail_reads };
         if fail.load(SeqCst) {
-            return Err(Error::new(ErrorKind::Backend, "injected fault").with_tier(self.name()));
+            return Err(
+                Error::new(ErrorKind::Backend, "injected fault").with_tier(Store::name(self))
+            );
         }
         Ok(())
     }
@@ -581,97 +584,54 @@ impl FaultyStore {
     }
 }
 
-#[async_trait]
-impl Store for FaultyStore {
-    fn name(&self) -> &str {
-        self.inner.name()
+/// A store layer: every operation is counted, delayed and failed as switched, and reads are
+/// damaged on demand; everything else is forwarded.
+impl LayeredStore for FaultyStore {
+    type Inner = dyn Store;
+
+    fn inner(&self) -> &dyn Store {
+        &*self.inner
     }
 
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+    fn around<'a, T: Send + 'a>(
+        &'a self,
+        op: Operation,
+        call: BoxFuture<'a, Result<T>>,
+    ) -> BoxFuture<'a, Result<T>> {
+        let counter = match op {
+            Operation::Get | Operation::GetMany => Some(&self.control.gets),
+            Operation::Set | Operation::SetMany | Operation::SetIfAbsent => {
+                Some(&self.control.sets)
+            }
+            Operation::Delete
+            | Operation::DeletePrefix
+            | Operation::DeletePattern
+            | Operation::Clear => Some(&self.control.deletes),
+            _ => None,
+        };
+        if let Some(counter) = counter {
+            counter.fetch_add(1, SeqCst);
+        }
+        Box::pin(async move {
+            self.before(op.is_write()).await?;
+            call.await
+        })
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        self.control.gets.fetch_add(1, SeqCst);
-        self.before(false).await?;
-        Ok(self.damage(self.inner.get(key).await?))
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
+        let call = self.around(Operation::Get, self.inner.get(key));
+        Box::pin(async move { Ok(self.damage(call.await?)) })
     }
 
-    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
-        self.control.sets.fetch_add(1, SeqCst);
-        self.before(true).await?;
-        self.inner.set(key, value, ttl).await
+    fn get_many<'a>(&'a self, keys: &'a [&'a str]) -> BoxFuture<'a, Result<Vec<Option<Bytes>>>> {
+        let call = self.around(Operation::GetMany, self.inner.get_many(keys));
+        Box::pin(async move { Ok(call.await?.into_iter().map(|v| self.damage(v)).collect()) })
     }
 
-    async fn delete(&self, key: &str) -> Result<bool> {
-        self.control.deletes.fetch_add(1, SeqCst);
-        self.before(true).await?;
-        self.inner.delete(key).await
-    }
-
-    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
-        self.control.gets.fetch_add(1, SeqCst);
-        self.before(false).await?;
-        Ok(self.inner.get_many(keys).await?.into_iter().map(|v| self.damage(v)).collect())
-    }
-
-    async fn set_many(&self, entries: &[(&str, Bytes)], ttl: Option<Duration>) -> Result<()> {
-        self.control.sets.fetch_add(1, SeqCst);
-        self.before(true).await?;
-        self.inner.set_many(entries, ttl).await
-    }
-
-    async fn set_if_absent(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
-        self.control.sets.fetch_add(1, SeqCst);
-        self.before(true).await?;
-        self.inner.set_if_absent(key, value, ttl).await
-    }
-
-    async fn scan_prefix(
-        &self,
-        prefix: &str,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> Result<ScanPage> {
-        self.before(false).await?;
-        self.inner.scan_prefix(prefix, cursor, limit).await
-    }
-
-    async fn flush(&self) -> Result<()> {
-        self.before(true).await?;
-        self.inner.flush().await
-    }
-
-    async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
-        self.control.deletes.fetch_add(1, SeqCst);
-        self.before(true).await?;
-        self.inner.delete_prefix(prefix).await
-    }
-
-    async fn delete_pattern(&self, pattern: &str) -> Result<u64> {
-        self.control.deletes.fetch_add(1, SeqCst);
-        self.before(true).await?;
-        self.inner.delete_pattern(pattern).await
-    }
-
-    async fn clear(&self) -> Result<()> {
-        self.control.deletes.fetch_add(1, SeqCst);
-        self.before(true).await?;
-        self.inner.clear().await
-    }
-
-    async fn len(&self) -> Result<u64> {
-        self.before(false).await?;
-        self.inner.len().await
-    }
-
-    async fn size_bytes(&self) -> Result<u64> {
-        self.before(false).await?;
-        self.inner.size_bytes().await
-    }
-
-    fn counters(&self) -> StoreCounters {
-        self.inner.counters()
+    /// `None`: the faults are injected on the byte path, so the cache must not go around
+    /// it through the inner store's decoded values.
+    fn as_value_store(&self) -> Option<&dyn crate::value::ValueStore> {
+        None
     }
 }
 

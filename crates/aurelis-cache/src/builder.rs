@@ -1,4 +1,4 @@
-//! [`CacheBuilder`]: builds a [`Cache`] from layers and settings.
+//! [`CacheBuilder`]: builds a [`Cache`] from tiers and settings.
 
 use std::sync::Arc;
 
@@ -7,9 +7,9 @@ use aurelis_cache_core::{Backplane, CacheStats, Codec, Error, KeyBuilder, Result
 use crate::cache::{Cache, Inner};
 use crate::coalesce::Flights;
 use crate::invalidation::{Epochs, Marks};
-use crate::layer::{Layer, LayerState};
 use crate::options::DEFAULT_MAX_VALUE_BYTES;
 use crate::sync::SyncState;
+use crate::tier::{Tier, TierState};
 
 /// A random 128-bit instance id (from the OS-seeded hasher keys), so instances in containers
 /// that all run as PID 1 never collide.
@@ -20,19 +20,19 @@ fn random_instance_id() -> String {
     format!("{a:016x}{b:016x}")
 }
 
-/// Builds a [`Cache`] from layers.
+/// Builds a [`Cache`] from tiers.
 ///
 /// # Examples
 ///
 /// ```
 /// use std::{sync::Arc, time::Duration};
-/// use aurelis_cache::{Cache, Layer, MokaStore};
+/// use aurelis_cache::{Cache, Tier, MokaStore};
 ///
 /// let cache = Cache::builder()
 ///     .namespace("myapp")
-///     .layer(Layer::new("memory", Arc::new(MokaStore::builder().build()?)).ttl(Duration::from_secs(300)))
+///     .tier(Tier::new("memory", Arc::new(MokaStore::builder().build()?)).ttl(Duration::from_secs(300)))
 ///     .build()?;
-/// assert_eq!(cache.layer_names(), ["memory"]);
+/// assert_eq!(cache.tier_names(), ["memory"]);
 /// # Ok::<(), aurelis_cache::Error>(())
 /// ```
 #[derive(Debug)]
@@ -42,7 +42,7 @@ pub struct CacheBuilder {
     codec: Codec,
     max_value_bytes: usize,
     strict: bool,
-    layers: Vec<Layer>,
+    tiers: Vec<Tier>,
     backplane: Option<Arc<dyn Backplane>>,
 }
 
@@ -54,7 +54,7 @@ impl Default for CacheBuilder {
             codec: Codec::default(),
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             strict: false,
-            layers: Vec::new(),
+            tiers: Vec::new(),
             backplane: None,
         }
     }
@@ -67,7 +67,7 @@ impl CacheBuilder {
     ///
     /// ```
     /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
-    /// let cache = aurelis_cache::Cache::builder().namespace("myapp").layer(aurelis_cache::Layer::new("memory", memory)).build()?;
+    /// let cache = aurelis_cache::Cache::builder().namespace("myapp").tier(aurelis_cache::Tier::new("memory", memory)).build()?;
     /// assert_eq!(cache.keys().namespace(), "myapp");
     /// # Ok::<(), aurelis_cache::Error>(())
     /// ```
@@ -82,7 +82,7 @@ impl CacheBuilder {
     ///
     /// ```
     /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
-    /// let cache = aurelis_cache::Cache::builder().version("v2").layer(aurelis_cache::Layer::new("memory", memory)).build()?;
+    /// let cache = aurelis_cache::Cache::builder().version("v2").tier(aurelis_cache::Tier::new("memory", memory)).build()?;
     /// assert_eq!(cache.keys().prefix(), "aurelis:v2:");
     /// # Ok::<(), aurelis_cache::Error>(())
     /// ```
@@ -99,7 +99,7 @@ impl CacheBuilder {
     ///
     /// ```
     /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
-    /// let cache = aurelis_cache::Cache::builder().codec(aurelis_cache::Codec::Json).layer(aurelis_cache::Layer::new("memory", memory)).build()?;
+    /// let cache = aurelis_cache::Cache::builder().codec(aurelis_cache::Codec::Json).tier(aurelis_cache::Tier::new("memory", memory)).build()?;
     /// assert_eq!(cache.codec(), aurelis_cache::Codec::Json);
     /// # Ok::<(), aurelis_cache::Error>(())
     /// ```
@@ -114,8 +114,8 @@ impl CacheBuilder {
     ///
     /// ```
     /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
-    /// let cache = aurelis_cache::Cache::builder().max_value_bytes(1 << 20).layer(aurelis_cache::Layer::new("memory", memory)).build()?;
-    /// # let _ = cache;
+    /// let cache = aurelis_cache::Cache::builder().max_value_bytes(1 << 20).tier(aurelis_cache::Tier::new("memory", memory)).build()?;
+    /// assert_eq!(cache.max_value_bytes(), 1 << 20);
     /// # Ok::<(), aurelis_cache::Error>(())
     /// ```
     pub fn max_value_bytes(mut self, bytes: usize) -> Self {
@@ -129,8 +129,8 @@ impl CacheBuilder {
     ///
     /// ```
     /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
-    /// let cache = aurelis_cache::Cache::builder().strict(true).layer(aurelis_cache::Layer::new("memory", memory)).build()?;
-    /// # let _ = cache;
+    /// let cache = aurelis_cache::Cache::builder().strict(true).tier(aurelis_cache::Tier::new("memory", memory)).build()?;
+    /// assert!(cache.is_strict());
     /// # Ok::<(), aurelis_cache::Error>(())
     /// ```
     pub fn strict(mut self, strict: bool) -> Self {
@@ -138,41 +138,30 @@ impl CacheBuilder {
         self
     }
 
-    /// Adds a layer.
+    /// Adds a tier (tiers are read in order of priority, then in the order added).
     ///
     /// # Examples
     ///
     /// ```
     /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
-    /// let cache = aurelis_cache::Cache::builder().layer(aurelis_cache::Layer::new("memory", memory)).build()?;
-    /// assert_eq!(cache.layer_names(), ["memory"]);
+    /// let cache = aurelis_cache::Cache::builder().tier(aurelis_cache::Tier::new("memory", memory)).build()?;
+    /// assert_eq!(cache.tier_names(), ["memory"]);
     /// # Ok::<(), aurelis_cache::Error>(())
     /// ```
-    pub fn layer(mut self, layer: Layer) -> Self {
-        self.layers.push(layer);
+    pub fn tier(mut self, tier: Tier) -> Self {
+        self.tiers.push(tier);
         self
     }
 
-    /// Keeps in-process tiers coherent with other instances through `backplane`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[cfg(feature = "redis")] {
-    /// let config = aurelis_cache::RedisConfig::default();
-    /// let backplane = std::sync::Arc::new(aurelis_cache::RedisBackplane::new(&config, "aurelis", "v1")?);
-    /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
-    /// let builder = aurelis_cache::Cache::builder().layer(aurelis_cache::Layer::new("memory", memory)).backplane(backplane);
-    /// # let _ = builder;
-    /// # }
-    /// # Ok::<(), aurelis_cache::Error>(())
-    /// ```
+    /// Keeps in-process tiers coherent with other instances through `backplane` (with Redis:
+    /// `RedisBackplane` (feature `redis`); see docs/invalidation.md
+    /// and the `coherence_redis` tests, which run two caches against a real server).
     pub fn backplane(mut self, backplane: Arc<dyn Backplane>) -> Self {
         self.backplane = Some(backplane);
         self
     }
 
-    /// Builds the cache. Layers are ordered by priority (highest first), ties in the order
+    /// Builds the cache. Tiers are ordered by priority (highest first), ties in the order
     /// they were added. Background work (durable marks, repair of tiers, the backplane
     /// subscription) starts with the first operation, or with [`Cache::connect_backplane`]
     /// (or [`CacheBuilder::build_connected`]).
@@ -186,30 +175,30 @@ impl CacheBuilder {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Config`] when there is no layer, two layers share a name, the namespace or
+    /// [`ErrorKind::Config`] when there is no tier, two tiers share a name, the namespace or
     /// version is not a valid key part, or `max_value_bytes` is zero.
     pub fn build(self) -> Result<Cache> {
         let keys = KeyBuilder::new(self.namespace, self.version)
             .map_err(|e| Error::config(format!("cache key scheme: {}", e.message())))?;
-        if self.layers.is_empty() {
-            return Err(Error::config("a cache needs at least one layer"));
+        if self.tiers.is_empty() {
+            return Err(Error::config("a cache needs at least one tier"));
         }
         if self.max_value_bytes == 0 {
             return Err(Error::config("max_value_bytes must be greater than zero"));
         }
-        let mut layers = self.layers;
-        for (i, a) in layers.iter().enumerate() {
+        let mut tiers = self.tiers;
+        for (i, a) in tiers.iter().enumerate() {
             if a.name.is_empty() {
-                return Err(Error::config("a layer name is empty"));
+                return Err(Error::config("a tier name is empty"));
             }
-            if layers[..i].iter().any(|b| b.name == a.name) {
-                return Err(Error::config(format!("two layers are named `{}`", a.name)));
+            if tiers[..i].iter().any(|b| b.name == a.name) {
+                return Err(Error::config(format!("two tiers are named `{}`", a.name)));
             }
         }
         // Stable sort: equal priorities keep insertion order.
-        layers.sort_by_key(|l| std::cmp::Reverse(l.priority.unwrap_or(0)));
+        tiers.sort_by_key(|t| std::cmp::Reverse(t.priority.unwrap_or(0)));
         Ok(Cache::from_inner(Inner {
-            tiers: layers.into_iter().map(|l| Arc::new(LayerState::new(l))).collect(),
+            tiers: tiers.into_iter().map(|t| Arc::new(TierState::new(t))).collect(),
             keys,
             codec: self.codec,
             max_value_bytes: self.max_value_bytes,
@@ -233,8 +222,9 @@ impl CacheBuilder {
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
-    /// let cache = aurelis_cache::Cache::builder().layer(aurelis_cache::Layer::new("memory", memory)).build_connected().await?;
-    /// # let _ = cache;
+    /// let cache = aurelis_cache::Cache::builder().tier(aurelis_cache::Tier::new("memory", memory)).build_connected().await?;
+    /// cache.set(("k", "1"), &1u8).await?;
+    /// assert_eq!(cache.get::<u8>(("k", "1")).await?, Some(1));
     /// # Ok::<(), aurelis_cache::Error>(())
     /// # }).unwrap();
     /// ```

@@ -1,6 +1,7 @@
 //! The [`Cache`] handle and its typed API; the tier walk lives in `tiers`, single-flight in
 //! `coalesce`, marks and epochs in `invalidation`, the backplane in `sync`.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -8,8 +9,7 @@ use std::time::Duration;
 
 use aurelis_cache_core::envelope::now_ms;
 use aurelis_cache_core::{
-    Bytes, CacheStats, Codec, Envelope, Error, ErrorKind, Invalidation, Key, KeyBuilder, Params,
-    Result,
+    Bytes, CacheStats, Codec, Envelope, Error, ErrorKind, Invalidation, Key, KeyBuilder, Result,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -18,14 +18,15 @@ use crate::builder::CacheBuilder;
 use crate::coalesce::Flights;
 use crate::entry;
 use crate::invalidation::{Epochs, Marks};
-use crate::layer::LayerState;
 use crate::options::SetOptions;
 use crate::sync::SyncState;
+use crate::tier::TierState;
 use crate::tiers::{Lookup, Scope};
+use crate::to_key::ToKey;
 
 /// Everything a cache and its clones share.
 pub(crate) struct Inner {
-    pub(crate) tiers: Vec<Arc<LayerState>>,
+    pub(crate) tiers: Vec<Arc<TierState>>,
     pub(crate) keys: KeyBuilder,
     pub(crate) codec: Codec,
     pub(crate) max_value_bytes: usize,
@@ -63,10 +64,10 @@ impl std::error::Error for LoaderError {
     }
 }
 
-/// A tiered cache: a lookup walks the layers in order and the first fresh hit wins; a hit in
-/// a lower layer is copied up with its remaining lifetime; writes go to every layer, each with
-/// `min(entry TTL, layer TTL)`. A failing layer is skipped, counted and logged; it never fails
-/// a read another layer or the loader can answer (unless the cache is strict).
+/// A tiered cache: a lookup walks the tiers in order and the first fresh hit wins; a hit in
+/// a lower tier is copied up with its remaining lifetime; writes go to every tier, each with
+/// `min(entry TTL, tier TTL)`. A failing tier is skipped, counted and logged; it never fails
+/// a read another tier or the loader can answer (unless the cache is strict).
 ///
 /// Cloning is cheap (an `Arc`); clones share everything.
 ///
@@ -74,26 +75,26 @@ impl std::error::Error for LoaderError {
 ///
 /// ```
 /// use std::{sync::Arc, time::Duration};
-/// use aurelis_cache::{Cache, Layer, MokaStore, Params};
+/// use aurelis_cache::{Cache, Tier, MokaStore, Params};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> aurelis_cache::Result<()> {
 /// let cache = Cache::builder()
-///     .layer(Layer::new("memory", Arc::new(MokaStore::builder().build()?)).ttl(Duration::from_secs(300)))
+///     .tier(Tier::new("memory", Arc::new(MokaStore::builder().build()?)).ttl(Duration::from_secs(300)))
 ///     .build()?;
 ///
-/// cache.set("user_data", "user123", None, &("John", "developer")).await?;
-/// let user: Option<(String, String)> = cache.get("user_data", "user123", None).await?;
+/// cache.set(("user_data", "user123"), &("John", "developer")).await?;
+/// let user: Option<(String, String)> = cache.get(("user_data", "user123")).await?;
 /// assert_eq!(user, Some(("John".into(), "developer".into())));
 ///
 /// // `None` can be cached, and is not a miss:
-/// cache.set("lookup", "nobody", None, &None::<u32>).await?;
-/// assert_eq!(cache.get::<Option<u32>>("lookup", "nobody", None).await?, Some(None));
-/// assert_eq!(cache.get::<Option<u32>>("lookup", "never-set", None).await?, None);
+/// cache.set(("lookup", "nobody"), &None::<u32>).await?;
+/// assert_eq!(cache.get::<Option<u32>>(("lookup", "nobody")).await?, Some(None));
+/// assert_eq!(cache.get::<Option<u32>>(("lookup", "never-set")).await?, None);
 ///
 /// let page = Params::new().with("page", 1);
 /// let answer: u64 = cache
-///     .get_or_compute("search", "q", Some(&page), Default::default(), || async {
+///     .get_or_compute(("search", "q", Some(&page)), || async {
 ///         Ok::<_, std::io::Error>(42)
 ///     })
 ///     .await?;
@@ -111,7 +112,7 @@ impl fmt::Debug for Cache {
         f.debug_struct("Cache")
             .field("namespace", &self.inner.keys.namespace())
             .field("version", &self.inner.keys.version())
-            .field("layers", &self.layer_names())
+            .field("tiers", &self.tier_names())
             .field("strict", &self.inner.strict)
             .finish()
     }
@@ -137,7 +138,7 @@ impl Cache {
     ///
     /// ```
     /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
-    /// let cache = aurelis_cache::Cache::builder().layer(aurelis_cache::Layer::new("memory", memory)).build()?;
+    /// let cache = aurelis_cache::Cache::builder().tier(aurelis_cache::Tier::new("memory", memory)).build()?;
     /// assert_eq!(cache.keys().build_key("c", "i", None)?.as_str(), "aurelis:v1:c:i");
     /// # Ok::<(), aurelis_cache::Error>(())
     /// ```
@@ -145,17 +146,17 @@ impl Cache {
         &self.inner.keys
     }
 
-    /// The layer names in lookup order.
+    /// The tier names in lookup order.
     ///
     /// # Examples
     ///
     /// ```
     /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
-    /// let cache = aurelis_cache::Cache::builder().layer(aurelis_cache::Layer::new("memory", memory)).build()?;
-    /// assert_eq!(cache.layer_names(), ["memory"]);
+    /// let cache = aurelis_cache::Cache::builder().tier(aurelis_cache::Tier::new("memory", memory)).build()?;
+    /// assert_eq!(cache.tier_names(), ["memory"]);
     /// # Ok::<(), aurelis_cache::Error>(())
     /// ```
-    pub fn layer_names(&self) -> Vec<&str> {
+    pub fn tier_names(&self) -> Vec<&str> {
         self.inner.tiers.iter().map(|l| l.name()).collect()
     }
 
@@ -165,7 +166,7 @@ impl Cache {
     ///
     /// ```
     /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
-    /// let cache = aurelis_cache::Cache::builder().layer(aurelis_cache::Layer::new("memory", memory)).build()?;
+    /// let cache = aurelis_cache::Cache::builder().tier(aurelis_cache::Tier::new("memory", memory)).build()?;
     /// assert_eq!(cache.stats().snapshot().hits, 0);
     /// # Ok::<(), aurelis_cache::Error>(())
     /// ```
@@ -179,7 +180,7 @@ impl Cache {
     ///
     /// ```
     /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
-    /// let cache = aurelis_cache::Cache::builder().layer(aurelis_cache::Layer::new("memory", memory)).build()?;
+    /// let cache = aurelis_cache::Cache::builder().tier(aurelis_cache::Tier::new("memory", memory)).build()?;
     /// assert!(!cache.instance_id().is_empty());
     /// # Ok::<(), aurelis_cache::Error>(())
     /// ```
@@ -187,17 +188,17 @@ impl Cache {
         &self.inner.instance_id
     }
 
-    /// Whether the circuit breaker of layer `name` is open (the layer is being skipped).
+    /// Whether the circuit breaker of tier `name` is open (the tier is being skipped).
     ///
     /// # Examples
     ///
     /// ```
     /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
-    /// let cache = aurelis_cache::Cache::builder().layer(aurelis_cache::Layer::new("memory", memory)).build()?;
-    /// assert!(!cache.is_layer_down("memory"));
+    /// let cache = aurelis_cache::Cache::builder().tier(aurelis_cache::Tier::new("memory", memory)).build()?;
+    /// assert!(!cache.is_tier_down("memory"));
     /// # Ok::<(), aurelis_cache::Error>(())
     /// ```
-    pub fn is_layer_down(&self, name: &str) -> bool {
+    pub fn is_tier_down(&self, name: &str) -> bool {
         self.inner.tiers.iter().any(|l| l.name() == name && l.is_open())
     }
 
@@ -216,14 +217,14 @@ impl Cache {
         self.inner.max_value_bytes
     }
 
-    /// The TTL cap of layer `name` (`None` when it has none or there is no such layer).
-    pub fn layer_ttl(&self, name: &str) -> Option<Duration> {
-        self.inner.tiers.iter().find(|t| t.name() == name).and_then(|t| t.layer.ttl)
+    /// The TTL cap of tier `name` (`None` when it has none or there is no such tier).
+    pub fn tier_ttl(&self, name: &str) -> Option<Duration> {
+        self.inner.tiers.iter().find(|t| t.name() == name).and_then(|t| t.config.ttl)
     }
 
-    /// How many keys layer `name` missed (writes or invalidations that failed or were skipped)
+    /// How many keys tier `name` missed (writes or invalidations that failed or were skipped)
     /// and must be repaired of before it serves them again.
-    pub fn layer_pending(&self, name: &str) -> usize {
+    pub fn tier_pending(&self, name: &str) -> usize {
         self.inner
             .tiers
             .iter()
@@ -233,7 +234,11 @@ impl Cache {
 
     // ----- reads -------------------------------------------------------------------------
 
-    /// The value cached under `(category, identifier, params)`, or `None` on a miss.
+    /// The value cached under `key`, or `None` on a miss.
+    ///
+    /// `key` is anything [`ToKey`]: `(category, identifier)`, `(category, identifier,
+    /// params)` or a [`Key`] built beforehand with [`Cache::keys`] (the cheapest: nothing to
+    /// build per call).
     ///
     /// # Examples
     ///
@@ -241,11 +246,14 @@ impl Cache {
     /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     /// # rt.block_on(async {
     /// # let cache = aurelis_cache::Cache::builder()
-    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .tier(aurelis_cache::Tier::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
     /// #     .build()?;
-    /// cache.set("user_data", "u1", None, &42u32).await?;
-    /// assert_eq!(cache.get::<u32>("user_data", "u1", None).await?, Some(42));
-    /// assert_eq!(cache.get::<u32>("user_data", "u2", None).await?, None);
+    /// cache.set(("user_data", "u1"), &42u32).await?;
+    /// assert_eq!(cache.get::<u32>(("user_data", "u1")).await?, Some(42));
+    /// assert_eq!(cache.get::<u32>(("user_data", "u2")).await?, None);
+    ///
+    /// let key = cache.keys().build_key("user_data", "u1", None)?;
+    /// assert_eq!(cache.get::<u32>(&key).await?, Some(42));
     /// # Ok::<(), aurelis_cache::Error>(())
     /// # }).unwrap();
     /// ```
@@ -256,50 +264,18 @@ impl Cache {
     /// errors (they are skipped and counted) unless the cache is strict. An entry that does not
     /// decode into `T` is a miss for this read (counted as a type mismatch) and is kept: the
     /// lookup goes on to the next tier, and readers of the entry's own type still find it.
-    pub async fn get<T>(
-        &self,
-        category: &str,
-        identifier: &str,
-        params: Option<&Params>,
-    ) -> Result<Option<T>>
+    pub async fn get<T>(&self, key: impl ToKey) -> Result<Option<T>>
     where
         T: DeserializeOwned + Serialize + Clone + Send + Sync + 'static,
     {
-        let key = self.inner.keys.build_key(category, identifier, params)?;
-        self.get_key(&key).await
-    }
-
-    /// Like [`Cache::get`], for a key built beforehand (see [`Cache::keys`]).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    /// # rt.block_on(async {
-    /// # let cache = aurelis_cache::Cache::builder()
-    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
-    /// #     .build()?;
-    /// let key = cache.keys().build_key("user_data", "u1", None)?;
-    /// cache.set_key(&key, &"John", &Default::default()).await?;
-    /// assert_eq!(cache.get_key::<String>(&key).await?.as_deref(), Some("John"));
-    /// # Ok::<(), aurelis_cache::Error>(())
-    /// # }).unwrap();
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// As [`Cache::get`].
-    pub async fn get_key<T>(&self, key: &Key) -> Result<Option<T>>
-    where
-        T: DeserializeOwned + Serialize + Clone + Send + Sync + 'static,
-    {
+        let key = key.to_key(&self.inner.keys)?;
         if let Some(v) = self.inner.memory_hit(key.as_str(), |e| e.get::<T>().cloned()) {
             self.inner.stats.record_hit();
             return Ok(Some(v));
         }
         // A value decoded from bytes is not shared with anyone yet: no copy is needed.
         Ok(self
-            .get_shared_slow::<T>(key)
+            .get_shared_slow::<T>(&key)
             .await?
             .map(|v| Arc::try_unwrap(v).unwrap_or_else(|shared| T::clone(&shared))))
     }
@@ -314,11 +290,11 @@ impl Cache {
     /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     /// # rt.block_on(async {
     /// # let cache = aurelis_cache::Cache::builder()
-    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .tier(aurelis_cache::Tier::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
     /// #     .build()?;
-    /// cache.set("doc", "d", None, &"a long answer".to_string()).await?;
-    /// let first = cache.get_shared::<String>("doc", "d", None).await?.unwrap();
-    /// let second = cache.get_shared::<String>("doc", "d", None).await?.unwrap();
+    /// cache.set(("doc", "d"), &"a long answer".to_string()).await?;
+    /// let first = cache.get_shared::<String>(("doc", "d")).await?.unwrap();
+    /// let second = cache.get_shared::<String>(("doc", "d")).await?.unwrap();
     /// assert_eq!(*first, "a long answer");
     /// // Decoded once, then shared: both reads hold the same allocation.
     /// assert!(std::sync::Arc::ptr_eq(&first, &second));
@@ -329,33 +305,16 @@ impl Cache {
     /// # Errors
     ///
     /// As [`Cache::get`].
-    pub async fn get_shared<T>(
-        &self,
-        category: &str,
-        identifier: &str,
-        params: Option<&Params>,
-    ) -> Result<Option<Arc<T>>>
+    pub async fn get_shared<T>(&self, key: impl ToKey) -> Result<Option<Arc<T>>>
     where
         T: DeserializeOwned + Serialize + Send + Sync + 'static,
     {
-        let key = self.inner.keys.build_key(category, identifier, params)?;
-        self.get_shared_key(&key).await
-    }
-
-    /// Like [`Cache::get_shared`], for a key built beforehand.
-    ///
-    /// # Errors
-    ///
-    /// As [`Cache::get`].
-    pub async fn get_shared_key<T>(&self, key: &Key) -> Result<Option<Arc<T>>>
-    where
-        T: DeserializeOwned + Serialize + Send + Sync + 'static,
-    {
+        let key = key.to_key(&self.inner.keys)?;
         if let Some(v) = self.inner.memory_hit(key.as_str(), |e| e.get_arc::<T>()) {
             self.inner.stats.record_hit();
             return Ok(Some(v));
         }
-        self.get_shared_slow(key).await
+        self.get_shared_slow(&key).await
     }
 
     /// The read through every tier, when the synchronous memory hit did not answer.
@@ -376,8 +335,7 @@ impl Cache {
         }
     }
 
-    /// The values of several identifiers of one category, in order (`None` for misses). Each
-    /// tier is asked once for all the keys still missing.
+    /// The values of several keys, in order (`None` for misses), looked up concurrently.
     ///
     /// # Examples
     ///
@@ -385,57 +343,29 @@ impl Cache {
     /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     /// # rt.block_on(async {
     /// # let cache = aurelis_cache::Cache::builder()
-    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .tier(aurelis_cache::Tier::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
     /// #     .build()?;
-    /// cache.set("n", "one", None, &1u8).await?;
-    /// assert_eq!(cache.get_many::<u8>("n", &["one", "two"], None).await?, [Some(1), None]);
+    /// cache.set(("n", "one"), &1u8).await?;
+    /// let found = cache.get_many::<u8>([("n", "one"), ("n", "two")]).await?;
+    /// assert_eq!(found, [Some(1), None]);
     /// # Ok::<(), aurelis_cache::Error>(())
     /// # }).unwrap();
     /// ```
     ///
     /// # Errors
     ///
-    /// As [`Cache::get`].
+    /// As [`Cache::get`]; a bad key fails the whole call before any lookup.
     pub async fn get_many<T>(
         &self,
-        category: &str,
-        identifiers: &[&str],
-        params: Option<&Params>,
+        keys: impl IntoIterator<Item = impl ToKey>,
     ) -> Result<Vec<Option<T>>>
     where
         T: DeserializeOwned + Serialize + Clone + Send + Sync + 'static,
     {
-        let keys = identifiers
-            .iter()
-            .map(|id| self.inner.keys.build_key(category, id, params))
-            .collect::<Result<Vec<_>>>()?;
-        self.get_many_keys(&keys).await
-    }
-
-    /// Like [`Cache::get_many`], for keys built beforehand.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    /// # rt.block_on(async {
-    /// # let cache = aurelis_cache::Cache::builder()
-    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
-    /// #     .build()?;
-    /// let keys = [cache.keys().build_key("n", "a", None)?, cache.keys().build_key("n", "b", None)?];
-    /// cache.set("n", "b", None, &2u8).await?;
-    /// assert_eq!(cache.get_many_keys::<u8>(&keys).await?, [None, Some(2)]);
-    /// # Ok::<(), aurelis_cache::Error>(())
-    /// # }).unwrap();
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// As [`Cache::get`].
-    pub async fn get_many_keys<T>(&self, keys: &[Key]) -> Result<Vec<Option<T>>>
-    where
-        T: DeserializeOwned + Serialize + Clone + Send + Sync + 'static,
-    {
+        let keys = keys
+            .into_iter()
+            .map(|k| k.to_key(&self.inner.keys).map(Cow::into_owned))
+            .collect::<Result<Vec<Key>>>()?;
         self.ready().await?;
         let lookups = keys.iter().map(|key| self.inner.read::<T>(key.as_str()));
         let mut out = Vec::with_capacity(keys.len());
@@ -454,16 +384,18 @@ impl Cache {
         Ok(out)
     }
 
-    /// The value under `(category, identifier, params)`, or the loader's result, cached.
+    /// The value under `key`, or the loader's result, cached with the default options (each
+    /// tier's TTL cap, no tags); [`Cache::get_or_compute_with`] takes options.
     ///
     /// Concurrent callers missing the same key (for the same `T`) wait for one loader call
     /// (request coalescing): N concurrent misses run the loader once, and the value is handed
     /// to every caller as loaded (not re-read from a tier). If the leading caller is
     /// cancelled, a waiter takes over. A loader error is returned to every waiter and never
-    /// cached. A value that no tier can store (too large, a tier down) is still returned
-    /// (counted as `served_uncached`). A value loaded while its key was written, deleted or
-    /// invalidated is returned but not stored, so it cannot overwrite the newer state. When the loader fails and an expired entry is still inside its
-    /// stale window ([`SetOptions::stale_for`]), that entry is served instead (fail-safe).
+    /// cached; the loader's error type is anything convertible into
+    /// `Box<dyn Error + Send + Sync>` (`std::io::Error`, `anyhow::Error`, `String`, ...). A
+    /// value that no tier can store (too large, a tier down) is still returned (counted as
+    /// `served_uncached`). A value loaded while its key was written, deleted or invalidated
+    /// is returned but not stored, so it cannot overwrite the newer state.
     ///
     /// # Examples
     ///
@@ -471,14 +403,17 @@ impl Cache {
     /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     /// # rt.block_on(async {
     /// # let cache = aurelis_cache::Cache::builder()
-    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .tier(aurelis_cache::Tier::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
     /// #     .build()?;
     /// let v: u32 = cache
-    ///     .get_or_compute("reports", "daily", None, Default::default(), || async {
-    ///         Ok::<_, std::io::Error>(7)
-    ///     })
+    ///     .get_or_compute(("reports", "daily"), || async { Ok::<_, std::io::Error>(7) })
     ///     .await?;
     /// assert_eq!(v, 7);
+    /// // The second call is a hit: the loader does not run again.
+    /// let again: u32 = cache
+    ///     .get_or_compute(("reports", "daily"), || async { Ok::<_, std::io::Error>(8) })
+    ///     .await?;
+    /// assert_eq!(again, 7);
     /// assert_eq!(cache.stats().snapshot().loader_calls, 1);
     /// # Ok::<(), aurelis_cache::Error>(())
     /// # }).unwrap();
@@ -487,27 +422,21 @@ impl Cache {
     /// # Errors
     ///
     /// [`ErrorKind::InvalidKey`] for a bad key, [`ErrorKind::Loader`] (with the loader's error
-    /// as source) when the loader fails and nothing stale can be served,
-    /// [`ErrorKind::Codec`] / [`ErrorKind::ValueTooLarge`] when the result cannot be cached.
-    pub async fn get_or_compute<T, F, Fut, E>(
-        &self,
-        category: &str,
-        identifier: &str,
-        params: Option<&Params>,
-        options: SetOptions,
-        loader: F,
-    ) -> Result<T>
+    /// as source) when the loader fails, [`ErrorKind::Codec`] /
+    /// [`ErrorKind::ValueTooLarge`] when the result cannot be cached.
+    pub async fn get_or_compute<T, F, Fut, E>(&self, key: impl ToKey, loader: F) -> Result<T>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let key = self.inner.keys.build_key(category, identifier, params)?;
-        self.get_or_compute_key(&key, options, loader).await
+        self.get_or_compute_with(key, &SetOptions::DEFAULT, loader).await
     }
 
-    /// Like [`Cache::get_or_compute`], for a key built beforehand.
+    /// Like [`Cache::get_or_compute`], storing the loaded value with `options` (TTL, tags,
+    /// stale window). When the loader fails and an expired entry is still inside its stale
+    /// window ([`SetOptions::stale_for`]), that entry is served instead (fail-safe).
     ///
     /// # Examples
     ///
@@ -515,26 +444,30 @@ impl Cache {
     /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     /// # rt.block_on(async {
     /// # let cache = aurelis_cache::Cache::builder()
-    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .tier(aurelis_cache::Tier::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
     /// #     .build()?;
+    /// use aurelis_cache::SetOptions;
     /// let key = cache.keys().build_model_key("gpt-4o", "Hi!", &aurelis_cache::Params::new())?;
+    /// let opts = SetOptions::new().ttl(std::time::Duration::from_secs(3600)).tag("greetings");
     /// let answer: String = cache
-    ///     .get_or_compute_key(&key, Default::default(), || async {
-    ///         Ok::<_, std::io::Error>("Hello!".to_string())
-    ///     })
+    ///     .get_or_compute_with(&key, &opts, || async { Ok::<_, std::io::Error>("Hello!".to_string()) })
     ///     .await?;
     /// assert_eq!(answer, "Hello!");
+    /// // Tagged: one call drops it.
+    /// cache.invalidate_tag("greetings").await?;
+    /// assert_eq!(cache.get::<String>(&key).await?, None);
     /// # Ok::<(), aurelis_cache::Error>(())
     /// # }).unwrap();
     /// ```
     ///
     /// # Errors
     ///
-    /// As [`Cache::get_or_compute`].
-    pub async fn get_or_compute_key<T, F, Fut, E>(
+    /// As [`Cache::get_or_compute`]; with a stale entry at hand a loader failure is not an
+    /// error.
+    pub async fn get_or_compute_with<T, F, Fut, E>(
         &self,
-        key: &Key,
-        options: SetOptions,
+        key: impl ToKey,
+        options: &SetOptions,
         loader: F,
     ) -> Result<T>
     where
@@ -543,12 +476,18 @@ impl Cache {
         Fut: Future<Output = std::result::Result<T, E>>,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        let key = key.to_key(&self.inner.keys)?;
+        let key = &*key;
+        if let Some(v) = self.inner.memory_hit(key.as_str(), |e| e.get::<T>().cloned()) {
+            self.inner.stats.record_hit();
+            return Ok(v);
+        }
         self.ready().await?;
         let inner = &self.inner;
         let stale = match inner.read::<T>(key.as_str()).await? {
             Lookup::Fresh(v, _) => {
                 inner.stats.record_hit();
-                return Ok(T::clone(&v));
+                return Ok(Arc::try_unwrap(v).unwrap_or_else(|shared| T::clone(&shared)));
             }
             Lookup::Miss(stale) => stale,
         };
@@ -569,7 +508,7 @@ impl Cache {
     async fn lead_load<T, F, Fut, E>(
         &self,
         key: &Key,
-        options: SetOptions,
+        options: &SetOptions,
         loader: F,
         recheck: bool,
     ) -> Result<T>
@@ -585,7 +524,7 @@ impl Cache {
             // With a memory tier that keeps decoded values, a load that just finished is
             // there: a synchronous look, which counts no second miss in every tier.
             let in_memory =
-                inner.tiers.first().is_some_and(|t| t.store().as_value_store().is_some());
+                inner.tiers.first().is_some_and(|t| t.store_raw().as_value_store().is_some());
             if in_memory {
                 if let Some(v) = inner.memory_hit(key.as_str(), |e| e.get::<T>().cloned()) {
                     return Ok(v);
@@ -609,7 +548,7 @@ impl Cache {
             inner.stats.record_served_uncached();
             return Ok(value);
         }
-        let stored = self.store_owned(key, &value, &options).await;
+        let stored = self.store_owned(key, &value, options).await;
         // The check above and the write are not one step: a write, delete or invalidation of
         // the key between them would be overwritten by this older value. The write bumps the
         // key once before and once per tier; anything else means someone else touched it:
@@ -652,14 +591,14 @@ impl Cache {
     /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     /// # rt.block_on(async {
     /// # let cache = aurelis_cache::Cache::builder()
-    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .tier(aurelis_cache::Tier::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
     /// #     .build()?;
     /// use std::time::Duration;
     /// use aurelis_cache::{ErrorKind, SetOptions};
     /// // A slow provider and nothing stale to fall back on: the hard timeout answers.
     /// let opts = SetOptions::new().hard_timeout(Duration::from_millis(20));
     /// let err = cache
-    ///     .get_or_refresh("report", "slow", None, opts, || async {
+    ///     .get_or_refresh(("report", "slow"), &opts, || async {
     ///         tokio::time::sleep(Duration::from_millis(200)).await;
     ///         Ok::<_, std::io::Error>(1u32)
     ///     })
@@ -668,7 +607,7 @@ impl Cache {
     /// assert_eq!(err.kind(), ErrorKind::Timeout);
     /// // The load went on in the background and stored its result.
     /// tokio::time::sleep(Duration::from_millis(400)).await;
-    /// assert_eq!(cache.get::<u32>("report", "slow", None).await?, Some(1));
+    /// assert_eq!(cache.get::<u32>(("report", "slow")).await?, Some(1));
     /// # Ok::<(), aurelis_cache::Error>(())
     /// # }).unwrap();
     /// ```
@@ -679,10 +618,8 @@ impl Cache {
     /// with nothing stale to serve.
     pub async fn get_or_refresh<T, F, Fut, E>(
         &self,
-        category: &str,
-        identifier: &str,
-        params: Option<&Params>,
-        options: SetOptions,
+        key: impl ToKey,
+        options: &SetOptions,
         loader: F,
     ) -> Result<T>
     where
@@ -691,27 +628,8 @@ impl Cache {
         Fut: Future<Output = std::result::Result<T, E>> + Send + 'static,
         E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
     {
-        let key = self.inner.keys.build_key(category, identifier, params)?;
-        self.get_or_refresh_key(&key, options, loader).await
-    }
-
-    /// Like [`Cache::get_or_refresh`], for a key built beforehand.
-    ///
-    /// # Errors
-    ///
-    /// As [`Cache::get_or_refresh`].
-    pub async fn get_or_refresh_key<T, F, Fut, E>(
-        &self,
-        key: &Key,
-        options: SetOptions,
-        loader: F,
-    ) -> Result<T>
-    where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = std::result::Result<T, E>> + Send + 'static,
-        E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
-    {
+        let key = key.to_key(&self.inner.keys)?;
+        let key = &*key;
         self.ready().await?;
         let inner = &self.inner;
         let stale = match inner.read::<T>(key.as_str()).await? {
@@ -722,7 +640,7 @@ impl Cache {
                     if entry::due_for_refresh(life.created_at_ms, life.expires_at_ms, fraction, now)
                     {
                         // Served as it is; one background refresh per key at a time.
-                        drop(self.spawn_load(key, options, loader, false));
+                        drop(self.spawn_load(key, options.clone(), loader, false));
                     }
                 }
                 return Ok(T::clone(&v));
@@ -732,7 +650,7 @@ impl Cache {
         inner.stats.record_miss();
         let soft = options.soft_timeout_value().filter(|_| stale.is_some());
         let hard = options.hard_timeout_value();
-        let mut load = self.spawn_load(key, options, loader, true);
+        let mut load = self.spawn_load(key, options.clone(), loader, true);
         let waited = match (soft, hard) {
             (Some(s), Some(h)) => Some(s.min(h)),
             (s, h) => s.or(h),
@@ -807,7 +725,7 @@ impl Cache {
                 .run(
                     key.as_str(),
                     || inner.stats.record_coalesced_waiter(),
-                    || cache.lead_load(&key, options, loader, recheck),
+                    || cache.lead_load(&key, &options, loader, recheck),
                 )
                 .await
         })
@@ -875,8 +793,8 @@ impl Cache {
 
     // ----- writes ------------------------------------------------------------------------
 
-    /// Caches `value` under `(category, identifier, params)` in every layer, each with its TTL
-    /// cap (no entry TTL of its own).
+    /// Caches `value` under `key` in every tier, each with its TTL cap (no entry TTL of its
+    /// own); [`Cache::set_with`] takes options.
     ///
     /// # Examples
     ///
@@ -884,10 +802,13 @@ impl Cache {
     /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     /// # rt.block_on(async {
     /// # let cache = aurelis_cache::Cache::builder()
-    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .tier(aurelis_cache::Tier::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
     /// #     .build()?;
-    /// cache.set("user_data", "u1", None, &("John", 42)).await?;
-    /// assert!(cache.get::<(String, u32)>("user_data", "u1", None).await?.is_some());
+    /// cache.set(("user_data", "u1"), &("John", 42)).await?;
+    /// assert_eq!(cache.get::<(String, u32)>(("user_data", "u1")).await?, Some(("John".into(), 42)));
+    /// // A second set replaces the value.
+    /// cache.set(("user_data", "u1"), &("John", 43)).await?;
+    /// assert_eq!(cache.get::<(String, u32)>(("user_data", "u1")).await?, Some(("John".into(), 43)));
     /// # Ok::<(), aurelis_cache::Error>(())
     /// # }).unwrap();
     /// ```
@@ -895,14 +816,8 @@ impl Cache {
     /// # Errors
     ///
     /// As [`Cache::set_with`].
-    pub async fn set<T: Serialize + ?Sized>(
-        &self,
-        category: &str,
-        identifier: &str,
-        params: Option<&Params>,
-        value: &T,
-    ) -> Result<()> {
-        self.set_with(category, identifier, params, value, &SetOptions::default()).await
+    pub async fn set<T: Serialize + ?Sized>(&self, key: impl ToKey, value: &T) -> Result<()> {
+        self.set_with(key, value, &SetOptions::DEFAULT).await
     }
 
     /// Caches `value` with per-entry options (TTL, tags, stale window).
@@ -913,12 +828,14 @@ impl Cache {
     /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     /// # rt.block_on(async {
     /// # let cache = aurelis_cache::Cache::builder()
-    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .tier(aurelis_cache::Tier::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
     /// #     .build()?;
     /// use std::time::Duration;
-    /// let opts = aurelis_cache::SetOptions::new().ttl(Duration::from_secs(60)).tag("user:1");
-    /// cache.set_with("profile", "1", None, &"p", &opts).await?;
-    /// assert!(cache.get::<String>("profile", "1", None).await?.is_some());
+    /// let opts = aurelis_cache::SetOptions::new().ttl(Duration::from_millis(50)).tag("user:1");
+    /// cache.set_with(("profile", "1"), &"p", &opts).await?;
+    /// assert!(cache.get::<String>(("profile", "1")).await?.is_some());
+    /// tokio::time::sleep(Duration::from_millis(80)).await;
+    /// assert_eq!(cache.get::<String>(("profile", "1")).await?, None, "expired");
     /// # Ok::<(), aurelis_cache::Error>(())
     /// # }).unwrap();
     /// ```
@@ -931,48 +848,16 @@ impl Cache {
     /// tier error in strict mode).
     pub async fn set_with<T: Serialize + ?Sized>(
         &self,
-        category: &str,
-        identifier: &str,
-        params: Option<&Params>,
+        key: impl ToKey,
         value: &T,
         options: &SetOptions,
     ) -> Result<()> {
-        let key = self.inner.keys.build_key(category, identifier, params)?;
-        self.set_key(&key, value, options).await
-    }
-
-    /// Like [`Cache::set_with`], for a key built beforehand.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    /// # rt.block_on(async {
-    /// # let cache = aurelis_cache::Cache::builder()
-    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
-    /// #     .build()?;
-    /// let key = cache.keys().build_key("doc", "d", None)?;
-    /// cache.set_key(&key, &1u8, &Default::default()).await?;
-    /// assert_eq!(cache.get_key::<u8>(&key).await?, Some(1));
-    /// # Ok::<(), aurelis_cache::Error>(())
-    /// # }).unwrap();
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// As [`Cache::set_with`].
-    pub async fn set_key<T: Serialize + ?Sized>(
-        &self,
-        key: &Key,
-        value: &T,
-        options: &SetOptions,
-    ) -> Result<()> {
+        let key = key.to_key(&self.inner.keys)?;
         self.ready().await?;
-        self.store_value(key, value, options).await
+        self.store_value(&key, value, options).await
     }
 
-    /// Caches several values of one category with the same options. Each tier gets one
-    /// `set_many` call.
+    /// Caches several values with the same options. Each tier gets one `set_many` call.
     ///
     /// # Examples
     ///
@@ -980,30 +865,29 @@ impl Cache {
     /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     /// # rt.block_on(async {
     /// # let cache = aurelis_cache::Cache::builder()
-    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .tier(aurelis_cache::Tier::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
     /// #     .build()?;
-    /// cache.set_many("n", &[("a", 1u8), ("b", 2)], None, &Default::default()).await?;
-    /// assert_eq!(cache.get_many::<u8>("n", &["a", "b"], None).await?, [Some(1), Some(2)]);
+    /// use aurelis_cache::SetOptions;
+    /// cache.set_many(&[(("n", "a"), 1u8), (("n", "b"), 2)], &SetOptions::new()).await?;
+    /// assert_eq!(cache.get_many::<u8>([("n", "a"), ("n", "b")]).await?, [Some(1), Some(2)]);
     /// # Ok::<(), aurelis_cache::Error>(())
     /// # }).unwrap();
     /// ```
     ///
     /// # Errors
     ///
-    /// As [`Cache::set_with`].
-    pub async fn set_many<T: Serialize>(
+    /// As [`Cache::set_with`]; a bad key or value fails the call before anything is written.
+    pub async fn set_many<K: ToKey, T: Serialize>(
         &self,
-        category: &str,
-        entries: &[(&str, T)],
-        params: Option<&Params>,
+        entries: &[(K, T)],
         options: &SetOptions,
     ) -> Result<()> {
         self.ready().await?;
         let now = self.inner.entry_time();
         let mut encoded = Vec::with_capacity(entries.len());
         let mut envelope = None;
-        for (id, value) in entries {
-            let key = self.inner.keys.build_key(category, id, params)?;
+        for (key, value) in entries {
+            let key = key.to_key(&self.inner.keys)?;
             let env = entry::build_envelope(
                 self.inner.codec,
                 self.inner.max_value_bytes,
@@ -1022,8 +906,8 @@ impl Cache {
 
     // ----- invalidation ------------------------------------------------------------------
 
-    /// Removes `(category, identifier, params)` from every layer (and, through the backplane,
-    /// from other instances' in-process layers). Returns whether any layer held it.
+    /// Removes `key` from every tier (and, through the backplane, from other instances'
+    /// in-process tiers). Returns whether any tier held it.
     ///
     /// # Examples
     ///
@@ -1031,11 +915,12 @@ impl Cache {
     /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     /// # rt.block_on(async {
     /// # let cache = aurelis_cache::Cache::builder()
-    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .tier(aurelis_cache::Tier::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
     /// #     .build()?;
-    /// cache.set("doc", "d", None, &1u8).await?;
-    /// assert!(cache.delete("doc", "d", None).await?);
-    /// assert_eq!(cache.get::<u8>("doc", "d", None).await?, None);
+    /// cache.set(("doc", "d"), &1u8).await?;
+    /// assert!(cache.delete(("doc", "d")).await?);
+    /// assert_eq!(cache.get::<u8>(("doc", "d")).await?, None);
+    /// assert!(!cache.delete(("doc", "d")).await?, "nothing left to delete");
     /// # Ok::<(), aurelis_cache::Error>(())
     /// # }).unwrap();
     /// ```
@@ -1043,17 +928,19 @@ impl Cache {
     /// # Errors
     ///
     /// [`ErrorKind::InvalidKey`] for a bad key; tier errors only in strict mode.
-    pub async fn delete(
-        &self,
-        category: &str,
-        identifier: &str,
-        params: Option<&Params>,
-    ) -> Result<bool> {
-        let key = self.inner.keys.build_key(category, identifier, params)?;
-        self.delete_key(&key).await
+    pub async fn delete(&self, key: impl ToKey) -> Result<bool> {
+        let key = key.to_key(&self.inner.keys)?;
+        self.ready().await?;
+        let removed = self.inner.delete_everywhere(key.as_str(), Scope::All).await;
+        self.inner.stats.record_delete();
+        self.inner.publish(Invalidation::Key(key.as_str().to_owned()), now_ms());
+        removed
     }
 
-    /// Like [`Cache::delete`], for a key built beforehand.
+    /// Invalidates `key` everywhere: [`Cache::delete`] under the reference's name, for
+    /// callers that do not need to know whether anything was cached. For whole groups of
+    /// entries see [`Cache::invalidate_category`], [`Cache::invalidate_tag`],
+    /// [`Cache::invalidate_model`], [`Cache::invalidate_pattern`] and [`Cache::clear`].
     ///
     /// # Examples
     ///
@@ -1061,24 +948,20 @@ impl Cache {
     /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     /// # rt.block_on(async {
     /// # let cache = aurelis_cache::Cache::builder()
-    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .tier(aurelis_cache::Tier::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
     /// #     .build()?;
-    /// let key = cache.keys().build_key("doc", "d", None)?;
-    /// cache.set_key(&key, &1u8, &Default::default()).await?;
-    /// assert!(cache.delete_key(&key).await?);
+    /// cache.set(("user_data", "u1"), &1u8).await?;
+    /// cache.invalidate(("user_data", "u1")).await?;
+    /// assert_eq!(cache.get::<u8>(("user_data", "u1")).await?, None);
     /// # Ok::<(), aurelis_cache::Error>(())
     /// # }).unwrap();
     /// ```
     ///
     /// # Errors
     ///
-    /// Tier errors only in strict mode.
-    pub async fn delete_key(&self, key: &Key) -> Result<bool> {
-        self.ready().await?;
-        let removed = self.inner.delete_everywhere(key.as_str(), Scope::All).await;
-        self.inner.stats.record_delete();
-        self.inner.publish(Invalidation::Key(key.as_str().to_owned()), now_ms());
-        removed
+    /// As [`Cache::delete`].
+    pub async fn invalidate(&self, key: impl ToKey) -> Result<()> {
+        self.delete(key).await.map(drop)
     }
 
     /// Invalidates every entry of `category` in every tier and, through the backplane, every
@@ -1091,13 +974,13 @@ impl Cache {
     /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     /// # rt.block_on(async {
     /// # let cache = aurelis_cache::Cache::builder()
-    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .tier(aurelis_cache::Tier::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
     /// #     .build()?;
-    /// cache.set("session", "a", None, &1u8).await?;
-    /// cache.set("session", "b", None, &2u8).await?;
+    /// cache.set(("session", "a"), &1u8).await?;
+    /// cache.set(("session", "b"), &2u8).await?;
     /// cache.invalidate_category("session").await?;
-    /// assert_eq!(cache.get::<u8>("session", "a", None).await?, None);
-    /// assert_eq!(cache.get::<u8>("session", "b", None).await?, None);
+    /// assert_eq!(cache.get::<u8>(("session", "a")).await?, None);
+    /// assert_eq!(cache.get::<u8>(("session", "b")).await?, None);
     /// # Ok::<(), aurelis_cache::Error>(())
     /// # }).unwrap();
     /// ```
@@ -1108,7 +991,7 @@ impl Cache {
     /// in strict mode.
     pub async fn invalidate_category(&self, category: &str) -> Result<()> {
         let prefix = self.inner.keys.category_prefix(category)?;
-        self.invalidate(Invalidation::Prefix(prefix)).await
+        self.apply_invalidation(Invalidation::Prefix(prefix)).await
     }
 
     /// Invalidates every key matching the glob `pattern` (a durable mark, like
@@ -1122,13 +1005,13 @@ impl Cache {
     /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     /// # rt.block_on(async {
     /// # let cache = aurelis_cache::Cache::builder()
-    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .tier(aurelis_cache::Tier::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
     /// #     .build()?;
-    /// cache.set("model_info", "gpt-4o", None, &1u8).await?;
-    /// cache.set("model_info", "claude", None, &2u8).await?;
+    /// cache.set(("model_info", "gpt-4o"), &1u8).await?;
+    /// cache.set(("model_info", "claude"), &2u8).await?;
     /// cache.invalidate_pattern("model_info:gpt-*").await?;
-    /// assert_eq!(cache.get::<u8>("model_info", "gpt-4o", None).await?, None);
-    /// assert_eq!(cache.get::<u8>("model_info", "claude", None).await?, Some(2));
+    /// assert_eq!(cache.get::<u8>(("model_info", "gpt-4o")).await?, None);
+    /// assert_eq!(cache.get::<u8>(("model_info", "claude")).await?, Some(2));
     /// # Ok::<(), aurelis_cache::Error>(())
     /// # }).unwrap();
     /// ```
@@ -1141,7 +1024,7 @@ impl Cache {
             return Err(Error::invalid_key("invalidation pattern is empty"));
         }
         let full = format!("{}{pattern}", self.inner.keys.prefix());
-        self.invalidate(Invalidation::Pattern(full)).await
+        self.apply_invalidation(Invalidation::Pattern(full)).await
     }
 
     /// Invalidates every entry of `model`'s answers (a durable mark) (keys from
@@ -1153,12 +1036,12 @@ impl Cache {
     /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     /// # rt.block_on(async {
     /// # let cache = aurelis_cache::Cache::builder()
-    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .tier(aurelis_cache::Tier::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
     /// #     .build()?;
     /// let key = cache.keys().build_model_key("gpt-4o", "Hi", &aurelis_cache::Params::new())?;
-    /// cache.set_key(&key, &"Hello", &Default::default()).await?;
+    /// cache.set(&key, &"Hello").await?;
     /// cache.invalidate_model("gpt-4o").await?;
-    /// assert_eq!(cache.get_key::<String>(&key).await?, None);
+    /// assert_eq!(cache.get::<String>(&key).await?, None);
     /// # Ok::<(), aurelis_cache::Error>(())
     /// # }).unwrap();
     /// ```
@@ -1168,7 +1051,7 @@ impl Cache {
     /// [`ErrorKind::InvalidKey`] for a bad model name; tier errors only in strict mode.
     pub async fn invalidate_model(&self, model: &str) -> Result<()> {
         let prefix = self.inner.keys.model_prefix(model)?;
-        self.invalidate(Invalidation::Prefix(prefix)).await
+        self.apply_invalidation(Invalidation::Prefix(prefix)).await
     }
 
     /// Makes every entry tagged `tag` (written up to now) a miss, in every tier and, through
@@ -1181,12 +1064,12 @@ impl Cache {
     /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     /// # rt.block_on(async {
     /// # let cache = aurelis_cache::Cache::builder()
-    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .tier(aurelis_cache::Tier::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
     /// #     .build()?;
     /// let tagged = aurelis_cache::SetOptions::new().tag("user:1");
-    /// cache.set_with("profile", "1", None, &1u8, &tagged).await?;
+    /// cache.set_with(("profile", "1"), &1u8, &tagged).await?;
     /// cache.invalidate_tag("user:1").await?;
-    /// assert_eq!(cache.get::<u8>("profile", "1", None).await?, None);
+    /// assert_eq!(cache.get::<u8>(("profile", "1")).await?, None);
     /// # Ok::<(), aurelis_cache::Error>(())
     /// # }).unwrap();
     /// ```
@@ -1198,7 +1081,7 @@ impl Cache {
         if tag.is_empty() {
             return Err(Error::invalid_key("tag is empty"));
         }
-        self.invalidate(Invalidation::Tag(tag.to_owned())).await
+        self.apply_invalidation(Invalidation::Tag(tag.to_owned())).await
     }
 
     /// Invalidates every entry of this cache's namespace and version in every tier and process
@@ -1210,11 +1093,11 @@ impl Cache {
     /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     /// # rt.block_on(async {
     /// # let cache = aurelis_cache::Cache::builder()
-    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .tier(aurelis_cache::Tier::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
     /// #     .build()?;
-    /// cache.set("a", "1", None, &1u8).await?;
+    /// cache.set(("a", "1"), &1u8).await?;
     /// cache.clear().await?;
-    /// assert_eq!(cache.get::<u8>("a", "1", None).await?, None);
+    /// assert_eq!(cache.get::<u8>(("a", "1")).await?, None);
     /// # Ok::<(), aurelis_cache::Error>(())
     /// # }).unwrap();
     /// ```
@@ -1223,10 +1106,10 @@ impl Cache {
     ///
     /// Tier errors only in strict mode.
     pub async fn clear(&self) -> Result<()> {
-        self.invalidate(Invalidation::Clear).await
+        self.apply_invalidation(Invalidation::Clear).await
     }
 
-    async fn invalidate(&self, invalidation: Invalidation) -> Result<()> {
+    async fn apply_invalidation(&self, invalidation: Invalidation) -> Result<()> {
         self.ready().await?;
         let at = self.inner.fresh_mark_time().await;
         self.inner.invalidate_everywhere(invalidation, at).await
@@ -1244,11 +1127,11 @@ impl Cache {
     /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     /// # rt.block_on(async {
     /// # let cache = aurelis_cache::Cache::builder()
-    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .tier(aurelis_cache::Tier::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
     /// #     .build()?;
     /// cache.connect_backplane().await?;
-    /// cache.set("a", "1", None, &1u8).await?;
-    /// assert_eq!(cache.get::<u8>("a", "1", None).await?, Some(1));
+    /// cache.set(("a", "1"), &1u8).await?;
+    /// assert_eq!(cache.get::<u8>(("a", "1")).await?, Some(1));
     /// # Ok::<(), aurelis_cache::Error>(())
     /// # }).unwrap();
     /// ```
@@ -1276,9 +1159,9 @@ impl Cache {
     /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     /// # rt.block_on(async {
     /// # let cache = aurelis_cache::Cache::builder()
-    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .tier(aurelis_cache::Tier::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
     /// #     .build()?;
-    /// cache.set("a", "1", None, &1u8).await?;
+    /// cache.set(("a", "1"), &1u8).await?;
     /// assert_eq!(cache.flush(std::time::Duration::from_secs(5)).await?, 0);
     /// # Ok::<(), aurelis_cache::Error>(())
     /// # }).unwrap();
@@ -1291,7 +1174,7 @@ impl Cache {
         let unsent = self.inner.sync.drain(limit).await;
         let mut first_err = None;
         for tier in &self.inner.tiers {
-            if let Err(e) = tier.call(tier.store().flush()).await {
+            if let Err(e) = tier.store().flush().await {
                 first_err.get_or_insert(e);
             }
         }
@@ -1310,9 +1193,9 @@ impl Cache {
     /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     /// # rt.block_on(async {
     /// # let cache = aurelis_cache::Cache::builder()
-    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .tier(aurelis_cache::Tier::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
     /// #     .build()?;
-    /// cache.set("a", "1", None, &1u8).await?;
+    /// cache.set(("a", "1"), &1u8).await?;
     /// assert_eq!(cache.close(std::time::Duration::from_secs(5)).await?, 0);
     /// # Ok::<(), aurelis_cache::Error>(())
     /// # }).unwrap();
@@ -1329,14 +1212,14 @@ impl Cache {
         result
     }
 
-    /// A builder with the default key scheme (`aurelis:v1`) and no layers.
+    /// A builder with the default key scheme (`aurelis:v1`) and no tiers.
     ///
     /// # Examples
     ///
     /// ```
     /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
-    /// let cache = aurelis_cache::Cache::builder().layer(aurelis_cache::Layer::new("memory", memory)).build()?;
-    /// assert_eq!(cache.layer_names(), ["memory"]);
+    /// let cache = aurelis_cache::Cache::builder().tier(aurelis_cache::Tier::new("memory", memory)).build()?;
+    /// assert_eq!(cache.tier_names(), ["memory"]);
     /// # Ok::<(), aurelis_cache::Error>(())
     /// ```
     pub fn builder() -> CacheBuilder {

@@ -79,8 +79,8 @@ use aurelis_cache_core::{Codec, Error, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::Cache;
-use crate::layer::{BreakerConfig, Layer};
 use crate::options::DEFAULT_MAX_VALUE_BYTES;
+use crate::tier::{BreakerConfig, Tier};
 
 /// The prefix of environment overrides.
 pub const ENV_PREFIX: &str = "AURELIS_CACHE__";
@@ -308,10 +308,10 @@ impl CacheConfig {
     /// ))?;
     /// let cache = config.build().await?;
     /// let invalidator = config.invalidator(&cache)?;
-    /// cache.set("user_data", "42", None, &"Ada").await?;
+    /// cache.set(("user_data", "42"), &"Ada").await?;
     /// let context = aurelis_cache::EventContext::new().with("user_id", "42");
     /// invalidator.invalidate_on_event("user_updated", &context).await?;
-    /// assert_eq!(cache.get::<String>("user_data", "42", None).await?, None);
+    /// assert_eq!(cache.get::<String>(("user_data", "42")).await?, None);
     /// # Ok::<(), aurelis_cache::Error>(())
     /// # }).unwrap();
     /// ```
@@ -485,7 +485,7 @@ impl CacheConfig {
             let store = Arc::new(store);
             let layer =
                 layer("memory", store, m.ttl_secs, m.priority, m.timeout_ms, &self.breaker)?;
-            builder = builder.layer(layer);
+            builder = builder.tier(layer);
             layers += 1;
         }
         #[cfg(feature = "redis")]
@@ -497,7 +497,7 @@ impl CacheConfig {
             #[cfg(not(feature = "compress"))]
             let store = Arc::new(store);
             let layer = layer("redis", store, r.ttl_secs, r.priority, None, &self.breaker)?;
-            builder = builder.layer(layer);
+            builder = builder.tier(layer);
             if r.backplane {
                 let backplane = aurelis_cache_redis::RedisBackplane::new(
                     &r.store,
@@ -530,7 +530,7 @@ impl CacheConfig {
             #[cfg(not(feature = "compress"))]
             let store = Arc::new(store);
             let layer = layer("disk", store, d.ttl_secs, d.priority, d.timeout_ms, &self.breaker)?;
-            builder = builder.layer(layer);
+            builder = builder.tier(layer);
             layers += 1;
         }
         if layers == 0 {
@@ -563,7 +563,7 @@ fn layer(
     priority: i32,
     timeout_ms: Option<u64>,
     breaker: &BreakerConfig,
-) -> Result<Layer> {
+) -> Result<Tier> {
     if ttl_secs == 0 {
         return Err(Error::config(format!("{section}.ttl_secs must be greater than zero")));
     }
@@ -571,7 +571,7 @@ fn layer(
         return Err(Error::config(format!("{section}.timeout_ms must be greater than zero")));
     }
     let name = store.name().to_owned();
-    let mut layer = Layer::new(name, store)
+    let mut layer = Tier::new(name, store)
         .ttl(Duration::from_secs(ttl_secs))
         .priority(priority)
         .breaker(breaker.clone());

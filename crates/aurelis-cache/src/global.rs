@@ -23,7 +23,7 @@ static INIT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// let mut config = aurelis_cache::CacheConfig::default();
 /// config.disk.store.path = Some(dir.path().join("db"));
 /// let cache = aurelis_cache::init(&config).await?;
-/// assert_eq!(aurelis_cache::get_cache_manager()?.layer_names(), cache.layer_names());
+/// assert_eq!(aurelis_cache::get_cache_manager()?.tier_names(), cache.tier_names());
 /// # Ok::<(), aurelis_cache::Error>(())
 /// # }).unwrap();
 /// ```
@@ -48,7 +48,7 @@ pub async fn init(config: &CacheConfig) -> Result<Cache> {
 ///
 /// ```
 /// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
-/// let cache = aurelis_cache::Cache::builder().layer(aurelis_cache::Layer::new("memory", memory)).build()?;
+/// let cache = aurelis_cache::Cache::builder().tier(aurelis_cache::Tier::new("memory", memory)).build()?;
 /// aurelis_cache::install(cache)?;
 /// assert!(aurelis_cache::get_cache_manager().is_ok());
 /// # Ok::<(), aurelis_cache::Error>(())
@@ -67,7 +67,7 @@ pub fn install(cache: Cache) -> Result<()> {
 ///
 /// ```
 /// match aurelis_cache::get_cache_manager() {
-///     Ok(cache) => println!("layers: {:?}", cache.layer_names()),
+///     Ok(cache) => println!("layers: {:?}", cache.tier_names()),
 ///     Err(e) => println!("not initialised yet: {e}"),
 /// }
 /// ```

@@ -448,10 +448,10 @@ impl From<HashMap<String, String>> for EventContext {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> aurelis_cache::Result<()> {
 /// use std::sync::Arc;
-/// use aurelis_cache::{Cache, CacheInvalidator, EventContext, Layer, MokaStore, SetOptions};
+/// use aurelis_cache::{Cache, CacheInvalidator, EventContext, Tier, MokaStore, SetOptions};
 ///
 /// let cache = Cache::builder()
-///     .layer(Layer::new("memory", Arc::new(MokaStore::builder().build()?)))
+///     .tier(Tier::new("memory", Arc::new(MokaStore::builder().build()?)))
 ///     .build()?;
 /// let invalidator = CacheInvalidator::new(cache.clone());
 /// invalidator.register_invalidation_rule(
@@ -459,14 +459,14 @@ impl From<HashMap<String, String>> for EventContext {
 ///     ["key:user_data:{user_id}", "tag:user:{user_id}"],
 /// )?;
 ///
-/// cache.set("user_data", "42", None, &"Ada").await?;
-/// cache.set_with("feed", "home", None, &"...", &SetOptions::new().tag("user:42")).await?;
-/// cache.set("user_data", "7", None, &"Grace").await?;
+/// cache.set(("user_data", "42"), &"Ada").await?;
+/// cache.set_with(("feed", "home"), &"...", &SetOptions::new().tag("user:42")).await?;
+/// cache.set(("user_data", "7"), &"Grace").await?;
 ///
 /// invalidator.invalidate_on_event("user_updated", &EventContext::new().with("user_id", 42)).await?;
-/// assert_eq!(cache.get::<String>("user_data", "42", None).await?, None);
-/// assert_eq!(cache.get::<String>("feed", "home", None).await?, None);
-/// assert_eq!(cache.get::<String>("user_data", "7", None).await?.as_deref(), Some("Grace"));
+/// assert_eq!(cache.get::<String>(("user_data", "42")).await?, None);
+/// assert_eq!(cache.get::<String>(("feed", "home")).await?, None);
+/// assert_eq!(cache.get::<String>(("user_data", "7")).await?.as_deref(), Some("Grace"));
 ///
 /// // Unknown events and placeholders are errors, not silent no-ops.
 /// assert!(invalidator.invalidate_on_event("user_deleted", &EventContext::new()).await.is_err());
@@ -501,7 +501,7 @@ impl CacheInvalidator {
     ///
     /// ```
     /// # let cache = aurelis_cache::Cache::builder()
-    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .tier(aurelis_cache::Tier::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
     /// #     .build()?;
     /// use aurelis_cache::{CacheInvalidator, InvalidationRules};
     /// let rules = InvalidationRules::new().rule("model_updated", ["model:{model}"]);
@@ -510,7 +510,7 @@ impl CacheInvalidator {
     ///
     /// let bad = InvalidationRules::new().rule("oops", ["categroy:sessions"]);
     /// # let cache = aurelis_cache::Cache::builder()
-    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .tier(aurelis_cache::Tier::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
     /// #     .build()?;
     /// let err = CacheInvalidator::from_rules(cache, &bad).unwrap_err();
     /// assert!(err.to_string().contains("categroy:sessions"));
@@ -589,7 +589,7 @@ impl CacheInvalidator {
     ///
     /// ```
     /// # let cache = aurelis_cache::Cache::builder()
-    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .tier(aurelis_cache::Tier::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
     /// #     .build()?;
     /// let inv = aurelis_cache::CacheInvalidator::new(cache);
     /// inv.register_invalidation_rule("e", ["key:doc:{tenant}/{id}", "tag:tenant:{tenant}"])?;
@@ -706,7 +706,7 @@ impl CacheInvalidator {
     async fn apply(&self, target: &ResolvedTarget) -> Result<()> {
         match target {
             ResolvedTarget::Key { category, identifier } => {
-                self.cache.delete(category, identifier, None).await.map(drop)
+                self.cache.delete((category, identifier)).await.map(drop)
             }
             ResolvedTarget::Category { category } => self.cache.invalidate_category(category).await,
             ResolvedTarget::Pattern { pattern } => self.cache.invalidate_pattern(pattern).await,

@@ -10,7 +10,7 @@ mod entry;
 mod global;
 mod invalidation;
 mod invalidator;
-mod layer;
+pub mod layer;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod monitor;
@@ -18,7 +18,9 @@ mod options;
 mod report;
 pub mod strategy;
 mod sync;
+mod tier;
 mod tiers;
+mod to_key;
 mod warm;
 
 pub use aurelis_cache_core as core;
@@ -31,7 +33,6 @@ pub use cache::Cache;
 pub use config::CacheConfig;
 pub use global::{get_cache_manager, init, install, shutdown};
 pub use invalidator::{CacheInvalidator, EventContext, InvalidationRules, ResolvedTarget};
-pub use layer::{BreakerConfig, Layer};
 #[cfg(feature = "metrics")]
 pub use metrics::{spawn_metrics_exporter, MetricsExporter, METRIC_NAMES};
 pub use monitor::{
@@ -39,6 +40,8 @@ pub use monitor::{
     OverallMetrics, PerformanceReport, PerformanceSummary, WriteQueueReport, WriteQueueStats,
 };
 pub use options::{SetOptions, DEFAULT_MAX_VALUE_BYTES};
+pub use tier::{BreakerConfig, Tier};
+pub use to_key::{ParamsArg, ToKey};
 pub use warm::{CacheWarmer, WarmFailure, WarmProgress, WarmSummary};
 
 #[cfg(feature = "compress")]

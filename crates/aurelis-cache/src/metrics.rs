@@ -103,10 +103,10 @@ const WRITE_DEAD_LETTERS: &str = "aurelis_cache_write_dead_letters";
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> aurelis_cache::Result<()> {
 /// # let cache = aurelis_cache::Cache::builder()
-/// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+/// #     .tier(aurelis_cache::Tier::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
 /// #     .build()?;
 /// use aurelis_cache::{CacheMonitor, MetricsExporter};
-/// cache.get::<u8>("c", "missing", None).await?;
+/// cache.get::<u8>(("c", "missing")).await?;
 /// let exporter = MetricsExporter::new(CacheMonitor::new(cache)).label("cache", "sessions");
 /// // With no recorder installed this publishes to nothing; with one, the values land there.
 /// let report = exporter.export().await;
@@ -256,9 +256,9 @@ impl CacheMonitor {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> aurelis_cache::Result<()> {
     /// # let cache = aurelis_cache::Cache::builder()
-    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .tier(aurelis_cache::Tier::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
     /// #     .build()?;
-    /// cache.set("c", "k", None, &1u8).await?;
+    /// cache.set(("c", "k"), &1u8).await?;
     /// let report = aurelis_cache::CacheMonitor::new(cache).export_metrics().await;
     /// assert_eq!(report.overall_metrics.metrics.writes, 1);
     /// # Ok(())
@@ -279,7 +279,7 @@ impl CacheMonitor {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> aurelis_cache::Result<()> {
 /// # let cache = aurelis_cache::Cache::builder()
-/// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+/// #     .tier(aurelis_cache::Tier::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
 /// #     .build()?;
 /// let exporter = aurelis_cache::spawn_metrics_exporter(cache.clone(), std::time::Duration::from_secs(10));
 /// drop(cache); // the exporter stops at its next tick once the last handle is gone

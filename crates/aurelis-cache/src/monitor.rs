@@ -378,16 +378,16 @@ impl fmt::Display for PerformanceReport {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> aurelis_cache::Result<()> {
 /// use std::sync::Arc;
-/// use aurelis_cache::{Cache, CacheMonitor, Efficiency, Layer, MokaStore};
+/// use aurelis_cache::{Cache, CacheMonitor, Efficiency, Tier, MokaStore};
 ///
 /// let cache = Cache::builder()
-///     .layer(Layer::new("memory", Arc::new(MokaStore::builder().build()?)))
+///     .tier(Tier::new("memory", Arc::new(MokaStore::builder().build()?)))
 ///     .build()?;
-/// cache.set("user_data", "u1", None, &1u8).await?;
+/// cache.set(("user_data", "u1"), &1u8).await?;
 /// for _ in 0..9 {
-///     cache.get::<u8>("user_data", "u1", None).await?;
+///     cache.get::<u8>(("user_data", "u1")).await?;
 /// }
-/// cache.get::<u8>("user_data", "u2", None).await?;
+/// cache.get::<u8>(("user_data", "u2")).await?;
 ///
 /// let monitor = CacheMonitor::new(cache);
 /// let stats = monitor.current_stats().await;
@@ -441,7 +441,7 @@ impl CacheMonitor {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> aurelis_cache::Result<()> {
     /// # let cache = aurelis_cache::Cache::builder()
-    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .tier(aurelis_cache::Tier::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
     /// #     .build()?;
     /// use aurelis_cache::{CacheMonitor, WriteQueueReport};
     /// let monitor = CacheMonitor::new(cache).with_write_queue("orders", || WriteQueueReport::new(5, 1));
@@ -551,12 +551,12 @@ impl CacheMonitor {
             skipped: t.skipped,
             evictions: t.evictions,
             expirations: t.expirations,
-            breaker: if self.cache.is_layer_down(&t.name) {
+            breaker: if self.cache.is_tier_down(&t.name) {
                 BreakerState::Open
             } else {
                 BreakerState::Closed
             },
-            pending_keys: self.cache.layer_pending(&t.name) as u64,
+            pending_keys: self.cache.tier_pending(&t.name) as u64,
             compression: (t.bytes_before_compression > 0).then(|| CompressionReport {
                 bytes_before: t.bytes_before_compression,
                 bytes_after: t.bytes_after_compression,
@@ -571,7 +571,7 @@ impl CacheMonitor {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct CompressionReport {
-    /// Bytes written into the layer.
+    /// Bytes written into the tier.
     pub bytes_before: u64,
     /// Bytes it stored.
     pub bytes_after: u64,

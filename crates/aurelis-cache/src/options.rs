@@ -29,6 +29,18 @@ pub struct SetOptions {
 }
 
 impl SetOptions {
+    /// No TTL of its own, no tags, no stale window: what [`SetOptions::new`] returns, as a
+    /// constant for the methods that take no options.
+    pub(crate) const DEFAULT: SetOptions = SetOptions {
+        ttl: None,
+        tags: Vec::new(),
+        stale_for: None,
+        ttl_jitter: None,
+        soft_timeout: None,
+        hard_timeout: None,
+        refresh_ahead: None,
+    };
+
     /// No TTL of its own (each tier's cap applies), no tags, no stale window.
     ///
     /// # Examples

@@ -231,7 +231,7 @@ impl Inner {
                         let Some(inner) = weak.upgrade() else { return };
                         let tier = inner.tiers[i].clone();
                         let interval =
-                            Duration::from_millis(tier.layer.breaker.probe_interval_ms.max(1));
+                            Duration::from_millis(tier.config.breaker.probe_interval_ms.max(1));
                         (tier, interval)
                     };
                     let _ = tokio::time::timeout(interval, tier.wake.notified()).await;
@@ -314,7 +314,7 @@ impl Inner {
         self.epochs.bump_all();
         self.marks.add_local(at);
         for tier in self.tiers.iter().filter(|t| t.in_process) {
-            if tier.call(tier.store().delete_prefix(self.keys.prefix())).await.is_err() {
+            if tier.store().delete_prefix(self.keys.prefix()).await.is_err() {
                 tier.missed_everything();
             }
         }
@@ -327,23 +327,15 @@ impl Inner {
         for tier in self.tiers.iter().filter(|t| !t.shared && t.scan) {
             let mut cursor: Option<String> = None;
             loop {
-                let page = match tier
-                    .call(tier.store().scan_prefix(&prefix, cursor.as_deref(), 512))
-                    .await
-                {
+                let page = match tier.store().scan_prefix(&prefix, cursor.as_deref(), 512).await {
                     Ok(page) => page,
                     Err(e) => {
                         tracing::warn!(tier = %tier.name(), error = %e, "could not load invalidation marks");
                         break;
                     }
                 };
-                let values = match tier
-                    .call(
-                        tier.store()
-                            .get_many(&page.keys.iter().map(String::as_str).collect::<Vec<_>>()),
-                    )
-                    .await
-                {
+                let keys: Vec<&str> = page.keys.iter().map(String::as_str).collect();
+                let values = match tier.store().get_many(&keys).await {
                     Ok(v) => v,
                     Err(_) => break,
                 };
@@ -385,7 +377,7 @@ impl Inner {
     pub(crate) fn prune_before(&self) -> Option<u64> {
         let mut longest = Duration::ZERO;
         for tier in self.tiers.iter() {
-            longest = longest.max(tier.layer.ttl?);
+            longest = longest.max(tier.config.ttl?);
         }
         Some(now_ms().saturating_sub(crate::entry::millis(longest)).saturating_sub(60_000))
     }
@@ -400,7 +392,7 @@ impl Inner {
         let lifetime = self.prune_before().map(|_| {
             let mut longest = Duration::ZERO;
             for tier in self.tiers.iter() {
-                longest = longest.max(tier.layer.ttl.unwrap_or_default());
+                longest = longest.max(tier.config.ttl.unwrap_or_default());
             }
             longest + Duration::from_secs(60)
         });
@@ -409,7 +401,7 @@ impl Inner {
                 let name = serde_json::to_vec(&mark.invalidation).unwrap_or_default();
                 let key = format!("{prefix}{}", aurelis_cache_core::key::hash_hex(&name));
                 let value = Bytes::from(serde_json::to_vec(mark).unwrap_or_default());
-                if let Err(e) = tier.call(tier.store().set(&key, value, lifetime)).await {
+                if let Err(e) = tier.store().set(&key, value, lifetime).await {
                     tracing::warn!(tier = %tier.name(), error = %e, "could not keep an invalidation mark");
                     tier.missed_everything();
                     if self.strict {

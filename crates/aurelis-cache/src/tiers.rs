@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::cache::Inner;
 use crate::entry::{self, Freshness};
 use crate::invalidation::EpochSnapshot;
-use crate::layer::LayerState;
+use crate::tier::TierState;
 
 /// What a typed read found.
 pub(crate) enum Lookup<T> {
@@ -93,7 +93,7 @@ impl Inner {
                 // Before the first read that could be copied up (see `write_back`).
                 snap = Some(self.epochs.snapshot(key));
             }
-            let values = tier.store().as_value_store();
+            let values = tier.store_raw().as_value_store();
             if let Some(values) = values {
                 if let Some(entry) = values.get_value(key) {
                     match self.check_value::<T>(tier, key, &entry) {
@@ -127,7 +127,7 @@ impl Inner {
                     continue;
                 }
             }
-            let result = tier.call(tier.store().get(key)).await;
+            let result = tier.store().get(key).await;
             if let Some(c) = clock {
                 let now = Instant::now();
                 tier.stats.record_latency(Op::Get, now.duration_since(c));
@@ -154,7 +154,7 @@ impl Inner {
                         let value = Arc::new(value);
                         // A decoded entry only where one is kept (this tier, or a tier above
                         // that a write-back fills); a disk-only read hands its value out as is.
-                        let keeps = |t: &Arc<LayerState>| t.store().as_value_store().is_some();
+                        let keeps = |t: &Arc<TierState>| t.store_raw().as_value_store().is_some();
                         if values.is_some() || self.tiers[..depth].iter().any(keeps) {
                             let decoded = ValueEntry::from_arc(
                                 value.clone(),
@@ -212,7 +212,7 @@ impl Inner {
             return None;
         }
         let tier = self.tiers.first()?;
-        let values = tier.store().as_value_store()?;
+        let values = tier.store_raw().as_value_store()?;
         if !tier.readable_quietly(key) {
             return None;
         }
@@ -241,7 +241,7 @@ impl Inner {
     /// Checks a decoded entry as [`Inner::check`] checks bytes: marks, freshness, type.
     fn check_value<T: Send + Sync + 'static>(
         &self,
-        tier: &Arc<LayerState>,
+        tier: &Arc<TierState>,
         key: &str,
         entry: &ValueEntry,
     ) -> Checked<Arc<T>> {
@@ -278,7 +278,7 @@ impl Inner {
     /// Verifies what a tier returned: envelope, marks, freshness. Unreadable and dead entries
     /// of unshared tiers are removed in the background (never from a shared tier, where
     /// another process may have written a fresh value meanwhile; it expires there by itself).
-    fn check(&self, tier: &Arc<LayerState>, key: &str, raw: Bytes) -> Checked {
+    fn check(&self, tier: &Arc<TierState>, key: &str, raw: Bytes) -> Checked {
         let decoded =
             if tier.in_process { Envelope::decode_trusted(raw) } else { Envelope::decode(raw) };
         let env = match decoded {
@@ -321,7 +321,7 @@ impl Inner {
 
     fn decode<T: DeserializeOwned>(
         &self,
-        tier: &LayerState,
+        tier: &TierState,
         key: &str,
         env: &Envelope,
     ) -> Option<T> {
@@ -347,7 +347,7 @@ impl Inner {
         }
     }
 
-    fn remove_in_background(&self, tier: &Arc<LayerState>, key: &str) {
+    fn remove_in_background(&self, tier: &Arc<TierState>, key: &str) {
         if tier.shared {
             return;
         }
@@ -355,7 +355,7 @@ impl Inner {
         let key = key.to_owned();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
-                if let Err(e) = tier.call(tier.store().delete(&key)).await {
+                if let Err(e) = tier.store().delete(&key).await {
                     tracing::debug!(tier = %tier.name(), error = %e, "could not remove a bad entry");
                 }
             });
@@ -390,13 +390,13 @@ impl Inner {
             }
             let ttl = tier.cap_ttl(lifetime);
             let started = Instant::now();
-            let values = tier.store().as_value_store();
+            let values = tier.store_raw().as_value_store();
             let result = if let (Some(values), Some(value)) = (values, value) {
                 values.set_value_if_absent(key, value.clone(), ttl)
             } else if tier.conditional_write {
-                tier.call(tier.store().set_if_absent(key, raw.clone(), ttl)).await
+                tier.store().set_if_absent(key, raw.clone(), ttl).await
             } else {
-                tier.call(tier.store().set(key, raw.clone(), ttl)).await.map(|()| true)
+                tier.store().set(key, raw.clone(), ttl).await.map(|()| true)
             };
             match result {
                 Ok(true) => {
@@ -404,7 +404,7 @@ impl Inner {
                     tier.stats.record_writeback();
                     if !self.epochs.unchanged(snap) {
                         // Touched while we copied: what we wrote may be the replaced value.
-                        if tier.call(tier.store().delete(key)).await.is_err() {
+                        if tier.store().delete(key).await.is_err() {
                             tier.missed(key);
                         }
                     }
@@ -449,7 +449,7 @@ impl Inner {
 
     async fn write_tier(
         &self,
-        tier: &LayerState,
+        tier: &TierState,
         entries: &[(&str, Bytes)],
         lifetime: Option<Duration>,
         op: Op,
@@ -465,13 +465,13 @@ impl Inner {
         }
         let ttl = tier.cap_ttl(lifetime);
         let started = Instant::now();
-        let values = tier.store().as_value_store();
+        let values = tier.store_raw().as_value_store();
         let result = if let (Some(values), Some(decoded), [(key, _)]) = (values, decoded, entries) {
             values.set_value(key, decoded.clone(), ttl)
         } else if let [(key, raw)] = entries {
-            tier.call(tier.store().set(key, raw.clone(), ttl)).await
+            tier.store().set(key, raw.clone(), ttl).await
         } else {
-            tier.call(tier.store().set_many(entries, ttl)).await
+            tier.store().set_many(entries, ttl).await
         };
         match &result {
             Ok(()) => {
@@ -513,7 +513,7 @@ impl Inner {
         }
     }
 
-    async fn delete_tier(&self, tier: &LayerState, key: &str) -> Result<bool> {
+    async fn delete_tier(&self, tier: &TierState, key: &str) -> Result<bool> {
         if !tier.available() {
             tier.missed(key);
             return Err(
@@ -521,7 +521,7 @@ impl Inner {
             );
         }
         let started = Instant::now();
-        let result = tier.call(tier.store().delete(key)).await;
+        let result = tier.store().delete(key).await;
         match &result {
             Ok(removed) => {
                 tier.stats.record_latency(Op::Delete, started.elapsed());
@@ -573,11 +573,11 @@ impl Inner {
     /// The repair task of one tier: while its breaker is open it probes it; once it answers,
     /// it removes every key the tier missed (or, past what could be remembered, flushes it of
     /// what it cannot prove fresh), and only then puts the tier back in use.
-    pub(crate) async fn repair(&self, tier: &Arc<LayerState>) {
-        let interval = Duration::from_millis(tier.layer.breaker.probe_interval_ms.max(1));
+    pub(crate) async fn repair(&self, tier: &Arc<TierState>) {
+        let interval = Duration::from_millis(tier.config.breaker.probe_interval_ms.max(1));
         if tier.is_open() {
-            let limit = tier.layer.timeout.unwrap_or(Duration::from_secs(1));
-            let probe = tier.store().get("aurelis:__probe__");
+            let limit = tier.config.timeout.unwrap_or(Duration::from_secs(1));
+            let probe = tier.store_raw().get("aurelis:__probe__");
             match tokio::time::timeout(limit, probe).await {
                 Ok(Ok(_)) => {}
                 _ => return,
@@ -589,7 +589,7 @@ impl Inner {
                 // Other processes read this tier too: they must stop trusting it as well.
                 self.invalidate_everywhere(Invalidation::Clear, at).await.is_ok()
             } else if tier.in_process {
-                tier.call(tier.store().delete_prefix(self.keys.prefix())).await.is_ok()
+                tier.store_unguarded().delete_prefix(self.keys.prefix()).await.is_ok()
             } else {
                 self.marks.add_local(at);
                 true
@@ -607,7 +607,7 @@ impl Inner {
             let mut repaired = Vec::with_capacity(keys.len());
             let mut failed = false;
             for key in keys {
-                match tier.call(tier.store().delete(&key)).await {
+                match tier.store_unguarded().delete(&key).await {
                     Ok(_) => {
                         tier.caught_up(&key);
                         repaired.push(key);
@@ -649,7 +649,7 @@ pub(crate) enum Scope {
 }
 
 impl Scope {
-    fn reaches(self, tier: &LayerState) -> bool {
+    fn reaches(self, tier: &TierState) -> bool {
         match self {
             Scope::All => true,
             Scope::Unshared => !tier.shared,

@@ -97,12 +97,12 @@ type ProgressFn = dyn Fn(WarmProgress) + Send + Sync;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> aurelis_cache::Result<()> {
 /// use std::sync::Arc;
-/// use aurelis_cache::{Cache, CacheWarmer, Layer, MokaStore};
+/// use aurelis_cache::{Cache, CacheWarmer, Tier, MokaStore};
 ///
 /// let cache = Cache::builder()
-///     .layer(Layer::new("memory", Arc::new(MokaStore::builder().build()?)))
+///     .tier(Tier::new("memory", Arc::new(MokaStore::builder().build()?)))
 ///     .build()?;
-/// cache.set("user_data", "u1", None, &"cached already".to_string()).await?;
+/// cache.set(("user_data", "u1"), &"cached already".to_string()).await?;
 ///
 /// let items = ["u1", "u2", "u3"].map(|id| {
 ///     let key = cache.keys().build_key("user_data", id, None).unwrap();
@@ -110,7 +110,7 @@ type ProgressFn = dyn Fn(WarmProgress) + Send + Sync;
 /// });
 /// let summary = CacheWarmer::new(cache.clone()).concurrency(2).warm::<String, _, _, _, _>(items).await;
 /// assert_eq!((summary.loaded, summary.already_present, summary.failed.len()), (2, 1, 0));
-/// assert_eq!(cache.get::<String>("user_data", "u3", None).await?.as_deref(), Some("loaded u3"));
+/// assert_eq!(cache.get::<String>(("user_data", "u3")).await?.as_deref(), Some("loaded u3"));
 /// # Ok(())
 /// # }
 /// ```
@@ -200,7 +200,7 @@ impl CacheWarmer {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> aurelis_cache::Result<()> {
     /// # let cache = aurelis_cache::Cache::builder()
-    /// #     .layer(aurelis_cache::Layer::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .tier(aurelis_cache::Tier::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
     /// #     .build()?;
     /// use std::sync::{Arc, Mutex};
     /// use futures::StreamExt;
@@ -290,8 +290,10 @@ impl CacheWarmer {
             }
             result
         };
-        let result =
-            self.cache.get_or_compute_key::<T, _, _, _>(&key, self.options.clone(), wrapped).await;
+        let result = self
+            .cache
+            .get_or_compute_with::<T, _, _, _>(&key, &self.options.clone(), wrapped)
+            .await;
         let outcome = outcome.into_inner();
         let result = match (result, outcome) {
             (Err(e), _) => Err(e),

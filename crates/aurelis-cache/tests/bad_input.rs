@@ -2,22 +2,22 @@
 
 mod common;
 
-use aurelis_cache::{CacheConfig, ErrorKind, Layer, SetOptions};
+use aurelis_cache::{CacheConfig, ErrorKind, SetOptions, Tier};
 use common::tiers;
 
 #[tokio::test]
 async fn bad_keys_are_named() {
     let t = tiers();
     let cache = t.cache();
-    let err = cache.get::<u8>("", "id", None).await.unwrap_err();
+    let err = cache.get::<u8>(("", "id")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidKey);
     assert!(err.to_string().contains("category is empty"), "{err}");
-    let err = cache.set("cat", "", None, &1u8).await.unwrap_err();
+    let err = cache.set(("cat", ""), &1u8).await.unwrap_err();
     assert!(err.to_string().contains("identifier is empty"), "{err}");
-    let err = cache.set("bad category", "id", None, &1u8).await.unwrap_err();
+    let err = cache.set(("bad category", "id"), &1u8).await.unwrap_err();
     assert!(err.to_string().contains("category"), "{err}");
     let long = "x".repeat(5000);
-    let err = cache.get::<u8>("cat", &long, None).await.unwrap_err();
+    let err = cache.get::<u8>(("cat", &long)).await.unwrap_err();
     assert!(err.to_string().contains("longer than"), "{err}");
 }
 
@@ -25,17 +25,17 @@ async fn bad_keys_are_named() {
 async fn oversized_values_are_refused_with_their_size() {
     let t = tiers();
     let cache = t.builder().max_value_bytes(1024).build().unwrap();
-    let err = cache.set("doc", "big", None, &vec![0u8; 4096]).await.unwrap_err();
+    let err = cache.set(("doc", "big"), &vec![0u8; 4096]).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ValueTooLarge);
     assert!(err.to_string().contains("max_value_bytes"), "{err}");
-    assert!(cache.get::<Vec<u8>>("doc", "big", None).await.unwrap().is_none());
+    assert!(cache.get::<Vec<u8>>(("doc", "big")).await.unwrap().is_none());
 }
 
 #[tokio::test]
 async fn bad_tags_are_refused() {
     let t = tiers();
     let cache = t.cache();
-    let err = cache.set_with("doc", "d", None, &1u8, &SetOptions::new().tag("")).await.unwrap_err();
+    let err = cache.set_with(("doc", "d"), &1u8, &SetOptions::new().tag("")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Codec);
     assert!(cache.invalidate_tag("").await.is_err());
 }
@@ -45,13 +45,13 @@ fn bad_builders_are_refused() {
     let t = tiers();
     let err = aurelis_cache::Cache::builder().build().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
-    assert!(err.to_string().contains("at least one layer"), "{err}");
+    assert!(err.to_string().contains("at least one tier"), "{err}");
     let err = aurelis_cache::Cache::builder()
-        .layer(Layer::new("x", t.memory.clone()))
-        .layer(Layer::new("x", t.disk.clone()))
+        .tier(Tier::new("x", t.memory.clone()))
+        .tier(Tier::new("x", t.disk.clone()))
         .build()
         .unwrap_err();
-    assert!(err.to_string().contains("two layers are named `x`"), "{err}");
+    assert!(err.to_string().contains("two tiers are named `x`"), "{err}");
     let err = t.builder().namespace("has space").build().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
     assert!(err.to_string().contains("namespace"), "{err}");

@@ -15,13 +15,13 @@ async fn a_soft_timeout_serves_the_stale_value_and_the_load_finishes_in_the_back
     let t = tiers();
     let cache = t.cache();
     let opts = SetOptions::new().ttl(Duration::from_millis(50)).stale_for(Duration::from_secs(600));
-    cache.set_with("model", "q", None, &"old".to_string(), &opts).await.unwrap();
+    cache.set_with(("model", "q"), &"old".to_string(), &opts).await.unwrap();
     tokio::time::sleep(Duration::from_millis(120)).await; // expired, inside its stale window
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let soft = opts.clone().soft_timeout(Duration::from_millis(30));
     let g = gate.clone();
     let got: String = cache
-        .get_or_refresh("model", "q", None, soft, move || async move {
+        .get_or_refresh(("model", "q"), &soft, move || async move {
             let _open = g.acquire().await;
             Ok::<_, std::io::Error>("new".to_string())
         })
@@ -32,7 +32,7 @@ async fn a_soft_timeout_serves_the_stale_value_and_the_load_finishes_in_the_back
     gate.add_permits(1);
     assert!(
         eventually(Duration::from_secs(10), || async {
-            cache.get::<String>("model", "q", None).await.unwrap().as_deref() == Some("new")
+            cache.get::<String>(("model", "q")).await.unwrap().as_deref() == Some("new")
         })
         .await,
         "the background load never stored its value"
@@ -47,7 +47,7 @@ async fn a_hard_timeout_without_anything_stale_is_a_timeout_error_and_the_load_s
     let g = gate.clone();
     let opts = SetOptions::new().hard_timeout(Duration::from_millis(30));
     let err = cache
-        .get_or_refresh("model", "slow", None, opts, move || async move {
+        .get_or_refresh(("model", "slow"), &opts, move || async move {
             let _open = g.acquire().await;
             Ok::<_, std::io::Error>(7u32)
         })
@@ -57,7 +57,7 @@ async fn a_hard_timeout_without_anything_stale_is_a_timeout_error_and_the_load_s
     gate.add_permits(1);
     assert!(
         eventually(Duration::from_secs(10), || async {
-            cache.get::<u32>("model", "slow", None).await.unwrap() == Some(7)
+            cache.get::<u32>(("model", "slow")).await.unwrap() == Some(7)
         })
         .await
     );
@@ -77,16 +77,16 @@ async fn refresh_ahead_serves_the_current_value_and_refreshes_once_in_the_backgr
         }
     };
     let first: String =
-        cache.get_or_refresh("doc", "hot", None, opts.clone(), load("v1")).await.unwrap();
+        cache.get_or_refresh(("doc", "hot"), &opts.clone(), load("v1")).await.unwrap();
     assert_eq!(first, "v1");
     // 0.1 % of 30 s is 30 ms: a read after that is due for a refresh, well before expiry.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let served: String =
-        cache.get_or_refresh("doc", "hot", None, opts.clone(), load("v2")).await.unwrap();
+        cache.get_or_refresh(("doc", "hot"), &opts.clone(), load("v2")).await.unwrap();
     assert_eq!(served, "v1", "refresh-ahead serves the current value");
     assert!(
         eventually(Duration::from_secs(10), || async {
-            cache.get::<String>("doc", "hot", None).await.unwrap().as_deref() == Some("v2")
+            cache.get::<String>(("doc", "hot")).await.unwrap().as_deref() == Some("v2")
         })
         .await,
         "the background refresh never landed"
@@ -94,7 +94,7 @@ async fn refresh_ahead_serves_the_current_value_and_refreshes_once_in_the_backgr
     assert_eq!(calls.load(SeqCst), 2);
     // Without refresh-ahead nothing is reloaded on a hit.
     let plain = SetOptions::new().ttl(Duration::from_secs(30));
-    let again: String = cache.get_or_refresh("doc", "hot", None, plain, load("v3")).await.unwrap();
+    let again: String = cache.get_or_refresh(("doc", "hot"), &plain, load("v3")).await.unwrap();
     assert_eq!(again, "v2");
     assert_eq!(calls.load(SeqCst), 2);
 }
@@ -106,7 +106,7 @@ async fn ttl_jitter_spreads_expiries_within_its_bound() {
     let opts = SetOptions::new().ttl(Duration::from_secs(60)).ttl_jitter(Duration::from_secs(10));
     let mut expiries = std::collections::BTreeSet::new();
     for i in 0..50 {
-        cache.set_with("doc", &i.to_string(), None, &i, &opts).await.unwrap();
+        cache.set_with(("doc", &i.to_string()), &i, &opts).await.unwrap();
         let key = cache.keys().build_key("doc", &i.to_string(), None).unwrap();
         let raw = t.disk.get(key.as_str()).await.unwrap().unwrap();
         let env = aurelis_cache::Envelope::decode(raw).unwrap();

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aurelis_cache::core::testkit::{FaultControl, FaultyStore, MemoryMapStore};
-use aurelis_cache::{BreakerConfig, Cache, Layer, SetOptions, Store};
+use aurelis_cache::{BreakerConfig, Cache, SetOptions, Store, Tier};
 use parking_lot::Mutex;
 
 const KEYS: u64 = 6;
@@ -89,9 +89,9 @@ fn fixture() -> Fixture {
     disk.control().delay(Duration::from_millis(1));
     let breaker = BreakerConfig::new(3, Duration::from_millis(20));
     let cache = Cache::builder()
-        .layer(Layer::new("memory", memory).priority(3).breaker(breaker.clone()))
-        .layer(Layer::new("middle", Arc::new(middle)).priority(2).breaker(breaker.clone()))
-        .layer(Layer::new("disk", Arc::new(disk)).priority(1).breaker(breaker))
+        .tier(Tier::new("memory", memory).priority(3).breaker(breaker.clone()))
+        .tier(Tier::new("middle", Arc::new(middle)).priority(2).breaker(breaker.clone()))
+        .tier(Tier::new("disk", Arc::new(disk)).priority(1).breaker(breaker))
         .build()
         .expect("cache");
     Fixture { cache, middle_faults, _dir: dir }
@@ -121,20 +121,20 @@ async fn run(seed: u64, outages: bool) -> Vec<Event> {
                 let start = clock.fetch_add(1, SeqCst);
                 let events: Vec<(u64, Kind)> = match roll {
                     0..=49 => {
-                        let got = cache.get::<u64>(cat, &id, None).await.expect("get");
+                        let got = cache.get::<u64>((cat, &id)).await.expect("get");
                         vec![(key, Kind::Read(got))]
                     }
                     50..=74 => {
                         let v = values.fetch_add(1, SeqCst);
                         let opts = SetOptions::new().tag(tag(key));
                         // A write may fail only when every tier refused it.
-                        match cache.set_with(cat, &id, None, &v, &opts).await {
+                        match cache.set_with((cat, &id), &v, &opts).await {
                             Ok(()) => vec![(key, Kind::Write(v))],
                             Err(_) => vec![(key, Kind::Write(v))],
                         }
                     }
                     75..=87 => {
-                        let _ = cache.delete(cat, &id, None).await;
+                        let _ = cache.delete((cat, &id)).await;
                         vec![(key, Kind::Remove)]
                     }
                     88..=92 => {
@@ -227,27 +227,23 @@ async fn writes_and_deletes_made_while_a_tier_is_down_are_not_undone_when_it_ret
     let cache = &f.cache;
     f.middle_faults.delay(Duration::ZERO);
     for i in 0..20 {
-        cache.set("k", &i.to_string(), None, &1u64).await.unwrap();
-        cache.set("d", &i.to_string(), None, &1u64).await.unwrap();
+        cache.set(("k", &i.to_string()), &1u64).await.unwrap();
+        cache.set(("d", &i.to_string()), &1u64).await.unwrap();
     }
     f.middle_faults.fail_all(true);
     for i in 0..20 {
-        cache.set("k", &i.to_string(), None, &2u64).await.unwrap();
-        cache.delete("d", &i.to_string(), None).await.unwrap();
+        cache.set(("k", &i.to_string()), &2u64).await.unwrap();
+        cache.delete(("d", &i.to_string())).await.unwrap();
     }
-    assert!(cache.is_layer_down("middle") || cache.layer_pending("middle") > 0);
+    assert!(cache.is_tier_down("middle") || cache.tier_pending("middle") > 0);
     f.middle_faults.fail_all(false);
     // Whatever the repair task has done by now, no read may see the old state.
     for _ in 0..3 {
         for i in 0..20 {
             let id = i.to_string();
+            assert_eq!(cache.get::<u64>(("k", &id)).await.unwrap(), Some(2), "old value came back");
             assert_eq!(
-                cache.get::<u64>("k", &id, None).await.unwrap(),
-                Some(2),
-                "old value came back"
-            );
-            assert_eq!(
-                cache.get::<u64>("d", &id, None).await.unwrap(),
+                cache.get::<u64>(("d", &id)).await.unwrap(),
                 None,
                 "deleted value came back"
             );
@@ -256,7 +252,7 @@ async fn writes_and_deletes_made_while_a_tier_is_down_are_not_undone_when_it_ret
     }
     assert!(
         common::eventually(Duration::from_secs(5), || async {
-            !cache.is_layer_down("middle") && cache.layer_pending("middle") == 0
+            !cache.is_tier_down("middle") && cache.tier_pending("middle") == 0
         })
         .await,
         "the tier never caught up"

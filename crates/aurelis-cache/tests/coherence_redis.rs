@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use aurelis_cache::core::testkit::FaultyStore;
 use aurelis_cache::{
-    BreakerConfig, Cache, Layer, MokaStore, RedisBackplane, RedisConfig, RedisStore, SetOptions,
-    SledStore, Store,
+    BreakerConfig, Cache, MokaStore, RedisBackplane, RedisConfig, RedisStore, SetOptions,
+    SledStore, Store, Tier,
 };
 use aurelis_redis_harness::RedisServer;
 use parking_lot::Mutex;
@@ -85,9 +85,9 @@ async fn instance(config: &RedisConfig, dir: &std::path::Path) -> Cache {
     let disk: Arc<dyn Store> = Arc::new(SledStore::builder().path(dir).build().unwrap());
     let breaker = BreakerConfig::new(50, Duration::from_millis(50));
     Cache::builder()
-        .layer(Layer::new("memory", memory).priority(3).breaker(breaker.clone()))
-        .layer(Layer::new("redis", Arc::new(redis)).priority(2).breaker(breaker.clone()))
-        .layer(Layer::new("disk", disk).priority(1).breaker(breaker))
+        .tier(Tier::new("memory", memory).priority(3).breaker(breaker.clone()))
+        .tier(Tier::new("redis", Arc::new(redis)).priority(2).breaker(breaker.clone()))
+        .tier(Tier::new("disk", disk).priority(1).breaker(breaker))
         .backplane(Arc::new(RedisBackplane::new(config, "aurelis", "v1").unwrap()))
         .build_connected()
         .await
@@ -120,17 +120,17 @@ async fn run(seed: u64) -> Vec<Event> {
                     let start = clock.fetch_add(1, SeqCst);
                     let events: Vec<(u64, Kind)> = match roll {
                         0..=54 => {
-                            let got = cache.get::<u64>(cat, &id, None).await.expect("get");
+                            let got = cache.get::<u64>((cat, &id)).await.expect("get");
                             vec![(key, Kind::Read(got, applied))]
                         }
                         55..=79 => {
                             let v = values.fetch_add(1, SeqCst);
                             let opts = SetOptions::new().tag(tag(key));
-                            cache.set_with(cat, &id, None, &v, &opts).await.expect("set");
+                            cache.set_with((cat, &id), &v, &opts).await.expect("set");
                             vec![(key, Kind::Write(v))]
                         }
                         80..=91 => {
-                            cache.delete(cat, &id, None).await.expect("delete");
+                            cache.delete((cat, &id)).await.expect("delete");
                             vec![(key, Kind::Remove)]
                         }
                         92..=96 => {

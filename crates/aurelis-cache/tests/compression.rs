@@ -3,7 +3,7 @@
 
 #![cfg(all(feature = "compress", feature = "sled", feature = "moka"))]
 
-use aurelis_cache::{Cache, CacheConfig, Layer, SledStore, Store};
+use aurelis_cache::{Cache, CacheConfig, SledStore, Store, Tier};
 
 fn answer() -> String {
     "The borrow checker ensures references never outlive the data they point to. ".repeat(60)
@@ -17,13 +17,10 @@ async fn a_compressed_disk_tier_is_transparent_and_counted() {
         dir.path().join("db")
     );
     let cache = CacheConfig::from_toml_str(&text).unwrap().build().await.unwrap();
-    cache.set("answers", "a1", None, &answer()).await.unwrap();
-    cache.set("answers", "small", None, &"short".to_string()).await.unwrap();
-    assert_eq!(cache.get::<String>("answers", "a1", None).await.unwrap(), Some(answer()));
-    assert_eq!(
-        cache.get::<String>("answers", "small", None).await.unwrap().as_deref(),
-        Some("short")
-    );
+    cache.set(("answers", "a1"), &answer()).await.unwrap();
+    cache.set(("answers", "small"), &"short".to_string()).await.unwrap();
+    assert_eq!(cache.get::<String>(("answers", "a1")).await.unwrap(), Some(answer()));
+    assert_eq!(cache.get::<String>(("answers", "small")).await.unwrap().as_deref(), Some("short"));
     let report = cache.stats_report().await;
     let disk = &report.tiers[0];
     assert!(disk.bytes_before_compression > 4_000, "{disk:?}");
@@ -56,8 +53,8 @@ async fn a_compressed_disk_tier_is_transparent_and_counted() {
     let raw = store.get(key.as_str()).await.unwrap().expect("stored");
     assert!(raw.len() < answer().len() / 4, "stored compressed: {} bytes", raw.len());
     let plain =
-        Cache::builder().layer(Layer::new("disk", std::sync::Arc::new(store))).build().unwrap();
-    assert_eq!(plain.get::<String>("answers", "a1", None).await.unwrap(), Some(answer()));
+        Cache::builder().tier(Tier::new("disk", std::sync::Arc::new(store))).build().unwrap();
+    assert_eq!(plain.get::<String>(("answers", "a1")).await.unwrap(), Some(answer()));
 }
 
 #[test]

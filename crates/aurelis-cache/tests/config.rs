@@ -63,13 +63,13 @@ async fn a_config_builds_memory_over_disk() {
     let dir = tempfile::tempdir().unwrap();
     let text = format!("[disk]\npath = {:?}\n", dir.path().join("db"));
     let cache = CacheConfig::from_toml_str(&text).unwrap().build().await.unwrap();
-    assert_eq!(cache.layer_names(), ["memory", "disk"]);
-    cache.set("k", "v", None, &5u8).await.unwrap();
-    assert_eq!(cache.get::<u8>("k", "v", None).await.unwrap(), Some(5));
+    assert_eq!(cache.tier_names(), ["memory", "disk"]);
+    cache.set(("k", "v"), &5u8).await.unwrap();
+    assert_eq!(cache.get::<u8>(("k", "v")).await.unwrap(), Some(5));
     drop(cache);
     // The disk tier persists across instances.
     let cache = CacheConfig::from_toml_str(&text).unwrap().build().await.unwrap();
-    assert_eq!(cache.get::<u8>("k", "v", None).await.unwrap(), Some(5));
+    assert_eq!(cache.get::<u8>(("k", "v")).await.unwrap(), Some(5));
     let report = cache.stats_report().await;
     assert_eq!(report.tiers[1].hits, 1);
 }
@@ -307,28 +307,28 @@ async fn settings_take_effect_on_the_built_cache() {
     );
     let cache = CacheConfig::from_toml_str(&text).unwrap().build().await.unwrap();
     // Priority: higher first, so the disk tier is looked up before memory here.
-    assert_eq!(cache.layer_names(), ["disk", "memory"]);
-    assert_eq!(cache.layer_ttl("memory"), Some(Duration::from_secs(60)));
-    assert_eq!(cache.layer_ttl("disk"), Some(Duration::from_secs(7200)));
+    assert_eq!(cache.tier_names(), ["disk", "memory"]);
+    assert_eq!(cache.tier_ttl("memory"), Some(Duration::from_secs(60)));
+    assert_eq!(cache.tier_ttl("disk"), Some(Duration::from_secs(7200)));
     assert_eq!(cache.codec(), Codec::Json);
     assert!(cache.is_strict());
     assert_eq!(cache.max_value_bytes(), 256);
     assert_eq!(cache.keys().prefix(), "myapp:v9:");
     assert!(cache.keys().build_key("c", "i", None).unwrap().as_str().starts_with("myapp:v9:c:i"));
 
-    cache.set("c", "small", None, &"x".repeat(10)).await.unwrap();
-    assert_eq!(cache.get::<String>("c", "small", None).await.unwrap(), Some("x".repeat(10)));
-    let err = cache.set("c", "big", None, &"x".repeat(1000)).await.unwrap_err();
+    cache.set(("c", "small"), &"x".repeat(10)).await.unwrap();
+    assert_eq!(cache.get::<String>(("c", "small")).await.unwrap(), Some("x".repeat(10)));
+    let err = cache.set(("c", "big"), &"x".repeat(1000)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ValueTooLarge);
-    assert_eq!(cache.get::<String>("c", "big", None).await.unwrap(), None);
+    assert_eq!(cache.get::<String>(("c", "big")).await.unwrap(), None);
 
     // The defaults, for comparison: memory above disk, reference TTLs, not strict.
     let dir = tempfile::tempdir().unwrap();
     let text = format!("[disk]\npath = {:?}\n", dir.path().join("db"));
     let cache = CacheConfig::from_toml_str(&text).unwrap().build().await.unwrap();
-    assert_eq!(cache.layer_names(), ["memory", "disk"]);
-    assert_eq!(cache.layer_ttl("memory"), Some(Duration::from_secs(300)));
-    assert_eq!(cache.layer_ttl("disk"), Some(Duration::from_secs(86_400)));
+    assert_eq!(cache.tier_names(), ["memory", "disk"]);
+    assert_eq!(cache.tier_ttl("memory"), Some(Duration::from_secs(300)));
+    assert_eq!(cache.tier_ttl("disk"), Some(Duration::from_secs(86_400)));
     assert_eq!(cache.codec(), Codec::MessagePack);
     assert!(!cache.is_strict());
     assert_eq!(cache.keys().prefix(), "aurelis:v1:");
@@ -349,8 +349,8 @@ async fn env_overrides_take_effect_on_the_built_cache() {
         .unwrap();
     let cache = config.build().await.unwrap();
     assert_eq!(cache.keys().prefix(), "2024:v1:");
-    assert_eq!(cache.layer_ttl("memory"), Some(Duration::from_secs(5)));
-    assert_eq!(cache.layer_names(), ["disk", "memory"]);
+    assert_eq!(cache.tier_ttl("memory"), Some(Duration::from_secs(5)));
+    assert_eq!(cache.tier_names(), ["disk", "memory"]);
     assert_eq!(cache.max_value_bytes(), 64);
 }
 
@@ -439,13 +439,13 @@ mod redis_section {
     #[tokio::test]
     async fn the_breaker_settings_open_a_failing_tier_after_the_threshold() {
         let cache = unreachable_redis(3).build().await.unwrap();
-        assert_eq!(cache.layer_names(), ["memory", "redis"]);
+        assert_eq!(cache.tier_names(), ["memory", "redis"]);
         let mut reads = 0;
-        while !cache.is_layer_down("redis") && reads < 50 {
-            assert_eq!(cache.get::<u8>("c", &format!("k{reads}"), None).await.unwrap(), None);
+        while !cache.is_tier_down("redis") && reads < 50 {
+            assert_eq!(cache.get::<u8>(("c", &format!("k{reads}"))).await.unwrap(), None);
             reads += 1;
         }
-        assert!(cache.is_layer_down("redis"), "still up after {reads} reads");
+        assert!(cache.is_tier_down("redis"), "still up after {reads} reads");
         let report = cache.stats_report().await;
         let redis = report.tiers.iter().find(|t| t.name == "redis").unwrap();
         assert_eq!(redis.errors, 3, "{redis:?}");
@@ -453,9 +453,9 @@ mod redis_section {
         // 0 never opens.
         let cache = unreachable_redis(0).build().await.unwrap();
         for i in 0..10 {
-            assert_eq!(cache.get::<u8>("c", &format!("k{i}"), None).await.unwrap(), None);
+            assert_eq!(cache.get::<u8>(("c", &format!("k{i}"))).await.unwrap(), None);
         }
-        assert!(!cache.is_layer_down("redis"));
+        assert!(!cache.is_tier_down("redis"));
         let report = cache.stats_report().await;
         let redis = report.tiers.iter().find(|t| t.name == "redis").unwrap();
         assert!(redis.errors >= 10, "{redis:?}");
@@ -480,24 +480,24 @@ mod redis_section {
         let fast = real_redis(&server, 50).build().await.unwrap();
         let slow = real_redis(&server, 600_000).build().await.unwrap();
         // The password from the environment authenticates: the write reaches Redis.
-        fast.set("c", "k", None, &7u8).await.unwrap();
+        fast.set(("c", "k"), &7u8).await.unwrap();
         assert_eq!(server.command(&["DBSIZE"]).unwrap().as_int(), Some(1));
         assert_eq!(fast.stats_report().await.tiers[1].errors, 0);
 
         // Threshold 1: one failed read opens the breaker of either cache.
         server.stop();
         for cache in [&fast, &slow] {
-            assert_eq!(cache.get::<u8>("c", "absent", None).await.unwrap(), None);
-            assert!(cache.is_layer_down("redis"));
+            assert_eq!(cache.get::<u8>(("c", "absent")).await.unwrap(), None);
+            assert!(cache.is_tier_down("redis"));
         }
         server.restart().unwrap();
         // Probing every 50 ms finds the server back; every 10 minutes does not, yet.
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while fast.is_layer_down("redis") {
+        while fast.is_tier_down("redis") {
             assert!(std::time::Instant::now() < deadline, "the breaker never closed");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert!(slow.is_layer_down("redis"));
+        assert!(slow.is_tier_down("redis"));
     }
 }

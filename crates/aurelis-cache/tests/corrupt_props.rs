@@ -21,7 +21,7 @@ proptest! {
             let cache = t.cache();
             let key = cache.keys().build_key("doc", "fuzz", None).unwrap();
             t.disk.set(key.as_str(), raw.into(), None).await.unwrap();
-            let got = cache.get::<String>("doc", "fuzz", None).await;
+            let got = cache.get::<String>(("doc", "fuzz")).await;
             prop_assert!(got.is_ok());
             prop_assert!(got.unwrap().is_none());
             prop_assert_eq!(cache.stats_report().await.overall.corrupt, 1);
@@ -40,7 +40,7 @@ proptest! {
         rt.block_on(async {
             let t = tiers();
             let cache = t.cache();
-            cache.set("doc", "v", None, &value).await.unwrap();
+            cache.set(("doc", "v"), &value).await.unwrap();
             let key = cache.keys().build_key("doc", "v", None).unwrap();
             let good = t.disk.get(key.as_str()).await.unwrap().unwrap();
             t.memory.clear().await.unwrap();
@@ -49,14 +49,14 @@ proptest! {
             let i = flip.index(flipped.len());
             flipped[i] ^= 1 << bit;
             t.disk.set(key.as_str(), flipped.into(), None).await.unwrap();
-            prop_assert_eq!(cache.get::<String>("doc", "v", None).await.unwrap(), None);
+            prop_assert_eq!(cache.get::<String>(("doc", "v")).await.unwrap(), None);
 
             let truncated = good.slice(..cut.index(good.len()));
             t.disk.set(key.as_str(), truncated, None).await.unwrap();
-            prop_assert_eq!(cache.get::<String>("doc", "v", None).await.unwrap(), None);
+            prop_assert_eq!(cache.get::<String>(("doc", "v")).await.unwrap(), None);
 
             t.disk.set(key.as_str(), good, None).await.unwrap();
-            prop_assert_eq!(cache.get::<String>("doc", "v", None).await.unwrap(), Some(value.clone()));
+            prop_assert_eq!(cache.get::<String>(("doc", "v")).await.unwrap(), Some(value.clone()));
             Ok(())
         })?;
     }

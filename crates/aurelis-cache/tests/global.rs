@@ -12,11 +12,11 @@ async fn init_once_then_get_anywhere() {
     let text = format!("[disk]\npath = {:?}\n", dir.path().join("db"));
     let config = CacheConfig::from_toml_str(&text).unwrap();
     let cache = init(&config).await.unwrap();
-    cache.set("user_data", "user123", None, &"John".to_string()).await.unwrap();
+    cache.set(("user_data", "user123"), &"John".to_string()).await.unwrap();
 
     let same = get_cache_manager().unwrap();
     assert_eq!(
-        same.get::<String>("user_data", "user123", None).await.unwrap().as_deref(),
+        same.get::<String>(("user_data", "user123")).await.unwrap().as_deref(),
         Some("John")
     );
     let err = init(&config).await.unwrap_err();

@@ -11,20 +11,20 @@ use aurelis_cache::{
 async fn seeded() -> (common::Tiers, Cache) {
     let tiers = common::tiers();
     let cache = tiers.cache();
-    cache.set("user_data", "42", None, &"ada").await.unwrap();
-    cache.set("user_data", "7", None, &"grace").await.unwrap();
-    cache.set("user_data", "42x", None, &"other").await.unwrap();
-    cache.set("session", "s1", None, &"s").await.unwrap();
-    cache.set("profile", "42", None, &"p42").await.unwrap();
-    cache.set_with("feed", "42", None, &"f42", &SetOptions::new().tag("user:42")).await.unwrap();
-    cache.set_with("feed", "7", None, &"f7", &SetOptions::new().tag("user:7")).await.unwrap();
-    cache.set("doc", "a:1", None, &"d1").await.unwrap();
-    cache.set("doc", "a:2", None, &"d2").await.unwrap();
-    cache.set("doc", "b:1", None, &"d3").await.unwrap();
+    cache.set(("user_data", "42"), &"ada").await.unwrap();
+    cache.set(("user_data", "7"), &"grace").await.unwrap();
+    cache.set(("user_data", "42x"), &"other").await.unwrap();
+    cache.set(("session", "s1"), &"s").await.unwrap();
+    cache.set(("profile", "42"), &"p42").await.unwrap();
+    cache.set_with(("feed", "42"), &"f42", &SetOptions::new().tag("user:42")).await.unwrap();
+    cache.set_with(("feed", "7"), &"f7", &SetOptions::new().tag("user:7")).await.unwrap();
+    cache.set(("doc", "a:1"), &"d1").await.unwrap();
+    cache.set(("doc", "a:2"), &"d2").await.unwrap();
+    cache.set(("doc", "b:1"), &"d3").await.unwrap();
     let gpt = cache.keys().build_model_key("gpt-4o", "hi", &Params::new()).unwrap();
     let claude = cache.keys().build_model_key("claude", "hi", &Params::new()).unwrap();
-    cache.set_key(&gpt, &"g", &SetOptions::default()).await.unwrap();
-    cache.set_key(&claude, &"c", &SetOptions::default()).await.unwrap();
+    cache.set(&gpt, &"g").await.unwrap();
+    cache.set(&claude, &"c").await.unwrap();
     (tiers, cache)
 }
 
@@ -43,13 +43,13 @@ async fn present(cache: &Cache) -> Vec<String> {
         ("doc", "a:2"),
         ("doc", "b:1"),
     ] {
-        if cache.get::<String>(c, i, None).await.unwrap().is_some() {
+        if cache.get::<String>((c, i)).await.unwrap().is_some() {
             out.push(format!("{c}/{i}"));
         }
     }
     for model in ["gpt-4o", "claude"] {
         let key = cache.keys().build_model_key(model, "hi", &Params::new()).unwrap();
-        if cache.get_key::<String>(&key).await.unwrap().is_some() {
+        if cache.get::<String>(&key).await.unwrap().is_some() {
             out.push(format!("@model/{model}"));
         }
     }
@@ -301,14 +301,14 @@ async fn an_event_reaches_every_tier() {
     // The entry is in both tiers; after the event neither serves it, even the disk tier alone.
     let tiers = common::tiers();
     let cache = tiers.cache();
-    cache.set("user_data", "42", None, &"ada").await.unwrap();
+    cache.set(("user_data", "42"), &"ada").await.unwrap();
     let inv = CacheInvalidator::new(cache.clone());
     inv.register_invalidation_rule("e", ["key:user_data:{id}"]).unwrap();
     inv.invalidate_on_event("e", &EventContext::new().with("id", 42)).await.unwrap();
     drop(cache);
     let disk_only = Cache::builder()
-        .layer(aurelis_cache::Layer::new("disk", tiers.disk.clone()))
+        .tier(aurelis_cache::Tier::new("disk", tiers.disk.clone()))
         .build()
         .unwrap();
-    assert_eq!(disk_only.get::<String>("user_data", "42", None).await.unwrap(), None);
+    assert_eq!(disk_only.get::<String>(("user_data", "42")).await.unwrap(), None);
 }

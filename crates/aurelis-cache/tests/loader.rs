@@ -30,17 +30,11 @@ async fn a_thousand_concurrent_misses_run_the_loader_once() {
             let (cache, calls, gate) = (cache.clone(), calls.clone(), gate.clone());
             tokio::spawn(async move {
                 cache
-                    .get_or_compute(
-                        "model",
-                        "slow-prompt",
-                        None,
-                        SetOptions::new(),
-                        || async move {
-                            calls.fetch_add(1, SeqCst);
-                            let _open = gate.acquire().await;
-                            Ok::<_, std::io::Error>("expensive answer".to_string())
-                        },
-                    )
+                    .get_or_compute(("model", "slow-prompt"), || async move {
+                        calls.fetch_add(1, SeqCst);
+                        let _open = gate.acquire().await;
+                        Ok::<_, std::io::Error>("expensive answer".to_string())
+                    })
                     .await
             })
         })
@@ -56,7 +50,7 @@ async fn a_thousand_concurrent_misses_run_the_loader_once() {
     assert_eq!(report.overall.coalesced_waiters, 999);
     // Afterwards it is a plain hit.
     let again: String = cache
-        .get_or_compute("model", "slow-prompt", None, SetOptions::new(), || async {
+        .get_or_compute(("model", "slow-prompt"), || async {
             Err::<String, _>(std::io::Error::other("must not be called"))
         })
         .await
@@ -75,7 +69,7 @@ async fn loader_errors_reach_every_waiter_and_are_not_cached() {
             let (cache, calls, gate) = (cache.clone(), calls.clone(), gate.clone());
             tokio::spawn(async move {
                 cache
-                    .get_or_compute("model", "flaky", None, SetOptions::new(), || async move {
+                    .get_or_compute(("model", "flaky"), || async move {
                         calls.fetch_add(1, SeqCst);
                         let _open = gate.acquire().await;
                         Err::<String, _>(std::io::Error::other("upstream 503"))
@@ -100,7 +94,7 @@ async fn loader_errors_reach_every_waiter_and_are_not_cached() {
     assert_eq!(calls.load(SeqCst), 1);
     // The error was not cached: the next call runs the loader again.
     let ok: String = cache
-        .get_or_compute("model", "flaky", None, SetOptions::new(), || async {
+        .get_or_compute(("model", "flaky"), || async {
             calls.fetch_add(1, SeqCst);
             Ok::<_, std::io::Error>("recovered".to_string())
         })
@@ -119,7 +113,7 @@ async fn a_cancelled_leader_hands_the_load_to_a_waiter() {
         let (cache, started) = (cache.clone(), started.clone());
         tokio::spawn(async move {
             cache
-                .get_or_compute("model", "cancel", None, SetOptions::new(), || async move {
+                .get_or_compute(("model", "cancel"), || async move {
                     started.notify_one();
                     std::future::pending::<Result<u32, std::io::Error>>().await
                 })
@@ -132,9 +126,7 @@ async fn a_cancelled_leader_hands_the_load_to_a_waiter() {
         let cache = cache.clone();
         tokio::spawn(async move {
             cache
-                .get_or_compute("model", "cancel", None, SetOptions::new(), || async {
-                    Ok::<_, std::io::Error>(2u32)
-                })
+                .get_or_compute(("model", "cancel"), || async { Ok::<_, std::io::Error>(2u32) })
                 .await
         })
     };
@@ -146,7 +138,7 @@ async fn a_cancelled_leader_hands_the_load_to_a_waiter() {
         .unwrap()
         .unwrap();
     assert_eq!(got, 2);
-    assert_eq!(cache.get::<u32>("model", "cancel", None).await.unwrap(), Some(2));
+    assert_eq!(cache.get::<u32>(("model", "cancel")).await.unwrap(), Some(2));
 }
 
 #[tokio::test]
@@ -158,7 +150,7 @@ async fn a_cancelled_leader_without_waiters_leaves_nothing_in_flight() {
         let (cache, started) = (cache.clone(), started.clone());
         tokio::spawn(async move {
             cache
-                .get_or_compute("model", "alone", None, SetOptions::new(), || async move {
+                .get_or_compute(("model", "alone"), || async move {
                     started.notify_one();
                     std::future::pending::<Result<u32, std::io::Error>>().await
                 })
@@ -171,9 +163,7 @@ async fn a_cancelled_leader_without_waiters_leaves_nothing_in_flight() {
     // The next caller leads a new load at once (no stale in-flight entry to wait on).
     let got = tokio::time::timeout(
         Duration::from_secs(5),
-        cache.get_or_compute("model", "alone", None, SetOptions::new(), || async {
-            Ok::<_, std::io::Error>(3u32)
-        }),
+        cache.get_or_compute(("model", "alone"), || async { Ok::<_, std::io::Error>(3u32) }),
     )
     .await
     .expect("a dead flight was left behind")
@@ -191,7 +181,7 @@ async fn callers_asking_for_another_type_do_not_share_a_load() {
         let (cache, gate) = (cache.clone(), gate.clone());
         tokio::spawn(async move {
             cache
-                .get_or_compute("doc", "typed", None, SetOptions::new(), || async move {
+                .get_or_compute(("doc", "typed"), || async move {
                     let _open = gate.acquire().await;
                     Ok::<_, std::io::Error>("text".to_string())
                 })
@@ -201,9 +191,7 @@ async fn callers_asking_for_another_type_do_not_share_a_load() {
     // A caller of another type runs its own loader and gets its own type, not a panic or a
     // codec error from the other caller's value.
     let number: u64 = cache
-        .get_or_compute("doc", "typed", None, SetOptions::new(), || async {
-            Ok::<_, std::io::Error>(7u64)
-        })
+        .get_or_compute(("doc", "typed"), || async { Ok::<_, std::io::Error>(7u64) })
         .await
         .unwrap();
     assert_eq!(number, 7);
@@ -222,7 +210,7 @@ async fn a_value_loaded_across_a_delete_is_returned_but_not_stored() {
         let (cache, started, gate) = (cache.clone(), started.clone(), gate.clone());
         tokio::spawn(async move {
             cache
-                .get_or_compute("doc", "racy", None, SetOptions::new(), || async move {
+                .get_or_compute(("doc", "racy"), || async move {
                     started.notify_one();
                     let _open = gate.acquire().await;
                     Ok::<_, std::io::Error>("read before the delete".to_string())
@@ -231,11 +219,11 @@ async fn a_value_loaded_across_a_delete_is_returned_but_not_stored() {
         })
     };
     started.notified().await;
-    cache.delete("doc", "racy", None).await.unwrap();
+    cache.delete(("doc", "racy")).await.unwrap();
     gate.add_permits(1);
     assert_eq!(load.await.unwrap().unwrap(), "read before the delete");
     assert_eq!(
-        cache.get::<String>("doc", "racy", None).await.unwrap(),
+        cache.get::<String>(("doc", "racy")).await.unwrap(),
         None,
         "stored after the delete"
     );
@@ -252,7 +240,7 @@ async fn a_value_no_tier_can_store_is_still_returned() {
     for _ in 0..2 {
         let calls = calls.clone();
         let v: String = cache
-            .get_or_compute("doc", "unstorable", None, SetOptions::new(), || async move {
+            .get_or_compute(("doc", "unstorable"), || async move {
                 calls.fetch_add(1, SeqCst);
                 Ok::<_, std::io::Error>("paid for".to_string())
             })
@@ -264,9 +252,7 @@ async fn a_value_no_tier_can_store_is_still_returned() {
     // A value over max_value_bytes is served too.
     let small = t.builder().max_value_bytes(8).build().unwrap();
     let big: String = small
-        .get_or_compute("doc", "big", None, SetOptions::new(), || async {
-            Ok::<_, std::io::Error>("x".repeat(100))
-        })
+        .get_or_compute(("doc", "big"), || async { Ok::<_, std::io::Error>("x".repeat(100)) })
         .await
         .unwrap();
     assert_eq!(big.len(), 100);
@@ -277,7 +263,7 @@ async fn any_boxed_error_type_works_as_a_loader_error() {
     let t = tiers();
     let cache = t.cache();
     let err = cache
-        .get_or_compute("doc", "boxed", None, SetOptions::new(), || async {
+        .get_or_compute(("doc", "boxed"), || async {
             Err::<u8, Box<dyn std::error::Error + Send + Sync>>("a plain message".into())
         })
         .await
@@ -293,7 +279,7 @@ async fn stale_entry_is_served_when_the_loader_fails() {
     let cache = t.cache();
     let opts = SetOptions::new().ttl(Duration::from_millis(200)).stale_for(Duration::from_secs(60));
     let first: String = cache
-        .get_or_compute("model", "failsafe", None, opts.clone(), || async {
+        .get_or_compute_with(("model", "failsafe"), &opts.clone(), || async {
             Ok::<_, std::io::Error>("v1".to_string())
         })
         .await
@@ -301,10 +287,10 @@ async fn stale_entry_is_served_when_the_loader_fails() {
     assert_eq!(first, "v1");
     tokio::time::sleep(Duration::from_millis(400)).await;
     // Expired: a plain get misses.
-    assert_eq!(cache.get::<String>("model", "failsafe", None).await.unwrap(), None);
+    assert_eq!(cache.get::<String>(("model", "failsafe")).await.unwrap(), None);
     // The loader fails: the stale value is served instead of the error.
     let served: String = cache
-        .get_or_compute("model", "failsafe", None, opts.clone(), || async {
+        .get_or_compute_with(("model", "failsafe"), &opts.clone(), || async {
             Err::<String, _>(std::io::Error::other("provider down"))
         })
         .await
@@ -313,7 +299,7 @@ async fn stale_entry_is_served_when_the_loader_fails() {
     assert_eq!(cache.stats_report().await.overall.stale_served, 1);
     // The loader works again: the fresh value replaces the stale one.
     let fresh: String = cache
-        .get_or_compute("model", "failsafe", None, opts, || async {
+        .get_or_compute_with(("model", "failsafe"), &opts, || async {
             Ok::<_, std::io::Error>("v2".to_string())
         })
         .await
@@ -326,10 +312,10 @@ async fn without_a_stale_window_the_loader_error_is_returned() {
     let t = tiers();
     let cache = t.cache();
     let opts = SetOptions::new().ttl(Duration::from_millis(100));
-    cache.set_with("model", "nofailsafe", None, &"v1".to_string(), &opts).await.unwrap();
+    cache.set_with(("model", "nofailsafe"), &"v1".to_string(), &opts).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let err = cache
-        .get_or_compute("model", "nofailsafe", None, opts, || async {
+        .get_or_compute_with(("model", "nofailsafe"), &opts, || async {
             Err::<String, _>(std::io::Error::other("provider down"))
         })
         .await
@@ -349,7 +335,7 @@ async fn a_load_never_overwrites_a_write_made_while_it_was_storing() {
             let (cache, id) = (cache.clone(), id.clone());
             tokio::spawn(async move {
                 cache
-                    .get_or_compute("doc", &id, None, SetOptions::new(), || async {
+                    .get_or_compute(("doc", &id), || async {
                         tokio::task::yield_now().await;
                         Ok::<_, std::io::Error>("loaded (older)".to_string())
                     })
@@ -360,13 +346,40 @@ async fn a_load_never_overwrites_a_write_made_while_it_was_storing() {
         if round % 2 == 0 {
             tokio::task::yield_now().await;
         }
-        cache.set("doc", &id, None, &"written".to_string()).await.unwrap();
+        cache.set(("doc", &id), &"written".to_string()).await.unwrap();
         load.await.unwrap();
-        let got = cache.get::<String>("doc", &id, None).await.unwrap();
+        let got = cache.get::<String>(("doc", &id)).await.unwrap();
         assert_ne!(
             got.as_deref(),
             Some("loaded (older)"),
             "round {round}: the set was overwritten"
         );
     }
+}
+
+#[tokio::test]
+async fn loaders_may_fail_with_anyhow_and_the_cause_is_kept() {
+    let t = tiers();
+    let cache = t.cache();
+    let err = cache
+        .get_or_compute(("reports", "anyhow"), || async {
+            Err::<u8, _>(anyhow::anyhow!("upstream said no").context("loading the report"))
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Loader);
+    let mut chain = String::new();
+    let mut source: Option<&dyn std::error::Error> = Some(&err);
+    while let Some(e) = source {
+        chain.push_str(&e.to_string());
+        chain.push('|');
+        source = e.source();
+    }
+    assert!(chain.contains("loading the report"), "{chain}");
+    // Not cached: the next call runs its loader.
+    let v = cache
+        .get_or_compute(("reports", "anyhow"), || async { Ok::<_, anyhow::Error>(5u8) })
+        .await
+        .unwrap();
+    assert_eq!(v, 5);
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use aurelis_cache::{CacheMonitor, MetricsExporter, SetOptions, WriteQueueReport, METRIC_NAMES};
+use aurelis_cache::{CacheMonitor, MetricsExporter, WriteQueueReport, METRIC_NAMES};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// The process-wide recorder (one per test binary), installed once.
@@ -51,22 +51,23 @@ fn names(text: &str) -> BTreeSet<String> {
 
 async fn traffic(cache: &aurelis_cache::Cache, rounds: u32) {
     for i in 0..rounds {
-        cache.set("doc", &i.to_string(), None, &i).await.unwrap();
+        cache.set(("doc", &i.to_string()), &i).await.unwrap();
     }
     for _ in 0..4 {
         for i in 0..rounds * 2 {
-            cache.get::<u32>("doc", &i.to_string(), None).await.unwrap();
+            cache.get::<u32>(("doc", &i.to_string())).await.unwrap();
         }
     }
     for i in 0..rounds {
         let _: u32 = cache
-            .get_or_compute("loaded", &i.to_string(), None, SetOptions::default(), || async move {
-                Ok::<_, std::io::Error>(i)
-            })
+            .get_or_compute(
+                ("loaded", &i.to_string()),
+                || async move { Ok::<_, std::io::Error>(i) },
+            )
             .await
             .unwrap();
     }
-    cache.delete("doc", "0", None).await.unwrap();
+    cache.delete(("doc", "0")).await.unwrap();
 }
 
 #[tokio::test]
@@ -116,9 +117,9 @@ async fn prometheus_scrape_finds_the_counters_moving() {
 
     // More traffic: the counters move by exactly what happened.
     for _ in 0..5 {
-        cache.get::<u32>("doc", "3", None).await.unwrap();
+        cache.get::<u32>(("doc", "3")).await.unwrap();
     }
-    cache.get::<u32>("doc", "nope", None).await.unwrap();
+    cache.get::<u32>(("doc", "nope")).await.unwrap();
     exporter.export().await;
     let second = handle.render();
     assert_eq!(at(&second, "aurelis_cache_requests_total", &[("result", "hit")]), Some(hits + 5.0));
@@ -138,8 +139,8 @@ async fn prometheus_scrape_finds_the_counters_moving() {
     // A tier whose breaker opens shows it.
     t.disk_faults.fail_all(true);
     for i in 0..10 {
-        cache.get::<u32>("doc", &format!("gone{i}"), None).await.unwrap();
-        if cache.is_layer_down("disk") {
+        cache.get::<u32>(("doc", &format!("gone{i}"))).await.unwrap();
+        if cache.is_tier_down("disk") {
             break;
         }
     }
@@ -165,7 +166,7 @@ async fn the_periodic_exporter_publishes_and_stops_with_the_cache() {
     let task = MetricsExporter::new(cache.clone())
         .label("cache", "periodic")
         .spawn(Duration::from_millis(20));
-    cache.get::<u32>("doc", "x", None).await.unwrap();
+    cache.get::<u32>(("doc", "x")).await.unwrap();
     let seen = common::eventually(Duration::from_secs(5), || async {
         sample(
             &handle.render(),

@@ -22,35 +22,33 @@ async fn report_numbers_match_the_traffic() {
 
     // 3 writes; 6 memory hits; 2 misses everywhere; 1 disk hit (memory dropped the entry).
     for i in 0..3 {
-        cache.set("doc", &i.to_string(), None, &i).await.unwrap();
+        cache.set(("doc", &i.to_string()), &i).await.unwrap();
     }
     for _ in 0..2 {
         for i in 0..3 {
-            assert!(cache.get::<i32>("doc", &i.to_string(), None).await.unwrap().is_some());
+            assert!(cache.get::<i32>(("doc", &i.to_string())).await.unwrap().is_some());
         }
     }
     for i in 10..12 {
-        assert!(cache.get::<i32>("doc", &i.to_string(), None).await.unwrap().is_none());
+        assert!(cache.get::<i32>(("doc", &i.to_string())).await.unwrap().is_none());
     }
     let key = cache.keys().build_key("doc", "0", None).unwrap();
     t.memory.delete(key.as_str()).await.unwrap();
-    assert_eq!(cache.get::<i32>("doc", "0", None).await.unwrap(), Some(0));
+    assert_eq!(cache.get::<i32>(("doc", "0")).await.unwrap(), Some(0));
 
     // 2 loader calls (one fails), 1 delete, 1 invalidation.
     let v: i32 = cache
-        .get_or_compute("doc", "loaded", None, SetOptions::default(), || async {
-            Ok::<_, std::io::Error>(5)
-        })
+        .get_or_compute(("doc", "loaded"), || async { Ok::<_, std::io::Error>(5) })
         .await
         .unwrap();
     assert_eq!(v, 5);
     let failed = cache
-        .get_or_compute::<i32, _, _, _>("doc", "broken", None, SetOptions::default(), || async {
+        .get_or_compute::<i32, _, _, _>(("doc", "broken"), || async {
             Err(std::io::Error::other("down"))
         })
         .await;
     assert!(failed.is_err());
-    cache.delete("doc", "1", None).await.unwrap();
+    cache.delete(("doc", "1")).await.unwrap();
     cache.invalidate_category("other").await.unwrap();
 
     let stats = monitor.current_stats().await;
@@ -131,16 +129,10 @@ async fn coalesced_waiters_and_stale_served_are_reported() {
         let gate = gate.clone();
         tokio::spawn(async move {
             cache
-                .get_or_compute::<u32, _, _, _>(
-                    "slow",
-                    "k",
-                    None,
-                    SetOptions::default(),
-                    || async move {
-                        gate.notified().await;
-                        Ok::<_, std::io::Error>(1)
-                    },
-                )
+                .get_or_compute::<u32, _, _, _>(("slow", "k"), || async move {
+                    gate.notified().await;
+                    Ok::<_, std::io::Error>(1)
+                })
                 .await
         })
     };
@@ -156,13 +148,9 @@ async fn coalesced_waiters_and_stale_served_are_reported() {
             let cache = cache.clone();
             tokio::spawn(async move {
                 cache
-                    .get_or_compute::<u32, _, _, _>(
-                        "slow",
-                        "k",
-                        None,
-                        SetOptions::default(),
-                        || async { Ok::<_, std::io::Error>(2) },
-                    )
+                    .get_or_compute::<u32, _, _, _>(("slow", "k"), || async {
+                        Ok::<_, std::io::Error>(2)
+                    })
                     .await
             })
         })
@@ -181,10 +169,10 @@ async fn coalesced_waiters_and_stale_served_are_reported() {
 
     // Fail-safe: an expired entry inside its stale window, a failing loader.
     let opts = SetOptions::new().ttl(Duration::from_millis(30)).stale_for(Duration::from_secs(600));
-    cache.set_with("stale", "k", None, &9u32, &opts).await.unwrap();
+    cache.set_with(("stale", "k"), &9u32, &opts).await.unwrap();
     tokio::time::sleep(Duration::from_millis(80)).await;
     let v = cache
-        .get_or_compute::<u32, _, _, _>("stale", "k", None, SetOptions::default(), || async {
+        .get_or_compute::<u32, _, _, _>(("stale", "k"), || async {
             Err(std::io::Error::other("down"))
         })
         .await
@@ -203,7 +191,7 @@ async fn breaker_state_and_missed_keys_per_tier() {
     let monitor = CacheMonitor::new(cache.clone());
     // The memory tier fails a write: it missed that key.
     t.memory_faults.fail_writes(true);
-    cache.set("doc", "d", None, &1u8).await.unwrap();
+    cache.set(("doc", "d"), &1u8).await.unwrap();
     let report = monitor.performance_report().await;
     assert_eq!(report.tier("memory").unwrap().pending_keys, 1);
     assert!(report.tier("memory").unwrap().metrics.errors >= 1);
@@ -212,12 +200,12 @@ async fn breaker_state_and_missed_keys_per_tier() {
     // The disk tier fails every call: its breaker opens (threshold 3 in the fixture).
     t.disk_faults.fail_all(true);
     for i in 0..10 {
-        let _ = cache.get::<u8>("doc", &format!("missing{i}"), None).await;
-        if cache.is_layer_down("disk") {
+        let _ = cache.get::<u8>(("doc", &format!("missing{i}"))).await;
+        if cache.is_tier_down("disk") {
             break;
         }
     }
-    assert!(cache.is_layer_down("disk"));
+    assert!(cache.is_tier_down("disk"));
     let report = monitor.performance_report().await;
     assert_eq!(report.tier("disk").unwrap().breaker, BreakerState::Open);
     assert_eq!(report.tier("memory").unwrap().breaker, BreakerState::Closed);
@@ -265,8 +253,8 @@ fn keys(v: &serde_json::Value) -> Vec<String> {
 async fn json_shape_is_stable() {
     let t = tiers();
     let cache = t.cache();
-    cache.set("doc", "d", None, &1u8).await.unwrap();
-    cache.get::<u8>("doc", "d", None).await.unwrap();
+    cache.set(("doc", "d"), &1u8).await.unwrap();
+    cache.get::<u8>(("doc", "d")).await.unwrap();
     let report = CacheMonitor::new(cache)
         .with_write_queue("orders", || WriteQueueReport::new(1, 0))
         .performance_report()
@@ -343,9 +331,9 @@ async fn json_shape_is_stable() {
 async fn display_is_a_per_tier_table() {
     let t = tiers();
     let cache = t.cache();
-    cache.set("doc", "d", None, &1u8).await.unwrap();
-    cache.get::<u8>("doc", "d", None).await.unwrap();
-    cache.get::<u8>("doc", "x", None).await.unwrap();
+    cache.set(("doc", "d"), &1u8).await.unwrap();
+    cache.get::<u8>(("doc", "d")).await.unwrap();
+    cache.get::<u8>(("doc", "x")).await.unwrap();
     let text = CacheMonitor::new(cache).performance_report().await.to_string();
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("requests 2 | hit rate 50.0% (Needs Improvement)"), "{text}");

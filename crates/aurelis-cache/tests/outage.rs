@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aurelis_cache::{
-    BreakerConfig, Cache, CacheConfig, Layer, MokaStore, RedisBackplane, RedisConfig, RedisStore,
-    SledStore, Store,
+    BreakerConfig, Cache, CacheConfig, MokaStore, RedisBackplane, RedisConfig, RedisStore,
+    SledStore, Store, Tier,
 };
 use aurelis_redis_harness::{free_port, RedisCluster, RedisServer, TcpProxy};
 use common::eventually;
@@ -39,9 +39,9 @@ async fn instance_probing(
     let disk: Arc<dyn Store> = Arc::new(SledStore::builder().path(dir).build().unwrap());
     let breaker = BreakerConfig::new(3, probe_every);
     let cache = Cache::builder()
-        .layer(Layer::new("memory", memory.clone()).priority(3).breaker(breaker.clone()))
-        .layer(Layer::new("redis", redis).priority(2).breaker(breaker.clone()))
-        .layer(Layer::new("disk", disk).priority(1).breaker(breaker))
+        .tier(Tier::new("memory", memory.clone()).priority(3).breaker(breaker.clone()))
+        .tier(Tier::new("redis", redis).priority(2).breaker(breaker.clone()))
+        .tier(Tier::new("disk", disk).priority(1).breaker(breaker))
         .backplane(Arc::new(RedisBackplane::new(config, "aurelis", "v1").unwrap()))
         .build_connected()
         .await
@@ -59,15 +59,15 @@ async fn the_cache_starts_and_serves_while_redis_is_unreachable_then_joins_it() 
     );
     let config = CacheConfig::from_toml_str(&text).unwrap();
     let a = config.build().await.expect("builds with Redis unreachable");
-    a.set("doc", "d", None, &"v1".to_string()).await.expect("memory and disk take the write");
-    assert_eq!(a.get::<String>("doc", "d", None).await.unwrap().as_deref(), Some("v1"));
+    a.set(("doc", "d"), &"v1".to_string()).await.expect("memory and disk take the write");
+    assert_eq!(a.get::<String>(("doc", "d")).await.unwrap().as_deref(), Some("v1"));
 
     let server = RedisServer::builder().port(port).start().unwrap_or_else(|e| panic!("{e}"));
     // Redis joins: new writes reach it once the breaker closed.
     let key = a.keys().build_key("doc", "e", None).unwrap();
     assert!(
         eventually(Duration::from_secs(10), || async {
-            a.set("doc", "e", None, &"v2".to_string()).await.unwrap();
+            a.set(("doc", "e"), &"v2".to_string()).await.unwrap();
             server.command(&["EXISTS", key.as_str()]).unwrap().as_int() == Some(1)
         })
         .await,
@@ -79,10 +79,10 @@ async fn the_cache_starts_and_serves_while_redis_is_unreachable_then_joins_it() 
     // And the backplane joined too: another instance's delete reaches this one.
     let dir_b = tempfile::tempdir().unwrap();
     let (b, _) = instance(&config_for(server.url()), dir_b.path()).await;
-    b.delete("doc", "e", None).await.unwrap();
+    b.delete(("doc", "e")).await.unwrap();
     assert!(
         eventually(Duration::from_secs(10), || async {
-            a.get::<String>("doc", "e", None).await.unwrap().is_none()
+            a.get::<String>(("doc", "e")).await.unwrap().is_none()
         })
         .await,
         "the other instance's delete never reached this one"
@@ -103,8 +103,8 @@ async fn writes_and_deletes_made_while_redis_was_unreachable_are_not_undone() {
     let (b, _) = instance(&config_for(server.url()), dirs.1.path()).await;
     let ids: Vec<String> = (0..20).map(|i| i.to_string()).collect();
     for id in &ids {
-        a.set("k", id, None, &1u64).await.unwrap();
-        a.set("d", id, None, &1u64).await.unwrap();
+        a.set(("k", id), &1u64).await.unwrap();
+        a.set(("d", id), &1u64).await.unwrap();
     }
     // B has applied everything A announced so far.
     assert!(
@@ -117,16 +117,16 @@ async fn writes_and_deletes_made_while_redis_was_unreachable_are_not_undone() {
     // As in the issue: Redis stops answering until the breaker opens (a write racing the
     // black-holing could still get through, and be announced at once, rightly).
     let mut probes = 0;
-    while !a.is_layer_down("redis") {
-        let _ = a.get::<u64>("probe", &probes.to_string(), None).await;
+    while !a.is_tier_down("redis") {
+        let _ = a.get::<u64>(("probe", &probes.to_string())).await;
         probes += 1;
         assert!(probes < 100, "the breaker never opened");
     }
     for id in &ids {
-        a.set("k", id, None, &2u64).await.expect("a write never fails while a tier can take it");
-        a.delete("d", id, None).await.expect("a delete never fails for a tier outage");
+        a.set(("k", id), &2u64).await.expect("a write never fails while a tier can take it");
+        a.delete(("d", id)).await.expect("a delete never fails for a tier outage");
     }
-    assert!(a.is_layer_down("redis"), "the breaker should have opened");
+    assert!(a.is_tier_down("redis"), "the breaker should have opened");
     let applied_before = b.stats().snapshot().remote_applied;
     proxy.heal();
     // B: as soon as it has received any of A's announcements, it must not read an old value
@@ -137,21 +137,17 @@ async fn writes_and_deletes_made_while_redis_was_unreachable_are_not_undone() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     for id in &ids {
-        assert_ne!(b.get::<u64>("k", id, None).await.unwrap(), Some(1), "B read a replaced value");
-        assert_eq!(b.get::<u64>("d", id, None).await.unwrap(), None, "B read a deleted value");
+        assert_ne!(b.get::<u64>(("k", id)).await.unwrap(), Some(1), "B read a replaced value");
+        assert_eq!(b.get::<u64>(("d", id)).await.unwrap(), None, "B read a deleted value");
     }
     // A: whatever the repair has done so far, the old values never come back, even from Redis
     // (its memory is emptied to force reads through the lower tiers).
     for round in 0..10 {
         a_memory.clear().await.unwrap();
         for id in &ids {
+            assert_eq!(a.get::<u64>(("k", id)).await.unwrap(), Some(2), "round {round}: old value");
             assert_eq!(
-                a.get::<u64>("k", id, None).await.unwrap(),
-                Some(2),
-                "round {round}: old value"
-            );
-            assert_eq!(
-                a.get::<u64>("d", id, None).await.unwrap(),
+                a.get::<u64>(("d", id)).await.unwrap(),
                 None,
                 "round {round}: deleted value"
             );
@@ -161,7 +157,7 @@ async fn writes_and_deletes_made_while_redis_was_unreachable_are_not_undone() {
     // B never had A's new values; once A caught up and announced it, B reads no old value.
     assert!(
         eventually(Duration::from_secs(10), || async {
-            !a.is_layer_down("redis") && a.layer_pending("redis") == 0
+            !a.is_tier_down("redis") && a.tier_pending("redis") == 0
         })
         .await,
         "A never caught up with Redis"
@@ -171,8 +167,8 @@ async fn writes_and_deletes_made_while_redis_was_unreachable_are_not_undone() {
         eventually(Duration::from_secs(10), || async {
             let mut clean = true;
             for id in &ids {
-                clean &= b.get::<u64>("k", id, None).await.unwrap() != Some(1);
-                clean &= b.get::<u64>("d", id, None).await.unwrap().is_none();
+                clean &= b.get::<u64>(("k", id)).await.unwrap() != Some(1);
+                clean &= b.get::<u64>(("d", id)).await.unwrap().is_none();
             }
             clean
         })
@@ -189,14 +185,14 @@ async fn a_category_invalidated_during_a_partition_stays_invalidated_after_it_he
     let (a, _) = instance(&config_for(server.url()), dirs.0.path()).await;
     let (b, b_memory) = instance(&config_for(proxy.url()), dirs.1.path()).await;
     for i in 0..10 {
-        a.set("session", &i.to_string(), None, &i).await.unwrap();
+        a.set(("session", &i.to_string()), &i).await.unwrap();
         // B reads them: copies in its memory tier.
-        assert_eq!(b.get::<i32>("session", &i.to_string(), None).await.unwrap(), Some(i));
+        assert_eq!(b.get::<i32>(("session", &i.to_string())).await.unwrap(), Some(i));
     }
     proxy.cut();
     a.invalidate_category("session").await.unwrap();
     for i in 0..10 {
-        assert_eq!(a.get::<i32>("session", &i.to_string(), None).await.unwrap(), None);
+        assert_eq!(a.get::<i32>(("session", &i.to_string())).await.unwrap(), None);
     }
     proxy.heal();
     // Once B is back (its backplane resumes and replays A's mark), nothing old is served, from
@@ -205,7 +201,7 @@ async fn a_category_invalidated_during_a_partition_stays_invalidated_after_it_he
         eventually(Duration::from_secs(15), || async {
             let mut none = true;
             for i in 0..10 {
-                none &= b.get::<i32>("session", &i.to_string(), None).await.unwrap().is_none();
+                none &= b.get::<i32>(("session", &i.to_string())).await.unwrap().is_none();
             }
             none
         })
@@ -214,12 +210,12 @@ async fn a_category_invalidated_during_a_partition_stays_invalidated_after_it_he
     );
     b_memory.clear().await.unwrap();
     for i in 0..10 {
-        assert_eq!(b.get::<i32>("session", &i.to_string(), None).await.unwrap(), None);
+        assert_eq!(b.get::<i32>(("session", &i.to_string())).await.unwrap(), None);
     }
     // A process started later honours the mark too (kept in Redis).
     let dir_c = tempfile::tempdir().unwrap();
     let (c, _) = instance(&config_for(server.url()), dir_c.path()).await;
-    assert_eq!(c.get::<i32>("session", "3", None).await.unwrap(), None);
+    assert_eq!(c.get::<i32>(("session", "3")).await.unwrap(), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,26 +229,26 @@ async fn a_dead_cluster_master_opens_the_breaker() {
     let memory: Arc<dyn Store> = Arc::new(MokaStore::builder().build().unwrap());
     let breaker = BreakerConfig::new(5, Duration::from_secs(60));
     let cache = Cache::builder()
-        .layer(Layer::new("memory", memory).priority(2))
-        .layer(Layer::new("redis", redis).priority(1).breaker(breaker))
+        .tier(Tier::new("memory", memory).priority(2))
+        .tier(Tier::new("redis", redis).priority(1).breaker(breaker))
         .build()
         .unwrap();
     for i in 0..30 {
-        cache.set("doc", &i.to_string(), None, &i).await.unwrap();
+        cache.set(("doc", &i.to_string()), &i).await.unwrap();
     }
     cluster.nodes_mut()[0].stop();
     // Reads of keys on the two live masters succeed, the dead one's fail: about a third of the
     // calls. Consecutive failures are rare, but the failure rate opens the breaker.
     let mut i = 0;
-    while !cache.is_layer_down("redis") {
-        let _ = cache.get::<i32>("other", &i.to_string(), None).await.unwrap();
+    while !cache.is_tier_down("redis") {
+        let _ = cache.get::<i32>(("other", &i.to_string())).await.unwrap();
         i += 1;
         assert!(i < 300, "the breaker never opened with one master of three dead");
     }
     // Open: reads no longer wait on the dead master.
     let skipped_before = cache.stats_report().await.tiers[1].skipped;
     for j in 0..20 {
-        assert_eq!(cache.get::<i32>("other", &format!("x{j}"), None).await.unwrap(), None);
+        assert_eq!(cache.get::<i32>(("other", &format!("x{j}"))).await.unwrap(), None);
     }
     assert!(cache.stats_report().await.tiers[1].skipped >= skipped_before + 20);
 }

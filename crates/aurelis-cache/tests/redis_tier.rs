@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aurelis_cache::{
-    BreakerConfig, Cache, CacheConfig, Layer, MokaStore, RedisBackplane, RedisConfig, RedisStore,
-    Store,
+    BreakerConfig, Cache, CacheConfig, MokaStore, RedisBackplane, RedisConfig, RedisStore, Store,
+    Tier,
 };
 use aurelis_redis_harness::{RedisCluster, RedisServer};
 use common::{eventually, tier};
@@ -36,9 +36,9 @@ async fn instance(config: &RedisConfig) -> (Cache, Arc<dyn Store>) {
     let redis: Arc<dyn Store> = Arc::new(RedisStore::from_config(config).await.unwrap());
     let breaker = BreakerConfig::new(3, Duration::from_millis(100));
     let cache = Cache::builder()
-        .layer(Layer::new("memory", memory.clone()).ttl(Duration::from_secs(300)))
-        .layer(
-            Layer::new("redis", redis)
+        .tier(Tier::new("memory", memory.clone()).ttl(Duration::from_secs(300)))
+        .tier(
+            Tier::new("redis", redis)
                 .ttl(Duration::from_secs(3600))
                 .timeout(Duration::from_millis(500))
                 .breaker(breaker),
@@ -57,14 +57,14 @@ async fn two_instances_share_redis_and_see_each_others_invalidations() {
     let (a, _) = instance(&config).await;
     let (b, b_memory) = instance(&config).await;
 
-    a.set("user_data", "42", None, &"v1".to_string()).await.unwrap();
+    a.set(("user_data", "42"), &"v1".to_string()).await.unwrap();
     // B finds it in Redis and keeps a copy in its own memory tier.
     // (A's own write announcement may reach B after B copied the value and remove the copy
     // again: B cannot tell which came first, so it reads again.)
     let key = b.keys().build_key("user_data", "42", None).unwrap();
     assert!(
         eventually(Duration::from_secs(5), || async {
-            b.get::<String>("user_data", "42", None).await.unwrap().as_deref() == Some("v1")
+            b.get::<String>(("user_data", "42")).await.unwrap().as_deref() == Some("v1")
                 && b_memory.get(key.as_str()).await.unwrap().is_some()
         })
         .await,
@@ -72,43 +72,43 @@ async fn two_instances_share_redis_and_see_each_others_invalidations() {
     );
 
     // A overwrites: B's memory copy is dropped through the backplane, B reads the new value.
-    a.set("user_data", "42", None, &"v2".to_string()).await.unwrap();
+    a.set(("user_data", "42"), &"v2".to_string()).await.unwrap();
     assert!(
         eventually(Duration::from_secs(5), || async {
-            b.get::<String>("user_data", "42", None).await.unwrap().as_deref() == Some("v2")
+            b.get::<String>(("user_data", "42")).await.unwrap().as_deref() == Some("v2")
         })
         .await,
         "B kept serving its stale memory copy"
     );
 
     // A deletes: B stops serving it.
-    a.delete("user_data", "42", None).await.unwrap();
+    a.delete(("user_data", "42")).await.unwrap();
     assert!(
         eventually(Duration::from_secs(5), || async {
-            b.get::<String>("user_data", "42", None).await.unwrap().is_none()
+            b.get::<String>(("user_data", "42")).await.unwrap().is_none()
         })
         .await
     );
 
     // Category and tag invalidations travel too.
-    b.set("session", "s1", None, &1u8).await.unwrap();
-    a.get::<u8>("session", "s1", None).await.unwrap();
+    b.set(("session", "s1"), &1u8).await.unwrap();
+    a.get::<u8>(("session", "s1")).await.unwrap();
     b.invalidate_category("session").await.unwrap();
     assert!(
         eventually(Duration::from_secs(5), || async {
-            a.get::<u8>("session", "s1", None).await.unwrap().is_none()
+            a.get::<u8>(("session", "s1")).await.unwrap().is_none()
         })
         .await,
         "category invalidation did not reach A"
     );
 
     let tagged = aurelis_cache::SetOptions::new().tag("team:7");
-    a.set_with("profile", "p", None, &1u8, &tagged).await.unwrap();
-    assert_eq!(b.get::<u8>("profile", "p", None).await.unwrap(), Some(1));
+    a.set_with(("profile", "p"), &1u8, &tagged).await.unwrap();
+    assert_eq!(b.get::<u8>(("profile", "p")).await.unwrap(), Some(1));
     a.invalidate_tag("team:7").await.unwrap();
     assert!(
         eventually(Duration::from_secs(5), || async {
-            b.get::<u8>("profile", "p", None).await.unwrap().is_none()
+            b.get::<u8>(("profile", "p")).await.unwrap().is_none()
         })
         .await,
         "tag invalidation did not reach B"
@@ -122,11 +122,8 @@ async fn killing_redis_under_load_fails_no_caller_and_recovery_needs_no_restart(
     let (a, _) = instance(&config).await;
     let (b, _) = instance(&config).await;
 
-    a.set("doc", "stale-candidate", None, &"old".to_string()).await.unwrap();
-    assert_eq!(
-        b.get::<String>("doc", "stale-candidate", None).await.unwrap().as_deref(),
-        Some("old")
-    );
+    a.set(("doc", "stale-candidate"), &"old".to_string()).await.unwrap();
+    assert_eq!(b.get::<String>(("doc", "stale-candidate")).await.unwrap().as_deref(), Some("old"));
 
     // Load on both instances for the whole test; every call must succeed.
     let stop = Arc::new(AtomicBool::new(false));
@@ -139,10 +136,10 @@ async fn killing_redis_under_load_fails_no_caller_and_recovery_needs_no_restart(
             let mut i = 0u64;
             while !stop.load(SeqCst) {
                 let id = (i % 50).to_string();
-                if cache.set("load", &id, None, &i).await.is_err() {
+                if cache.set(("load", &id), &i).await.is_err() {
                     errors.fetch_add(1, SeqCst);
                 }
-                if cache.get::<u64>("load", &id, None).await.is_err() {
+                if cache.get::<u64>(("load", &id)).await.is_err() {
                     errors.fetch_add(1, SeqCst);
                 }
                 ops.fetch_add(2, SeqCst);
@@ -156,13 +153,13 @@ async fn killing_redis_under_load_fails_no_caller_and_recovery_needs_no_restart(
     server.stop();
     assert!(
         eventually(Duration::from_secs(10), || async {
-            a.is_layer_down("redis") && b.is_layer_down("redis")
+            a.is_tier_down("redis") && b.is_tier_down("redis")
         })
         .await,
         "the breakers did not open"
     );
     // While Redis is down, A changes a value B holds in memory; B cannot be told.
-    a.set("doc", "stale-candidate", None, &"new".to_string()).await.unwrap();
+    a.set(("doc", "stale-candidate"), &"new".to_string()).await.unwrap();
     let during = ops.load(SeqCst);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(ops.load(SeqCst) > during, "callers stalled while Redis was down");
@@ -170,7 +167,7 @@ async fn killing_redis_under_load_fails_no_caller_and_recovery_needs_no_restart(
     server.restart().unwrap();
     assert!(
         eventually(Duration::from_secs(15), || async {
-            !a.is_layer_down("redis") && !b.is_layer_down("redis")
+            !a.is_tier_down("redis") && !b.is_tier_down("redis")
         })
         .await,
         "the cache did not go back to Redis after it returned"
@@ -178,7 +175,7 @@ async fn killing_redis_under_load_fails_no_caller_and_recovery_needs_no_restart(
     // B's backplane reconnected and flushed B's memory tier: its "old" copy is gone.
     assert!(
         eventually(Duration::from_secs(10), || async {
-            b.get::<String>("doc", "stale-candidate", None).await.unwrap().as_deref() != Some("old")
+            b.get::<String>(("doc", "stale-candidate")).await.unwrap().as_deref() != Some("old")
         })
         .await,
         "B still serves a memory entry that was invalidated while the backplane was down"
@@ -191,9 +188,9 @@ async fn killing_redis_under_load_fails_no_caller_and_recovery_needs_no_restart(
     assert_eq!(errors.load(SeqCst), 0, "a caller saw an error during the outage");
 
     // Redis is used again: a write from A is visible to B through Redis.
-    a.set("doc", "after", None, &"back".to_string()).await.unwrap();
+    a.set(("doc", "after"), &"back".to_string()).await.unwrap();
     let hits_before = tier(&b.stats_report().await, "redis").hits;
-    assert_eq!(b.get::<String>("doc", "after", None).await.unwrap().as_deref(), Some("back"));
+    assert_eq!(b.get::<String>(("doc", "after")).await.unwrap().as_deref(), Some("back"));
     assert_eq!(tier(&b.stats_report().await, "redis").hits, hits_before + 1);
     let report = a.stats_report().await;
     assert!(tier(&report, "redis").errors > 0);
@@ -208,17 +205,14 @@ async fn garbage_bytes_in_redis_are_a_counted_miss() {
     let key = cache.keys().build_key("doc", "garbage", None).unwrap();
     let garbage: &[u8] = b"\x00\xffnot an envelope";
     server.command(&[b"SET".as_slice(), key.as_str().as_bytes(), garbage]).unwrap();
-    assert_eq!(cache.get::<String>("doc", "garbage", None).await.unwrap(), None);
+    assert_eq!(cache.get::<String>(("doc", "garbage")).await.unwrap(), None);
     let report = cache.stats_report().await;
     assert_eq!(report.overall.corrupt, 1);
     assert_eq!(tier(&report, "redis").corrupt, 1);
     // Not deleted from the shared tier (another process may have written a fresh value
     // meanwhile); the next write replaces it.
-    cache.set("doc", "garbage", None, &"fresh".to_string()).await.unwrap();
-    assert_eq!(
-        cache.get::<String>("doc", "garbage", None).await.unwrap().as_deref(),
-        Some("fresh")
-    );
+    cache.set(("doc", "garbage"), &"fresh".to_string()).await.unwrap();
+    assert_eq!(cache.get::<String>(("doc", "garbage")).await.unwrap().as_deref(), Some("fresh"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,8 +225,8 @@ async fn config_gives_the_reference_layering() {
         dir.path().join("db")
     );
     let cache = CacheConfig::from_toml_str(&text).unwrap().build().await.unwrap();
-    assert_eq!(cache.layer_names(), ["memory", "redis", "disk"]);
-    cache.set("doc", "d", None, &"v".to_string()).await.unwrap();
+    assert_eq!(cache.tier_names(), ["memory", "redis", "disk"]);
+    cache.set(("doc", "d"), &"v".to_string()).await.unwrap();
     let key = cache.keys().build_key("doc", "d", None).unwrap();
     let pttl = server.command(&["PTTL", key.as_str()]).unwrap().as_int().unwrap();
     assert!(pttl > 3_500_000 && pttl <= 3_600_000, "Redis TTL {pttl} ms is not the 3600 s cap");
@@ -245,20 +239,20 @@ async fn the_facade_works_on_redis_cluster() {
     config.cluster_urls = cluster.urls();
     config.timeout_ms = 1000;
     let redis: Arc<dyn Store> = Arc::new(RedisStore::from_config(&config).await.unwrap());
-    let cache = Cache::builder().layer(Layer::new("redis", redis)).build().unwrap();
+    let cache = Cache::builder().tier(Tier::new("redis", redis)).build().unwrap();
     let ids: Vec<String> = (0..60).map(|i| format!("user{i}")).collect();
     for (i, id) in ids.iter().enumerate() {
-        cache.set("cluster_doc", id, None, &i).await.unwrap();
+        cache.set(("cluster_doc", id), &i).await.unwrap();
     }
     for node in cluster.nodes() {
         let n = node.command(&["DBSIZE"]).unwrap().as_int().unwrap();
         assert!(n > 0, "master {} holds no key: keys did not spread over slots", node.port());
     }
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let got = cache.get_many::<usize>("cluster_doc", &refs, None).await.unwrap();
+    let got = cache.get_many::<usize>(refs.iter().map(|id| ("cluster_doc", id))).await.unwrap();
     assert_eq!(got, (0..60).map(Some).collect::<Vec<_>>());
     cache.invalidate_category("cluster_doc").await.unwrap();
-    let got = cache.get_many::<usize>("cluster_doc", &refs, None).await.unwrap();
+    let got = cache.get_many::<usize>(refs.iter().map(|id| ("cluster_doc", id))).await.unwrap();
     assert!(got.iter().all(Option::is_none), "the category mark covers every master's keys");
 }
 
@@ -269,9 +263,9 @@ async fn instance_with_disk(config: &RedisConfig, dir: &std::path::Path) -> Cach
     let disk: Arc<dyn Store> =
         Arc::new(aurelis_cache::SledStore::builder().path(dir).build().unwrap());
     Cache::builder()
-        .layer(Layer::new("memory", memory).priority(3))
-        .layer(Layer::new("redis", redis).priority(2))
-        .layer(Layer::new("disk", disk).priority(1))
+        .tier(Tier::new("memory", memory).priority(3))
+        .tier(Tier::new("redis", redis).priority(2))
+        .tier(Tier::new("disk", disk).priority(1))
         .backplane(Arc::new(RedisBackplane::new(config, "aurelis", "v1").unwrap()))
         .build_connected()
         .await
@@ -287,13 +281,13 @@ async fn remote_invalidations_reach_the_other_processs_disk_tier() {
     let b = instance_with_disk(&config, dirs.1.path()).await;
 
     // B writes: B's memory, Redis and B's own disk hold it.
-    b.set("doc", "d", None, &"v1".to_string()).await.unwrap();
-    assert_eq!(a.get::<String>("doc", "d", None).await.unwrap().as_deref(), Some("v1"));
+    b.set(("doc", "d"), &"v1".to_string()).await.unwrap();
+    assert_eq!(a.get::<String>(("doc", "d")).await.unwrap().as_deref(), Some("v1"));
     // A deletes: Redis loses it, and B must drop it from memory and from its disk.
-    a.delete("doc", "d", None).await.unwrap();
+    a.delete(("doc", "d")).await.unwrap();
     assert!(
         eventually(Duration::from_secs(5), || async {
-            b.get::<String>("doc", "d", None).await.unwrap().is_none()
+            b.get::<String>(("doc", "d")).await.unwrap().is_none()
         })
         .await,
         "B's disk tier still serves an entry deleted by A"
@@ -308,14 +302,14 @@ async fn pattern_model_clear_and_set_many_travel_over_the_backplane() {
     let (b, b_memory) = instance(&config).await;
     let seen_by_b = |category: &'static str, id: &'static str| {
         let b = b.clone();
-        async move { b.get::<u8>(category, id, None).await.unwrap() }
+        async move { b.get::<u8>((category, id)).await.unwrap() }
     };
 
     // set_many: one announcement for many keys; B's memory copies are dropped.
-    a.set_many("batch", &[("x", 1u8), ("y", 1)], None, &Default::default()).await.unwrap();
+    a.set_many(&[(("batch", "x"), 1u8), (("batch", "y"), 1)], &Default::default()).await.unwrap();
     assert_eq!(seen_by_b("batch", "x").await, Some(1));
     assert_eq!(seen_by_b("batch", "y").await, Some(1));
-    a.set_many("batch", &[("x", 2u8), ("y", 2)], None, &Default::default()).await.unwrap();
+    a.set_many(&[(("batch", "x"), 2u8), (("batch", "y"), 2)], &Default::default()).await.unwrap();
     assert!(
         eventually(Duration::from_secs(5), || async {
             seen_by_b("batch", "x").await == Some(2) && seen_by_b("batch", "y").await == Some(2)
@@ -325,8 +319,8 @@ async fn pattern_model_clear_and_set_many_travel_over_the_backplane() {
     );
 
     // Pattern.
-    a.set("doc", "gpt-a", None, &1u8).await.unwrap();
-    a.set("doc", "claude", None, &1u8).await.unwrap();
+    a.set(("doc", "gpt-a"), &1u8).await.unwrap();
+    a.set(("doc", "claude"), &1u8).await.unwrap();
     assert_eq!(seen_by_b("doc", "gpt-a").await, Some(1));
     a.invalidate_pattern("doc:gpt-*").await.unwrap();
     assert!(
@@ -337,14 +331,12 @@ async fn pattern_model_clear_and_set_many_travel_over_the_backplane() {
 
     // Model.
     let key = a.keys().build_model_key("gpt-4o", "hi", &aurelis_cache::Params::new()).unwrap();
-    a.set_key(&key, &5u8, &Default::default()).await.unwrap();
-    assert_eq!(b.get_key::<u8>(&key).await.unwrap(), Some(5));
+    a.set(&key, &5u8).await.unwrap();
+    assert_eq!(b.get::<u8>(&key).await.unwrap(), Some(5));
     a.invalidate_model("gpt-4o").await.unwrap();
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            b.get_key::<u8>(&key).await.unwrap().is_none()
-        })
-        .await
+        eventually(Duration::from_secs(5), || async { b.get::<u8>(&key).await.unwrap().is_none() })
+            .await
     );
 
     // Clear.
@@ -369,7 +361,7 @@ async fn an_instance_gets_every_invalidation_published_after_it_was_built() {
         let (b, _) = instance(&config).await;
         // Published right after B was built, possibly before B's reader first read the
         // stream: B must still get it.
-        a.set("doc", &format!("r{round}"), None, &1u8).await.unwrap();
+        a.set(("doc", &format!("r{round}")), &1u8).await.unwrap();
         assert!(
             eventually(Duration::from_secs(10), || async {
                 b.stats().snapshot().remote_applied >= 1

@@ -8,29 +8,29 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aurelis_cache::core::testkit::{Corruption, MemoryMapStore};
-use aurelis_cache::{Cache, Codec, ErrorKind, Layer, MokaStore, Store};
+use aurelis_cache::{Cache, Codec, ErrorKind, MokaStore, Store, Tier};
 use common::{tier, tiers};
 
 #[tokio::test]
 async fn strict_mode_reports_failed_writes_deletes_and_invalidations() {
     let t = tiers();
     let cache = t.builder().strict(true).build().unwrap();
-    cache.set("doc", "d", None, &1u8).await.unwrap();
+    cache.set(("doc", "d"), &1u8).await.unwrap();
     t.disk_faults.fail_writes(true);
-    let err = cache.set("doc", "d", None, &2u8).await.unwrap_err();
+    let err = cache.set(("doc", "d"), &2u8).await.unwrap_err();
     assert!(err.message().contains("partial failure"), "{err}");
     assert_eq!(err.tier(), Some("disk"));
-    let err = cache.delete("doc", "d", None).await.unwrap_err();
+    let err = cache.delete(("doc", "d")).await.unwrap_err();
     assert!(err.message().contains("partial failure"), "{err}");
     // A category invalidation is a mark: it is kept on the disk tier, which fails here.
     let err = cache.invalidate_category("doc").await.unwrap_err();
     assert_eq!(err.tier(), Some("disk"));
     // Whatever failed, nothing stale is served: the memory tier took the delete.
-    assert_eq!(cache.get::<u8>("doc", "d", None).await.unwrap(), None);
+    assert_eq!(cache.get::<u8>(("doc", "d")).await.unwrap(), None);
     // Without strict mode the same calls succeed (the disk tier is repaired later).
     let lenient = t.builder().build().unwrap();
-    lenient.set("doc", "e", None, &1u8).await.unwrap();
-    lenient.delete("doc", "e", None).await.unwrap();
+    lenient.set(("doc", "e"), &1u8).await.unwrap();
+    lenient.delete(("doc", "e")).await.unwrap();
     lenient.invalidate_category("doc").await.unwrap();
 }
 
@@ -50,34 +50,34 @@ async fn every_codec_round_trips_and_reads_what_the_others_wrote() {
     };
     let shared: Arc<dyn Store> = Arc::new(MemoryMapStore::new("shared"));
     let cache_with = |codec: Codec| {
-        Cache::builder().codec(codec).layer(Layer::new("store", shared.clone())).build().unwrap()
+        Cache::builder().codec(codec).tier(Tier::new("store", shared.clone())).build().unwrap()
     };
     let json = cache_with(Codec::Json);
     let msgpack = cache_with(Codec::MessagePack);
     let postcard = cache_with(Codec::Postcard);
-    json.set("a", "json", None, &answer).await.unwrap();
-    msgpack.set("a", "msgpack", None, &answer).await.unwrap();
+    json.set(("a", "json"), &answer).await.unwrap();
+    msgpack.set(("a", "msgpack"), &answer).await.unwrap();
     for reader in [&json, &msgpack, &postcard] {
-        assert_eq!(reader.get::<Answer>("a", "json", None).await.unwrap(), Some(answer.clone()));
-        assert_eq!(reader.get::<Answer>("a", "msgpack", None).await.unwrap(), Some(answer.clone()));
+        assert_eq!(reader.get::<Answer>(("a", "json")).await.unwrap(), Some(answer.clone()));
+        assert_eq!(reader.get::<Answer>(("a", "msgpack")).await.unwrap(), Some(answer.clone()));
     }
     // Postcard cannot read back a `serde_json::Value`: a counted local miss, never a panic.
-    postcard.set("a", "postcard", None, &answer).await.unwrap();
-    assert_eq!(postcard.get::<Answer>("a", "postcard", None).await.unwrap(), None);
+    postcard.set(("a", "postcard"), &answer).await.unwrap();
+    assert_eq!(postcard.get::<Answer>(("a", "postcard")).await.unwrap(), None);
     assert_eq!(postcard.stats().snapshot().type_mismatches, 1);
     // Plain data is fine under postcard, and other codecs read it.
-    postcard.set("a", "plain", None, &("x".to_string(), 3u32)).await.unwrap();
-    assert_eq!(json.get::<(String, u32)>("a", "plain", None).await.unwrap(), Some(("x".into(), 3)));
+    postcard.set(("a", "plain"), &("x".to_string(), 3u32)).await.unwrap();
+    assert_eq!(json.get::<(String, u32)>(("a", "plain")).await.unwrap(), Some(("x".into(), 3)));
 }
 
 #[tokio::test]
 async fn garbage_in_the_memory_tier_is_a_counted_miss_and_the_disk_answers() {
     let t = tiers();
     let cache = t.cache();
-    cache.set("doc", "d", None, &"v".to_string()).await.unwrap();
+    cache.set(("doc", "d"), &"v".to_string()).await.unwrap();
     for how in [Corruption::Garbage, Corruption::Truncate] {
         t.memory_faults.corrupt(Some(how));
-        assert_eq!(cache.get::<String>("doc", "d", None).await.unwrap().as_deref(), Some("v"));
+        assert_eq!(cache.get::<String>(("doc", "d")).await.unwrap().as_deref(), Some("v"));
     }
     t.memory_faults.corrupt(None);
     let report = cache.stats_report().await;
@@ -89,14 +89,14 @@ async fn garbage_in_the_memory_tier_is_a_counted_miss_and_the_disk_answers() {
 async fn patterns_match_identifiers_holding_colons_in_their_escaped_form() {
     let t = tiers();
     let cache = t.cache();
-    cache.set("doc", "user:1:profile", None, &1u8).await.unwrap();
-    cache.set("doc", "user:2:profile", None, &2u8).await.unwrap();
-    cache.set("doc", "team:1", None, &3u8).await.unwrap();
+    cache.set(("doc", "user:1:profile"), &1u8).await.unwrap();
+    cache.set(("doc", "user:2:profile"), &2u8).await.unwrap();
+    cache.set(("doc", "team:1"), &3u8).await.unwrap();
     // `:` inside an identifier is stored as `%3A`.
     cache.invalidate_pattern("doc:user%3A*").await.unwrap();
-    assert_eq!(cache.get::<u8>("doc", "user:1:profile", None).await.unwrap(), None);
-    assert_eq!(cache.get::<u8>("doc", "user:2:profile", None).await.unwrap(), None);
-    assert_eq!(cache.get::<u8>("doc", "team:1", None).await.unwrap(), Some(3));
+    assert_eq!(cache.get::<u8>(("doc", "user:1:profile")).await.unwrap(), None);
+    assert_eq!(cache.get::<u8>(("doc", "user:2:profile")).await.unwrap(), None);
+    assert_eq!(cache.get::<u8>(("doc", "team:1")).await.unwrap(), Some(3));
 }
 
 #[tokio::test]
@@ -107,8 +107,8 @@ async fn namespaces_and_versions_sharing_stores_do_not_see_each_other() {
         Cache::builder()
             .namespace(ns)
             .version(v)
-            .layer(Layer::new("memory", memory.clone()).priority(2))
-            .layer(Layer::new("shared", shared.clone()).priority(1))
+            .tier(Tier::new("memory", memory.clone()).priority(2))
+            .tier(Tier::new("shared", shared.clone()).priority(1))
             .build()
             .unwrap()
     };
@@ -116,17 +116,17 @@ async fn namespaces_and_versions_sharing_stores_do_not_see_each_other() {
     let a2 = build("app", "v2");
     let b = build("other", "v1");
     for c in [&a, &a2, &b] {
-        c.set("doc", "d", None, &c.keys().prefix().to_string()).await.unwrap();
+        c.set(("doc", "d"), &c.keys().prefix().to_string()).await.unwrap();
     }
-    assert_eq!(a.get::<String>("doc", "d", None).await.unwrap().as_deref(), Some("app:v1:"));
-    assert_eq!(a2.get::<String>("doc", "d", None).await.unwrap().as_deref(), Some("app:v2:"));
-    assert_eq!(b.get::<String>("doc", "d", None).await.unwrap().as_deref(), Some("other:v1:"));
+    assert_eq!(a.get::<String>(("doc", "d")).await.unwrap().as_deref(), Some("app:v1:"));
+    assert_eq!(a2.get::<String>(("doc", "d")).await.unwrap().as_deref(), Some("app:v2:"));
+    assert_eq!(b.get::<String>(("doc", "d")).await.unwrap().as_deref(), Some("other:v1:"));
     // A clear, a category and a tag invalidation reach only their own namespace and version.
     a.clear().await.unwrap();
     a.invalidate_category("doc").await.unwrap();
-    assert_eq!(a.get::<String>("doc", "d", None).await.unwrap(), None);
-    assert_eq!(a2.get::<String>("doc", "d", None).await.unwrap().as_deref(), Some("app:v2:"));
-    assert_eq!(b.get::<String>("doc", "d", None).await.unwrap().as_deref(), Some("other:v1:"));
+    assert_eq!(a.get::<String>(("doc", "d")).await.unwrap(), None);
+    assert_eq!(a2.get::<String>(("doc", "d")).await.unwrap().as_deref(), Some("app:v2:"));
+    assert_eq!(b.get::<String>(("doc", "d")).await.unwrap().as_deref(), Some("other:v1:"));
 }
 
 #[tokio::test]
@@ -137,16 +137,16 @@ async fn marks_survive_a_restart_on_the_disk_tier() {
             aurelis_cache::SledStore::builder().path(dir.path().join("db")).build().unwrap(),
         );
         Cache::builder()
-            .layer(Layer::new("disk", disk).ttl(Duration::from_secs(3600)))
+            .tier(Tier::new("disk", disk).ttl(Duration::from_secs(3600)))
             .build()
             .unwrap()
     };
     {
         let cache = open();
         let tagged = aurelis_cache::SetOptions::new().tag("user:7");
-        cache.set_with("profile", "7", None, &1u8, &tagged).await.unwrap();
-        cache.set("session", "s", None, &2u8).await.unwrap();
-        cache.set("kept", "k", None, &3u8).await.unwrap();
+        cache.set_with(("profile", "7"), &1u8, &tagged).await.unwrap();
+        cache.set(("session", "s"), &2u8).await.unwrap();
+        cache.set(("kept", "k"), &3u8).await.unwrap();
         cache.invalidate_tag("user:7").await.unwrap();
         cache.invalidate_category("session").await.unwrap();
         cache.close(Duration::from_secs(5)).await.unwrap();
@@ -162,9 +162,9 @@ async fn marks_survive_a_restart_on_the_disk_tier() {
             Err(_) => panic!("the disk tier was never released"),
         }
     };
-    assert_eq!(cache.get::<u8>("profile", "7", None).await.unwrap(), None, "tag mark lost");
-    assert_eq!(cache.get::<u8>("session", "s", None).await.unwrap(), None, "category mark lost");
-    assert_eq!(cache.get::<u8>("kept", "k", None).await.unwrap(), Some(3));
+    assert_eq!(cache.get::<u8>(("profile", "7")).await.unwrap(), None, "tag mark lost");
+    assert_eq!(cache.get::<u8>(("session", "s")).await.unwrap(), None, "category mark lost");
+    assert_eq!(cache.get::<u8>(("kept", "k")).await.unwrap(), Some(3));
 }
 
 #[tokio::test]
@@ -174,15 +174,15 @@ async fn a_tier_refusing_one_value_does_not_serve_its_older_copy() {
     let t = tiers();
     let memory: Arc<dyn Store> = Arc::new(MokaStore::builder().max_bytes(64).build().unwrap());
     let cache = Cache::builder()
-        .layer(Layer::new("memory", memory).priority(2))
-        .layer(Layer::new("disk", t.disk.clone()).priority(1))
+        .tier(Tier::new("memory", memory).priority(2))
+        .tier(Tier::new("disk", t.disk.clone()).priority(1))
         .build()
         .unwrap();
-    cache.set("doc", "d", None, &"small".to_string()).await.unwrap();
+    cache.set(("doc", "d"), &"small".to_string()).await.unwrap();
     let big = "x".repeat(500);
-    cache.set("doc", "d", None, &big).await.unwrap();
-    assert_eq!(cache.get::<String>("doc", "d", None).await.unwrap(), Some(big));
-    assert!(!cache.is_layer_down("memory"), "a refused value is not an outage");
+    cache.set(("doc", "d"), &big).await.unwrap();
+    assert_eq!(cache.get::<String>(("doc", "d")).await.unwrap(), Some(big));
+    assert!(!cache.is_tier_down("memory"), "a refused value is not an outage");
     let err_kinds = cache.stats_report().await;
     assert_eq!(tier(&err_kinds, "memory").errors, 1);
     let _ = ErrorKind::ValueTooLarge;
@@ -193,20 +193,20 @@ async fn a_memory_hit_of_another_type_is_a_local_miss_and_the_next_tier_answers(
     let t = tiers();
     let memory: Arc<dyn Store> = Arc::new(MokaStore::builder().build().unwrap());
     let cache = Cache::builder()
-        .layer(Layer::new("memory", memory.clone()).priority(2))
-        .layer(Layer::new("disk", t.disk.clone()).priority(1))
+        .tier(Tier::new("memory", memory.clone()).priority(2))
+        .tier(Tier::new("disk", t.disk.clone()).priority(1))
         .build()
         .unwrap();
-    cache.set("doc", "d", None, &7u64).await.unwrap();
+    cache.set(("doc", "d"), &7u64).await.unwrap();
     // Read as u64 (decoded and kept decoded in memory), then as String: a local miss in
     // memory and on disk, never a panic or a wrong value.
-    assert_eq!(cache.get::<u64>("doc", "d", None).await.unwrap(), Some(7));
+    assert_eq!(cache.get::<u64>(("doc", "d")).await.unwrap(), Some(7));
     assert!(memory
         .as_value_store()
         .unwrap()
         .get_value(cache.keys().build_key("doc", "d", None).unwrap().as_str())
         .is_some());
-    assert_eq!(cache.get::<String>("doc", "d", None).await.unwrap(), None);
+    assert_eq!(cache.get::<String>(("doc", "d")).await.unwrap(), None);
     assert_eq!(cache.stats().snapshot().type_mismatches, 2);
-    assert_eq!(cache.get::<u64>("doc", "d", None).await.unwrap(), Some(7));
+    assert_eq!(cache.get::<u64>(("doc", "d")).await.unwrap(), Some(7));
 }

@@ -26,7 +26,7 @@ async fn child_writes_then_shuts_down() {
     let dir = std::env::var_os(CHILD_DIR).expect("started by the parent test");
     let cache = aurelis_cache::init(&config(std::path::Path::new(&dir))).await.expect("init");
     for i in 0..ENTRIES {
-        cache.set("doc", &format!("d{i}"), None, &i).await.expect("set");
+        cache.set(("doc", &format!("d{i}")), &i).await.expect("set");
     }
     assert_eq!(aurelis_cache::shutdown(Duration::from_secs(10)).await.expect("shutdown"), 0);
     std::process::exit(0);

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use aurelis_cache::strategy::{
     DataStore, OverflowPolicy, RecordKey, Write, WriteBehind, WriteThrough,
 };
-use aurelis_cache::{Cache, ErrorKind, Layer, MokaStore};
+use aurelis_cache::{Cache, ErrorKind, MokaStore, Tier};
 use parking_lot::Mutex;
 use tokio::sync::Semaphore;
 
@@ -20,7 +20,7 @@ const HANG: Duration = Duration::from_secs(60);
 
 fn cache() -> Cache {
     let memory = MokaStore::builder().max_entries(200_000).build().expect("moka");
-    Cache::builder().layer(Layer::new("memory", Arc::new(memory))).build().expect("cache")
+    Cache::builder().tier(Tier::new("memory", Arc::new(memory))).build().expect("cache")
 }
 
 #[derive(Debug)]
@@ -173,13 +173,13 @@ async fn write_through_writes_the_store_then_the_cache() {
     let wt = WriteThrough::new(cache.clone(), MemStore::default());
     wt.set("users", "1", &10).await.unwrap();
     assert_eq!(wt.store().value("users", "1"), Some(10));
-    assert_eq!(cache.get::<u64>("users", "1", None).await.unwrap(), Some(10));
+    assert_eq!(cache.get::<u64>(("users", "1")).await.unwrap(), Some(10));
     assert_eq!(wt.get("users", "1").await.unwrap(), Some(10));
     assert_eq!(wt.store().get_calls.load(Ordering::Relaxed), 0, "served by the cache");
 
     wt.delete("users", "1").await.unwrap();
     assert_eq!(wt.store().value("users", "1"), None);
-    assert_eq!(cache.get::<u64>("users", "1", None).await.unwrap(), None);
+    assert_eq!(cache.get::<u64>(("users", "1")).await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -192,7 +192,7 @@ async fn write_through_store_failure_leaves_the_cache_untouched() {
     assert_eq!(err.kind(), ErrorKind::Backend);
     let source = std::error::Error::source(&err).expect("the store's error as source");
     assert_eq!(source.to_string(), "poison value");
-    assert_eq!(cache.get::<u64>("users", "1", None).await.unwrap(), Some(1));
+    assert_eq!(cache.get::<u64>(("users", "1")).await.unwrap(), Some(1));
     assert_eq!(wt.store().value("users", "1"), Some(1));
 }
 
@@ -202,10 +202,10 @@ async fn write_through_reads_fill_the_cache_and_absent_records_are_not_cached() 
     let wt = WriteThrough::new(cache.clone(), MemStore::default());
     wt.store().data.lock().insert(RecordKey::new("users", "7"), 70);
     assert_eq!(wt.get("users", "7").await.unwrap(), Some(70));
-    assert_eq!(cache.get::<u64>("users", "7", None).await.unwrap(), Some(70));
+    assert_eq!(cache.get::<u64>(("users", "7")).await.unwrap(), Some(70));
 
     assert_eq!(wt.get("users", "8").await.unwrap(), None);
-    assert_eq!(cache.get::<u64>("users", "8", None).await.unwrap(), None);
+    assert_eq!(cache.get::<u64>(("users", "8")).await.unwrap(), None);
     // Not cached as absent: once the store has it, it is read.
     wt.store().data.lock().insert(RecordKey::new("users", "8"), 80);
     assert_eq!(wt.get("users", "8").await.unwrap(), Some(80));
@@ -378,7 +378,7 @@ async fn a_full_queue_can_write_through_instead() {
     // Full, and `set` is not gated: the overflow write reaches the store at once.
     within("overflow write", wb.set("q", "2", 2)).await.unwrap();
     assert_eq!(wb.store().value("q", "2"), Some(2));
-    assert_eq!(cache.get::<u64>("q", "2", None).await.unwrap(), Some(2));
+    assert_eq!(cache.get::<u64>(("q", "2")).await.unwrap(), Some(2));
     assert_eq!(wb.stats().overflow_writes, 1);
     gate.add_permits(100);
     within("flush", wb.flush()).await;
@@ -478,7 +478,7 @@ async fn a_delete_is_a_queued_write_of_absent() {
     wb.flush().await;
     assert_eq!(wb.store().value("d", "a"), Some(1));
     wb.delete("d", "a").await.unwrap();
-    assert_eq!(cache.get::<u64>("d", "a", None).await.unwrap(), None);
+    assert_eq!(cache.get::<u64>(("d", "a")).await.unwrap(), None);
     assert_eq!(wb.get("d", "a").await.unwrap(), None, "the queued delete hides the stored value");
     wb.flush().await;
     assert_eq!(wb.store().value("d", "a"), None);
@@ -527,7 +527,7 @@ async fn shutdown_reports_what_it_could_not_write_and_the_journal_replays_it() {
     })
     .await;
     assert_eq!(wb.stats().replayed, 20);
-    assert_eq!(cache.get::<u64>("j", "7", None).await.unwrap(), Some(7), "replay fills the cache");
+    assert_eq!(cache.get::<u64>(("j", "7")).await.unwrap(), Some(7), "replay fills the cache");
     wb.flush().await;
     for n in 0..20u64 {
         let want = (n != 3).then_some(n);
@@ -723,7 +723,7 @@ async fn write_through_cache_ends_equal_to_the_store_under_concurrency() {
             for r in 0..3 {
                 let id = format!("r{r}");
                 let stored = wt.store().value("wt", &id);
-                let cached = cache.get::<u64>("wt", &id, None).await.unwrap();
+                let cached = cache.get::<u64>(("wt", &id)).await.unwrap();
                 assert!(
                     cached.is_none() || cached == stored,
                     "seed {seed} round {round}, {id}: cache {cached:?}, store {stored:?}"
@@ -748,14 +748,14 @@ async fn facade_get_racing_set_keeps_the_last_value() {
                 let (cache, key, stop) = (cache.clone(), key.clone(), stop.clone());
                 tokio::spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
-                        cache.get_key::<u64>(&key).await.unwrap();
+                        cache.get::<u64>(&key).await.unwrap();
                         tokio::task::yield_now().await;
                     }
                 })
             })
             .collect();
         for v in 0..2_000u64 {
-            cache.set_key(&key, &(1_000_000 + v), &Default::default()).await.unwrap();
+            cache.set(&key, &(1_000_000 + v)).await.unwrap();
             if v % 7 == 0 {
                 tokio::task::yield_now().await;
             }
@@ -764,6 +764,6 @@ async fn facade_get_racing_set_keeps_the_last_value() {
         for r in readers {
             r.await.unwrap();
         }
-        assert_eq!(cache.get_key::<u64>(&key).await.unwrap(), Some(1_001_999), "seed {seed}");
+        assert_eq!(cache.get::<u64>(&key).await.unwrap(), Some(1_001_999), "seed {seed}");
     }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aurelis_cache::strategy::{DataStore, RecordKey, WriteBehind};
-use aurelis_cache::{Cache, Layer, MokaStore};
+use aurelis_cache::{Cache, MokaStore, Tier};
 
 const CHILD_ENV: &str = "AURELIS_WB_CRASH_DIR";
 const CHILD_TEST: &str = "write_behind_crash_child";
@@ -78,7 +78,7 @@ impl DataStore for SledDataStore {
 
 fn cache() -> Cache {
     let memory = Arc::new(MokaStore::builder().build().expect("moka"));
-    Cache::builder().layer(Layer::new("memory", memory)).build().expect("cache")
+    Cache::builder().tier(Tier::new("memory", memory)).build().expect("cache")
 }
 
 fn id(n: u64) -> String {

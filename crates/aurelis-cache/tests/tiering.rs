@@ -24,12 +24,12 @@ fn john() -> User {
 async fn typed_round_trip_through_every_tier() {
     let t = tiers();
     let cache = t.cache();
-    cache.set("user_data", "user123", None, &john()).await.unwrap();
-    assert_eq!(cache.get::<User>("user_data", "user123", None).await.unwrap(), Some(john()));
+    cache.set(("user_data", "user123"), &john()).await.unwrap();
+    assert_eq!(cache.get::<User>(("user_data", "user123")).await.unwrap(), Some(john()));
     let key = cache.keys().build_key("user_data", "user123", None).unwrap();
     assert!(t.memory.get(key.as_str()).await.unwrap().is_some(), "memory tier not written");
     assert!(t.disk.get(key.as_str()).await.unwrap().is_some(), "disk tier not written");
-    assert_eq!(cache.get::<User>("user_data", "nobody", None).await.unwrap(), None);
+    assert_eq!(cache.get::<User>(("user_data", "nobody")).await.unwrap(), None);
     let report = cache.stats_report().await;
     assert_eq!(report.overall.hits, 1);
     assert_eq!(report.overall.misses, 1);
@@ -43,19 +43,19 @@ async fn params_are_part_of_the_key() {
     let cache = t.cache();
     let p1 = Params::new().with("page", 1).with("limit", 10);
     let p2 = Params::new().with("page", 2).with("limit", 10);
-    cache.set("search_results", "query123", Some(&p1), &vec!["a", "b"]).await.unwrap();
+    cache.set(("search_results", "query123", Some(&p1)), &vec!["a", "b"]).await.unwrap();
     assert_eq!(
-        cache.get::<Vec<String>>("search_results", "query123", Some(&p1)).await.unwrap(),
+        cache.get::<Vec<String>>(("search_results", "query123", Some(&p1))).await.unwrap(),
         Some(vec!["a".to_string(), "b".to_string()])
     );
     assert_eq!(
-        cache.get::<Vec<String>>("search_results", "query123", Some(&p2)).await.unwrap(),
+        cache.get::<Vec<String>>(("search_results", "query123", Some(&p2))).await.unwrap(),
         None
     );
-    assert_eq!(cache.get::<Vec<String>>("search_results", "query123", None).await.unwrap(), None);
+    assert_eq!(cache.get::<Vec<String>>(("search_results", "query123")).await.unwrap(), None);
     let reordered = Params::new().with("limit", 10).with("page", 1);
     assert!(cache
-        .get::<Vec<String>>("search_results", "query123", Some(&reordered))
+        .get::<Vec<String>>(("search_results", "query123", Some(&reordered)))
         .await
         .unwrap()
         .is_some());
@@ -65,28 +65,28 @@ async fn params_are_part_of_the_key() {
 async fn cached_none_and_unit_are_hits_not_misses() {
     let t = tiers();
     let cache = t.cache();
-    cache.set("lookup", "absent-user", None, &None::<User>).await.unwrap();
-    assert_eq!(cache.get::<Option<User>>("lookup", "absent-user", None).await.unwrap(), Some(None));
-    assert_eq!(cache.get::<Option<User>>("lookup", "never-written", None).await.unwrap(), None);
-    cache.set("done", "job-1", None, &()).await.unwrap();
-    assert_eq!(cache.get::<()>("done", "job-1", None).await.unwrap(), Some(()));
-    assert_eq!(cache.get::<()>("done", "job-2", None).await.unwrap(), None);
+    cache.set(("lookup", "absent-user"), &None::<User>).await.unwrap();
+    assert_eq!(cache.get::<Option<User>>(("lookup", "absent-user")).await.unwrap(), Some(None));
+    assert_eq!(cache.get::<Option<User>>(("lookup", "never-written")).await.unwrap(), None);
+    cache.set(("done", "job-1"), &()).await.unwrap();
+    assert_eq!(cache.get::<()>(("done", "job-1")).await.unwrap(), Some(()));
+    assert_eq!(cache.get::<()>(("done", "job-2")).await.unwrap(), None);
     // Also when served by the disk tier after a restart of the memory tier.
     t.memory.clear().await.unwrap();
-    assert_eq!(cache.get::<Option<User>>("lookup", "absent-user", None).await.unwrap(), Some(None));
-    assert_eq!(cache.get::<()>("done", "job-1", None).await.unwrap(), Some(()));
+    assert_eq!(cache.get::<Option<User>>(("lookup", "absent-user")).await.unwrap(), Some(None));
+    assert_eq!(cache.get::<()>(("done", "job-1")).await.unwrap(), Some(()));
 }
 
 #[tokio::test]
 async fn disk_hit_is_written_back_to_memory() {
     let t = tiers();
     let cache = t.cache();
-    cache.set("doc", "d1", None, &"body".to_string()).await.unwrap();
+    cache.set(("doc", "d1"), &"body".to_string()).await.unwrap();
     let key = cache.keys().build_key("doc", "d1", None).unwrap();
     t.memory.clear().await.unwrap();
     assert_eq!(t.memory.get(key.as_str()).await.unwrap(), None);
 
-    assert_eq!(cache.get::<String>("doc", "d1", None).await.unwrap().as_deref(), Some("body"));
+    assert_eq!(cache.get::<String>(("doc", "d1")).await.unwrap().as_deref(), Some("body"));
     assert!(t.memory.get(key.as_str()).await.unwrap().is_some(), "not written back");
     let report = cache.stats_report().await;
     assert_eq!(tier(&report, "disk").hits, 1);
@@ -94,7 +94,7 @@ async fn disk_hit_is_written_back_to_memory() {
     assert_eq!(tier(&report, "memory").writebacks, 1);
 
     // The next read is answered by memory.
-    cache.get::<String>("doc", "d1", None).await.unwrap();
+    cache.get::<String>(("doc", "d1")).await.unwrap();
     let report = cache.stats_report().await;
     assert_eq!(tier(&report, "memory").hits, 1);
     assert_eq!(tier(&report, "disk").hits, 1);
@@ -105,16 +105,16 @@ async fn write_back_keeps_the_remaining_lifetime() {
     let t = tiers();
     let cache = t.cache();
     let opts = SetOptions::new().ttl(Duration::from_millis(1200));
-    cache.set_with("doc", "short", None, &1u8, &opts).await.unwrap();
+    cache.set_with(("doc", "short"), &1u8, &opts).await.unwrap();
     let key = cache.keys().build_key("doc", "short", None).unwrap();
     t.memory.clear().await.unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
     // Served by disk and written back with what is left (~600 ms), not 1200 ms or 300 s.
-    assert_eq!(cache.get::<u8>("doc", "short", None).await.unwrap(), Some(1));
+    assert_eq!(cache.get::<u8>(("doc", "short")).await.unwrap(), Some(1));
     assert!(t.memory.get(key.as_str()).await.unwrap().is_some());
     tokio::time::sleep(Duration::from_millis(900)).await;
     assert_eq!(t.memory.get(key.as_str()).await.unwrap(), None, "write-back outlived the entry");
-    assert_eq!(cache.get::<u8>("doc", "short", None).await.unwrap(), None);
+    assert_eq!(cache.get::<u8>(("doc", "short")).await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -122,19 +122,19 @@ async fn each_tier_caps_the_ttl() {
     let t = tiers();
     let cache =
         t.builder_with(Duration::from_millis(300), Duration::from_secs(3600)).build().unwrap();
-    cache.set("doc", "capped", None, &"v".to_string()).await.unwrap();
+    cache.set(("doc", "capped"), &"v".to_string()).await.unwrap();
     let key = cache.keys().build_key("doc", "capped", None).unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(t.memory.get(key.as_str()).await.unwrap(), None, "memory cap ignored");
     assert!(t.disk.get(key.as_str()).await.unwrap().is_some(), "disk dropped it too early");
-    assert_eq!(cache.get::<String>("doc", "capped", None).await.unwrap().as_deref(), Some("v"));
+    assert_eq!(cache.get::<String>(("doc", "capped")).await.unwrap().as_deref(), Some("v"));
     // An entry TTL shorter than every cap wins everywhere.
     let opts = SetOptions::new().ttl(Duration::from_millis(200));
-    cache.set_with("doc", "own-ttl", None, &"v".to_string(), &opts).await.unwrap();
+    cache.set_with(("doc", "own-ttl"), &"v".to_string(), &opts).await.unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
     let key = cache.keys().build_key("doc", "own-ttl", None).unwrap();
     assert_eq!(t.disk.get(key.as_str()).await.unwrap(), None, "disk kept an expired entry");
-    assert_eq!(cache.get::<String>("doc", "own-ttl", None).await.unwrap(), None);
+    assert_eq!(cache.get::<String>(("doc", "own-ttl")).await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -142,7 +142,7 @@ async fn get_many_mixes_tiers_and_writes_back() {
     let t = tiers();
     let cache = t.cache();
     for i in 0..10u32 {
-        cache.set("item", &i.to_string(), None, &i).await.unwrap();
+        cache.set(("item", &i.to_string()), &i).await.unwrap();
     }
     // Drop the even ones from memory: they must come from disk.
     for i in (0..10u32).step_by(2) {
@@ -151,7 +151,7 @@ async fn get_many_mixes_tiers_and_writes_back() {
     }
     let ids: Vec<String> = (0..12u32).map(|i| i.to_string()).collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let got = cache.get_many::<u32>("item", &refs, None).await.unwrap();
+    let got = cache.get_many::<u32>(refs.iter().map(|id| ("item", id))).await.unwrap();
     let want: Vec<Option<u32>> = (0..12u32).map(|i| (i < 10).then_some(i)).collect();
     assert_eq!(got, want);
     let report = cache.stats_report().await;
@@ -168,10 +168,19 @@ async fn set_many_writes_every_tier() {
     let cache = t.cache();
     let entries: Vec<(&str, String)> =
         vec![("a", "1".into()), ("b", "2".into()), ("c", "3".into())];
-    cache.set_many("letters", &entries, None, &SetOptions::new()).await.unwrap();
+    cache
+        .set_many(
+            &entries.iter().map(|(id, v)| (("letters", *id), v)).collect::<Vec<_>>(),
+            &SetOptions::new(),
+        )
+        .await
+        .unwrap();
     t.memory.clear().await.unwrap();
     assert_eq!(
-        cache.get_many::<String>("letters", &["c", "a", "z"], None).await.unwrap(),
+        cache
+            .get_many::<String>([("letters", "c"), ("letters", "a"), ("letters", "z")])
+            .await
+            .unwrap(),
         vec![Some("3".into()), Some("1".into()), None]
     );
 }
@@ -181,34 +190,34 @@ async fn invalidation_reaches_every_tier() {
     let t = tiers();
     let cache = t.cache();
     for id in ["1", "2", "3"] {
-        cache.set("user_data", id, None, &id.to_string()).await.unwrap();
-        cache.set("session", id, None, &id.to_string()).await.unwrap();
+        cache.set(("user_data", id), &id.to_string()).await.unwrap();
+        cache.set(("session", id), &id.to_string()).await.unwrap();
     }
-    cache.set("model_info", "gpt-4o", None, &"info".to_string()).await.unwrap();
-    cache.set("model_info", "gpt-4o-mini", None, &"info".to_string()).await.unwrap();
-    cache.set("model_info", "claude", None, &"info".to_string()).await.unwrap();
+    cache.set(("model_info", "gpt-4o"), &"info".to_string()).await.unwrap();
+    cache.set(("model_info", "gpt-4o-mini"), &"info".to_string()).await.unwrap();
+    cache.set(("model_info", "claude"), &"info".to_string()).await.unwrap();
 
-    assert!(cache.delete("user_data", "1", None).await.unwrap());
-    assert!(!cache.delete("user_data", "1", None).await.unwrap());
-    assert_eq!(cache.get::<String>("user_data", "1", None).await.unwrap(), None);
+    assert!(cache.delete(("user_data", "1")).await.unwrap());
+    assert!(!cache.delete(("user_data", "1")).await.unwrap());
+    assert_eq!(cache.get::<String>(("user_data", "1")).await.unwrap(), None);
 
     cache.invalidate_category("user_data").await.unwrap();
-    assert_eq!(cache.get::<String>("user_data", "2", None).await.unwrap(), None);
-    assert!(cache.get::<String>("session", "2", None).await.unwrap().is_some());
+    assert_eq!(cache.get::<String>(("user_data", "2")).await.unwrap(), None);
+    assert!(cache.get::<String>(("session", "2")).await.unwrap().is_some());
 
     cache.invalidate_pattern("model_info:gpt-4o*").await.unwrap();
-    assert!(cache.get::<String>("model_info", "claude", None).await.unwrap().is_some());
-    assert_eq!(cache.get::<String>("model_info", "gpt-4o-mini", None).await.unwrap(), None);
+    assert!(cache.get::<String>(("model_info", "claude")).await.unwrap().is_some());
+    assert_eq!(cache.get::<String>(("model_info", "gpt-4o-mini")).await.unwrap(), None);
 
     // 2 entries in each of 2 tiers.
     cache.clear().await.unwrap();
     for id in ["1", "2", "3"] {
-        assert_eq!(cache.get::<String>("session", id, None).await.unwrap(), None);
+        assert_eq!(cache.get::<String>(("session", id)).await.unwrap(), None);
     }
     // The memory tier emptied, the disk tier still holds entries, but none is served.
     t.memory.clear().await.unwrap();
     assert!(t.disk.len().await.unwrap() > 0, "a clear is a mark, not a scan");
-    assert_eq!(cache.get::<String>("model_info", "claude", None).await.unwrap(), None);
+    assert_eq!(cache.get::<String>(("model_info", "claude")).await.unwrap(), None);
     assert!(cache.invalidate_pattern("").await.is_err());
 }
 
@@ -217,17 +226,17 @@ async fn tag_invalidation_hides_tagged_entries_in_every_tier() {
     let t = tiers();
     let cache = t.cache();
     let tagged = SetOptions::new().tag("user:42");
-    cache.set_with("profile", "42", None, &"p".to_string(), &tagged).await.unwrap();
-    cache.set_with("posts", "42", None, &"q".to_string(), &tagged).await.unwrap();
-    cache.set("posts", "43", None, &"r".to_string()).await.unwrap();
+    cache.set_with(("profile", "42"), &"p".to_string(), &tagged).await.unwrap();
+    cache.set_with(("posts", "42"), &"q".to_string(), &tagged).await.unwrap();
+    cache.set(("posts", "43"), &"r".to_string()).await.unwrap();
     cache.invalidate_tag("user:42").await.unwrap();
-    assert_eq!(cache.get::<String>("profile", "42", None).await.unwrap(), None);
+    assert_eq!(cache.get::<String>(("profile", "42")).await.unwrap(), None);
     t.memory.clear().await.unwrap();
-    assert_eq!(cache.get::<String>("posts", "42", None).await.unwrap(), None, "disk served it");
-    assert!(cache.get::<String>("posts", "43", None).await.unwrap().is_some());
+    assert_eq!(cache.get::<String>(("posts", "42")).await.unwrap(), None, "disk served it");
+    assert!(cache.get::<String>(("posts", "43")).await.unwrap().is_some());
     // Written after the invalidation: visible again.
-    cache.set_with("profile", "42", None, &"new".to_string(), &tagged).await.unwrap();
-    assert_eq!(cache.get::<String>("profile", "42", None).await.unwrap().as_deref(), Some("new"));
+    cache.set_with(("profile", "42"), &"new".to_string(), &tagged).await.unwrap();
+    assert_eq!(cache.get::<String>(("profile", "42")).await.unwrap().as_deref(), Some("new"));
     let key = cache.keys().build_key("posts", "42", None).unwrap();
     assert!(
         eventually(Duration::from_secs(2), || async {
@@ -247,22 +256,22 @@ async fn model_keys_and_model_invalidation() {
     let k2 = cache.keys().build_model_key("gpt-4o", "What is Go?", &params).unwrap();
     let k3 = cache.keys().build_model_key("claude", "What is Rust?", &params).unwrap();
     for k in [&k1, &k2, &k3] {
-        cache.set_key(k, &format!("answer for {k}"), &SetOptions::new()).await.unwrap();
+        cache.set(k, &format!("answer for {k}")).await.unwrap();
     }
     cache.invalidate_model("gpt-4o").await.unwrap();
-    assert_eq!(cache.get_key::<String>(&k1).await.unwrap(), None);
-    assert!(cache.get_key::<String>(&k3).await.unwrap().is_some());
+    assert_eq!(cache.get::<String>(&k1).await.unwrap(), None);
+    assert!(cache.get::<String>(&k3).await.unwrap().is_some());
 }
 
 #[tokio::test]
 async fn layers_are_ordered_by_priority() {
     let t = tiers();
     let cache = aurelis_cache::Cache::builder()
-        .layer(aurelis_cache::Layer::new("disk", t.disk.clone()).priority(1))
-        .layer(aurelis_cache::Layer::new("memory", t.memory.clone()).priority(3))
+        .tier(aurelis_cache::Tier::new("disk", t.disk.clone()).priority(1))
+        .tier(aurelis_cache::Tier::new("memory", t.memory.clone()).priority(3))
         .build()
         .unwrap();
-    assert_eq!(cache.layer_names(), ["memory", "disk"]);
+    assert_eq!(cache.tier_names(), ["memory", "disk"]);
 }
 
 #[tokio::test]
@@ -270,12 +279,12 @@ async fn stats_report_is_json_with_entries_and_latency() {
     let t = tiers();
     let cache = t.cache();
     for i in 0..5u32 {
-        cache.set("n", &i.to_string(), None, &i).await.unwrap();
+        cache.set(("n", &i.to_string()), &i).await.unwrap();
     }
     // 64 reads on this thread: latencies are sampled, one read in 16 is timed.
     for round in 0..64u32 {
         let i = round % 5;
-        assert_eq!(cache.get::<u32>("n", &i.to_string(), None).await.unwrap(), Some(i));
+        assert_eq!(cache.get::<u32>(("n", &i.to_string())).await.unwrap(), Some(i));
     }
     let report = cache.stats_report().await;
     assert_eq!(tier(&report, "memory").entries, Some(5));

@@ -66,7 +66,7 @@ async fn summary_counts_loaded_failed_and_already_present() {
     let tiers = common::tiers();
     let cache = tiers.cache();
     for i in [0u32, 1, 2] {
-        cache.set("row", &i.to_string(), None, &1000u32).await.unwrap();
+        cache.set(("row", &i.to_string()), &1000u32).await.unwrap();
     }
     let counter = Arc::new(InFlight::default());
     // 0..20: 0,1,2 present; 9 and 19 fail; 15 loaded.
@@ -89,9 +89,9 @@ async fn summary_counts_loaded_failed_and_already_present() {
     assert!(summary.to_string().contains("15 loaded"), "{summary}");
 
     // What was loaded is cached; present values were left alone; failures cached nothing.
-    assert_eq!(cache.get::<u32>("row", "5", None).await.unwrap(), Some(10));
-    assert_eq!(cache.get::<u32>("row", "1", None).await.unwrap(), Some(1000));
-    assert_eq!(cache.get::<u32>("row", "9", None).await.unwrap(), None);
+    assert_eq!(cache.get::<u32>(("row", "5")).await.unwrap(), Some(10));
+    assert_eq!(cache.get::<u32>(("row", "1")).await.unwrap(), Some(1000));
+    assert_eq!(cache.get::<u32>(("row", "9")).await.unwrap(), None);
 
     // A second warm-up finds everything that loaded.
     let again = (0..20u32).map(|i| {
@@ -106,7 +106,7 @@ async fn summary_counts_loaded_failed_and_already_present() {
 async fn progress_is_reported_after_every_key_with_the_total() {
     let tiers = common::tiers();
     let cache = tiers.cache();
-    cache.set("row", "0", None, &0u32).await.unwrap();
+    cache.set(("row", "0"), &0u32).await.unwrap();
     let seen: Arc<Mutex<Vec<WarmProgress>>> = Arc::default();
     let sink = seen.clone();
     let counter = Arc::new(InFlight::default());
@@ -167,7 +167,7 @@ async fn a_failing_loader_over_a_stale_entry_counts_as_failed() {
     let opts = aurelis_cache::SetOptions::new()
         .ttl(Duration::from_millis(50))
         .stale_for(Duration::from_secs(600));
-    cache.set_with("row", "9", None, &1u32, &opts).await.unwrap();
+    cache.set_with(("row", "9"), &1u32, &opts).await.unwrap();
     tokio::time::sleep(Duration::from_millis(120)).await;
     let counter = Arc::new(InFlight::default());
     let c = counter.clone();

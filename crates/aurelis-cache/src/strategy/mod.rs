@@ -272,7 +272,7 @@ pub(crate) async fn read_through<S: DataStore>(
 ) -> Result<Option<S::Value>> {
     let cache_key = key.cache_key(cache)?;
     let loaded = cache
-        .get_or_compute_key(&cache_key, options.clone(), || async move {
+        .get_or_compute_with(&cache_key, &options.clone(), || async move {
             match store.get(key).await {
                 Ok(Some(v)) => Ok(v),
                 Ok(None) => Err(Box::new(Absent) as Box<dyn std::error::Error + Send + Sync>),

@@ -155,7 +155,7 @@ impl Default for Config {
 ///
 /// ```
 /// # use std::{collections::HashMap, sync::Arc, time::Duration};
-/// # use aurelis_cache::{Cache, Layer, MokaStore};
+/// # use aurelis_cache::{Cache, Tier, MokaStore};
 /// # use aurelis_cache::strategy::{DataStore, OverflowPolicy, RecordKey, WriteBehind};
 /// # #[derive(Default)]
 /// # struct Db(parking_lot::Mutex<HashMap<RecordKey, u64>>);
@@ -169,7 +169,7 @@ impl Default for Config {
 /// # }
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> aurelis_cache::Result<()> {
-/// # let cache = Cache::builder().layer(Layer::new("memory", Arc::new(MokaStore::builder().build()?))).build()?;
+/// # let cache = Cache::builder().tier(Tier::new("memory", Arc::new(MokaStore::builder().build()?))).build()?;
 /// let journal = tempfile::tempdir().unwrap();
 /// let counters = WriteBehind::builder(cache, Db::default())
 ///     .batch_size(100)
@@ -366,7 +366,7 @@ impl<S: DataStore> WriteBehindBuilder<S> {
 ///
 /// ```
 /// # use std::{collections::HashMap, sync::Arc, time::Duration};
-/// # use aurelis_cache::{Cache, Layer, MokaStore};
+/// # use aurelis_cache::{Cache, Tier, MokaStore};
 /// # use aurelis_cache::strategy::{DataStore, RecordKey, WriteBehind};
 /// # #[derive(Default)]
 /// # struct Db(parking_lot::Mutex<HashMap<RecordKey, String>>);
@@ -381,14 +381,14 @@ impl<S: DataStore> WriteBehindBuilder<S> {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> aurelis_cache::Result<()> {
 /// let cache = Cache::builder()
-///     .layer(Layer::new("memory", Arc::new(MokaStore::builder().build()?)))
+///     .tier(Tier::new("memory", Arc::new(MokaStore::builder().build()?)))
 ///     .build()?;
 /// let profiles = WriteBehind::new(cache.clone(), Db::default());
 ///
 /// profiles.set("profile", "ada", "draft".to_string()).await?;
 /// profiles.set("profile", "ada", "final".to_string()).await?;
 /// // The cache has it at once; the store once the batch is written.
-/// assert_eq!(cache.get::<String>("profile", "ada", None).await?.as_deref(), Some("final"));
+/// assert_eq!(cache.get::<String>(("profile", "ada")).await?.as_deref(), Some("final"));
 /// assert_eq!(profiles.get("profile", "ada").await?.as_deref(), Some("final"));
 ///
 /// profiles.flush().await;
@@ -662,8 +662,8 @@ impl<S: DataStore> Shared<S> {
     async fn cache_write(&self, key: &RecordKey, write: &Write<S::Value>) -> Result<()> {
         let cache_key = key.cache_key(&self.cache)?;
         match write {
-            Write::Set(v) => self.cache.set_key(&cache_key, v, &self.config.options).await,
-            Write::Delete => self.cache.delete_key(&cache_key).await.map(drop),
+            Write::Set(v) => self.cache.set_with(&cache_key, v, &self.config.options).await,
+            Write::Delete => self.cache.delete(&cache_key).await.map(drop),
         }
     }
 
@@ -735,7 +735,7 @@ impl<S: DataStore> Shared<S> {
         if let Err(e) = self.cache_write(&key, &write).await {
             tracing::warn!(record = %key, error = %e, "write-behind: queued, but the cache was not updated");
             if let Ok(cache_key) = key.cache_key(&self.cache) {
-                self.cache.delete_key(&cache_key).await.ok();
+                self.cache.delete(&cache_key).await.ok();
             }
         }
         let wake = {
@@ -1016,7 +1016,7 @@ impl<S: DataStore> WriteBehind<S> {
     ///
     /// ```
     /// # use std::{collections::HashMap, sync::Arc};
-    /// # use aurelis_cache::{Cache, Layer, MokaStore};
+    /// # use aurelis_cache::{Cache, Tier, MokaStore};
     /// # use aurelis_cache::strategy::{DataStore, RecordKey, WriteBehind};
     /// # #[derive(Default)]
     /// # struct Db(parking_lot::Mutex<HashMap<RecordKey, u8>>);
@@ -1029,7 +1029,7 @@ impl<S: DataStore> WriteBehind<S> {
     /// #     async fn delete(&self, k: &RecordKey) -> Result<(), Self::Error> { self.0.lock().remove(k); Ok(()) }
     /// # }
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// # let cache = Cache::builder().layer(Layer::new("memory", Arc::new(MokaStore::builder().build()?))).build()?;
+    /// # let cache = Cache::builder().tier(Tier::new("memory", Arc::new(MokaStore::builder().build()?))).build()?;
     /// let flags = WriteBehind::new(cache.clone(), Db::default());
     /// flags.set("flag", "beta", 1).await?;
     /// flags.delete("flag", "beta").await?;
@@ -1200,7 +1200,7 @@ impl<S: DataStore> WriteBehind<S> {
     ///
     /// ```
     /// # use std::{collections::HashMap, sync::Arc, time::Duration};
-    /// # use aurelis_cache::{Cache, Layer, MokaStore};
+    /// # use aurelis_cache::{Cache, Tier, MokaStore};
     /// # use aurelis_cache::strategy::{DataStore, RecordKey, Write, WriteBehind};
     /// /// A store that refuses negative numbers.
     /// #[derive(Default)]
@@ -1219,7 +1219,7 @@ impl<S: DataStore> WriteBehind<S> {
     ///     async fn delete(&self, k: &RecordKey) -> Result<(), Self::Error> { self.0.lock().remove(k); Ok(()) }
     /// }
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// # let cache = Cache::builder().layer(Layer::new("memory", Arc::new(MokaStore::builder().build()?))).build()?;
+    /// # let cache = Cache::builder().tier(Tier::new("memory", Arc::new(MokaStore::builder().build()?))).build()?;
     /// let ledger = WriteBehind::builder(cache, Ledger::default())
     ///     .max_attempts(3)
     ///     .backoff(Duration::from_millis(1), Duration::from_millis(5))

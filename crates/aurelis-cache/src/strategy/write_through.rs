@@ -26,7 +26,7 @@ use crate::{Cache, SetOptions};
 ///
 /// ```
 /// # use std::{collections::HashMap, sync::Arc};
-/// # use aurelis_cache::{Cache, Layer, MokaStore};
+/// # use aurelis_cache::{Cache, Tier, MokaStore};
 /// # use aurelis_cache::strategy::{DataStore, RecordKey, WriteThrough};
 /// # #[derive(Default)]
 /// # struct Db(parking_lot::Mutex<HashMap<RecordKey, String>>);
@@ -41,19 +41,19 @@ use crate::{Cache, SetOptions};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> aurelis_cache::Result<()> {
 /// let cache = Cache::builder()
-///     .layer(Layer::new("memory", Arc::new(MokaStore::builder().build()?)))
+///     .tier(Tier::new("memory", Arc::new(MokaStore::builder().build()?)))
 ///     .build()?;
 /// let users = WriteThrough::new(cache.clone(), Db::default());
 ///
 /// users.set("users", "1", &"Ada".to_string()).await?;
 /// // Both hold it: the store first, then the cache.
 /// assert_eq!(users.store().get(&RecordKey::new("users", "1")).await.unwrap().as_deref(), Some("Ada"));
-/// assert_eq!(cache.get::<String>("users", "1", None).await?.as_deref(), Some("Ada"));
+/// assert_eq!(cache.get::<String>(("users", "1")).await?.as_deref(), Some("Ada"));
 ///
 /// // A miss in the cache is loaded from the store, and cached.
 /// users.store().set(&RecordKey::new("users", "2"), &"Grace".into()).await.unwrap();
 /// assert_eq!(users.get("users", "2").await?.as_deref(), Some("Grace"));
-/// assert_eq!(cache.get::<String>("users", "2", None).await?.as_deref(), Some("Grace"));
+/// assert_eq!(cache.get::<String>(("users", "2")).await?.as_deref(), Some("Grace"));
 /// assert_eq!(users.get("users", "3").await?, None);
 /// # Ok(())
 /// # }
@@ -159,9 +159,9 @@ impl<S: DataStore> WriteThrough<S> {
         let cache_key = key.cache_key(&self.cache)?;
         let _guard = self.locks.lock(key).await;
         self.store.set(key, value).await.map_err(|e| store_error("set", e))?;
-        if let Err(e) = self.cache.set_key(&cache_key, value, &self.options).await {
+        if let Err(e) = self.cache.set_with(&cache_key, value, &self.options).await {
             tracing::warn!(record = %key, error = %e, "stored, but not cached: dropping the cached copy");
-            self.cache.delete_key(&cache_key).await.ok();
+            self.cache.delete(&cache_key).await.ok();
             return Err(e);
         }
         Ok(())
@@ -173,7 +173,7 @@ impl<S: DataStore> WriteThrough<S> {
     ///
     /// ```
     /// # use std::{collections::HashMap, sync::Arc};
-    /// # use aurelis_cache::{Cache, Layer, MokaStore};
+    /// # use aurelis_cache::{Cache, Tier, MokaStore};
     /// # use aurelis_cache::strategy::{DataStore, RecordKey, WriteThrough};
     /// # #[derive(Default)]
     /// # struct Db(parking_lot::Mutex<HashMap<RecordKey, u32>>);
@@ -186,11 +186,11 @@ impl<S: DataStore> WriteThrough<S> {
     /// #     async fn delete(&self, k: &RecordKey) -> Result<(), Self::Error> { self.0.lock().remove(k); Ok(()) }
     /// # }
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// # let cache = Cache::builder().layer(Layer::new("memory", Arc::new(MokaStore::builder().build()?))).build()?;
+    /// # let cache = Cache::builder().tier(Tier::new("memory", Arc::new(MokaStore::builder().build()?))).build()?;
     /// let counters = WriteThrough::new(cache.clone(), Db::default());
     /// counters.set("hits", "home", &7).await?;
     /// counters.delete("hits", "home").await?;
-    /// assert_eq!(cache.get::<u32>("hits", "home", None).await?, None);
+    /// assert_eq!(cache.get::<u32>(("hits", "home")).await?, None);
     /// assert_eq!(counters.get("hits", "home").await?, None);
     /// # Ok::<(), aurelis_cache::Error>(())
     /// # }).unwrap();
@@ -212,6 +212,6 @@ impl<S: DataStore> WriteThrough<S> {
         let cache_key = key.cache_key(&self.cache)?;
         let _guard = self.locks.lock(key).await;
         self.store.delete(key).await.map_err(|e| store_error("delete", e))?;
-        self.cache.delete_key(&cache_key).await.map(drop)
+        self.cache.delete(&cache_key).await.map(drop)
     }
 }

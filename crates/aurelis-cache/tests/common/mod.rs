@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aurelis_cache::core::testkit::{FaultControl, FaultyStore};
-use aurelis_cache::{BreakerConfig, Cache, CacheBuilder, Layer, MokaStore, SledStore, Store};
+use aurelis_cache::{BreakerConfig, Cache, CacheBuilder, MokaStore, SledStore, Store, Tier};
 
 pub struct Tiers {
     pub memory: Arc<dyn Store>,
@@ -43,13 +43,13 @@ impl Tiers {
     pub fn builder_with(&self, memory_ttl: Duration, disk_ttl: Duration) -> CacheBuilder {
         let breaker = BreakerConfig::new(3, Duration::from_millis(50));
         Cache::builder()
-            .layer(
-                Layer::new("memory", self.memory.clone())
+            .tier(
+                Tier::new("memory", self.memory.clone())
                     .ttl(memory_ttl)
                     .priority(3)
                     .breaker(breaker.clone()),
             )
-            .layer(Layer::new("disk", self.disk.clone()).ttl(disk_ttl).priority(1).breaker(breaker))
+            .tier(Tier::new("disk", self.disk.clone()).ttl(disk_ttl).priority(1).breaker(breaker))
     }
 
     pub fn cache(&self) -> Cache {

@@ -1,0 +1,113 @@
+//! [`ToKey`]: the one key argument of every [`Cache`](crate::Cache) method.
+
+use std::borrow::Cow;
+
+use aurelis_cache_core::{Key, KeyBuilder, Params, Result};
+
+/// Anything that names one cache entry: what every key-taking [`Cache`](crate::Cache) method
+/// accepts.
+///
+/// - a [`Key`] built beforehand (by value or by reference), for example with
+///   [`KeyBuilder::build_model_key`] through [`Cache::keys`](crate::Cache::keys), which is
+///   built once and then costs nothing per call;
+/// - `(category, identifier)`, both anything that is `AsRef<str>` (`&str`, `String`, ...);
+/// - `(category, identifier, params)`, where `params` is `&Params`, `Params` or
+///   `Option<&Params>`.
+///
+/// Tuples are turned into a key with the cache's own [`KeyBuilder`] (its namespace and
+/// version), so `("user_data", "u1")` names the same entry in every process sharing the
+/// namespace. A bad category or identifier is an [`ErrorKind::InvalidKey`] error naming it.
+///
+/// [`ErrorKind::InvalidKey`]: aurelis_cache_core::ErrorKind::InvalidKey
+///
+/// # Examples
+///
+/// ```
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// # rt.block_on(async {
+/// use aurelis_cache::{Cache, MokaStore, Params, Tier};
+/// let cache = Cache::builder()
+///     .tier(Tier::new("memory", std::sync::Arc::new(MokaStore::builder().build()?)))
+///     .build()?;
+/// let params = Params::new().with("lang", "en");
+/// cache.set(("user_data", "u1", &params), &"John").await?;
+///
+/// // A key built once names the same entry as the tuple.
+/// let key = cache.keys().build_key("user_data", "u1", Some(&params))?;
+/// assert_eq!(cache.get::<String>(&key).await?.as_deref(), Some("John"));
+/// // Other parameters, another entry.
+/// assert_eq!(cache.get::<String>(("user_data", "u1")).await?, None);
+/// // Owned strings work as well as borrowed ones.
+/// let id = String::from("u1");
+/// assert_eq!(cache.get::<String>(("user_data", &id, Some(&params))).await?.as_deref(), Some("John"));
+/// // A bad identifier is an error that names it.
+/// assert!(cache.get::<String>(("user_data", "")).await.is_err());
+/// # Ok::<(), aurelis_cache::Error>(())
+/// # }).unwrap();
+/// ```
+pub trait ToKey {
+    /// The key this argument names, built with `keys` when it is not a [`Key`] already.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidKey`](aurelis_cache_core::ErrorKind::InvalidKey) for a bad
+    /// category or identifier.
+    fn to_key<'a>(&'a self, keys: &KeyBuilder) -> Result<Cow<'a, Key>>;
+}
+
+impl ToKey for Key {
+    #[inline]
+    fn to_key<'a>(&'a self, _keys: &KeyBuilder) -> Result<Cow<'a, Key>> {
+        Ok(Cow::Borrowed(self))
+    }
+}
+
+impl<K: ToKey + ?Sized> ToKey for &K {
+    #[inline]
+    fn to_key<'a>(&'a self, keys: &KeyBuilder) -> Result<Cow<'a, Key>> {
+        (**self).to_key(keys)
+    }
+}
+
+impl<C: AsRef<str>, I: AsRef<str>> ToKey for (C, I) {
+    fn to_key<'a>(&'a self, keys: &KeyBuilder) -> Result<Cow<'a, Key>> {
+        keys.build_key(self.0.as_ref(), self.1.as_ref(), None).map(Cow::Owned)
+    }
+}
+
+impl<C: AsRef<str>, I: AsRef<str>, P: ParamsArg> ToKey for (C, I, P) {
+    fn to_key<'a>(&'a self, keys: &KeyBuilder) -> Result<Cow<'a, Key>> {
+        keys.build_key(self.0.as_ref(), self.1.as_ref(), self.2.params()).map(Cow::Owned)
+    }
+}
+
+/// What the third element of a `(category, identifier, params)` key may be: `&Params`,
+/// `Params` or `Option<&Params>`.
+pub trait ParamsArg {
+    /// The parameters, if any.
+    fn params(&self) -> Option<&Params>;
+}
+
+impl ParamsArg for Params {
+    fn params(&self) -> Option<&Params> {
+        Some(self)
+    }
+}
+
+impl ParamsArg for &Params {
+    fn params(&self) -> Option<&Params> {
+        Some(self)
+    }
+}
+
+impl ParamsArg for Option<&Params> {
+    fn params(&self) -> Option<&Params> {
+        *self
+    }
+}
+
+impl ParamsArg for Option<Params> {
+    fn params(&self) -> Option<&Params> {
+        self.as_ref()
+    }
+}

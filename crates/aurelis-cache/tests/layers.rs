@@ -1,0 +1,145 @@
+//! Store layers: the conformance suite through layers (a time limit, fault injection, both
+//! nested), forwarding that keeps what a layer does not override (decoded values of the
+//! memory tier), and the circuit breaker as a layer that keeps calls from the store.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aurelis_cache::core::layer::{BoxFuture, Layer, LayeredStore, Operation};
+use aurelis_cache::core::testkit::{FaultyStore, Fixture};
+use aurelis_cache::layer::TimeoutLayer;
+use aurelis_cache::{BreakerConfig, Cache, MokaStore, Result, SledStore, Store, Tier};
+use common::eventually;
+
+mod through_timeout {
+    use super::*;
+
+    async fn fixture() -> Fixture {
+        let moka = MokaStore::builder().build().expect("moka");
+        Fixture::new(Arc::new(TimeoutLayer::new(Duration::from_secs(5)).layer(moka)))
+    }
+
+    aurelis_cache_core::conformance_tests!(fixture);
+}
+
+mod through_faults_off_over_sled {
+    use super::*;
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sled = SledStore::builder().path(dir.path().join("db")).build().expect("sled");
+        Fixture::new(Arc::new(FaultyStore::new(Arc::new(sled)))).with_guard(dir)
+    }
+
+    aurelis_cache_core::conformance_tests!(fixture);
+}
+
+mod through_nested_layers {
+    use super::*;
+
+    async fn fixture() -> Fixture {
+        let moka: Arc<dyn Store> = Arc::new(MokaStore::builder().build().expect("moka"));
+        let store = TimeoutLayer::new(Duration::from_secs(5)).layer(FaultyStore::new(moka));
+        Fixture::new(Arc::new(store))
+    }
+
+    aurelis_cache_core::conformance_tests!(fixture);
+}
+
+/// Counts the operations it sees; overrides only `around`.
+#[derive(Debug)]
+struct Counting<S> {
+    inner: S,
+    reads: AtomicU64,
+    writes: AtomicU64,
+}
+
+impl<S: Store> LayeredStore for Counting<S> {
+    type Inner = S;
+
+    fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    fn around<'a, T: Send + 'a>(
+        &'a self,
+        op: Operation,
+        call: BoxFuture<'a, Result<T>>,
+    ) -> BoxFuture<'a, Result<T>> {
+        if op.is_write() { &self.writes } else { &self.reads }.fetch_add(1, Ordering::SeqCst);
+        call
+    }
+}
+
+#[tokio::test]
+async fn a_layer_sees_every_operation_and_keeps_what_it_does_not_override() {
+    let moka = MokaStore::builder().build().expect("moka");
+    let counting = Arc::new(Counting { inner: moka, reads: 0.into(), writes: 0.into() });
+    // The layered store still offers the memory tier's decoded values (forwarded), so the
+    // cache keeps its synchronous hit path through the layer.
+    assert!(Store::as_value_store(&*counting).is_some());
+    assert_eq!(Store::name(&*counting), "memory");
+    let cache =
+        Cache::builder().tier(Tier::new("memory", counting.clone())).build().expect("cache");
+
+    cache.set(("doc", "d"), &"answer".to_string()).await.unwrap();
+    assert!(counting.writes.load(Ordering::SeqCst) >= 1, "the write went through the layer");
+    let first = cache.get_shared::<String>(("doc", "d")).await.unwrap().expect("hit");
+    let second = cache.get_shared::<String>(("doc", "d")).await.unwrap().expect("hit");
+    assert!(Arc::ptr_eq(&first, &second), "decoded once, shared through the layer");
+
+    let before = counting.writes.load(Ordering::SeqCst);
+    assert!(cache.delete(("doc", "d")).await.unwrap());
+    assert_eq!(counting.writes.load(Ordering::SeqCst), before + 1);
+    let reads = counting.reads.load(Ordering::SeqCst);
+    assert_eq!(cache.get::<String>(("doc", "d")).await.unwrap(), None);
+    assert!(counting.reads.load(Ordering::SeqCst) > reads, "a miss asks the store");
+}
+
+#[tokio::test]
+async fn an_open_breaker_keeps_calls_from_the_store_until_the_repair_closes_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sled: Arc<dyn Store> =
+        Arc::new(SledStore::builder().path(dir.path().join("db")).build().expect("sled"));
+    let faulty = FaultyStore::new(sled);
+    let faults = faulty.control();
+    let memory = MokaStore::builder().build().expect("moka");
+    let cache = Cache::builder()
+        .tier(Tier::new("memory", Arc::new(memory)).priority(2))
+        .tier(
+            Tier::new("disk", Arc::new(faulty))
+                .priority(1)
+                .breaker(BreakerConfig::new(2, Duration::from_millis(50))),
+        )
+        .build()
+        .expect("cache");
+
+    faults.fail_all(true);
+    for i in 0..4 {
+        // Served by the memory tier; the disk tier fails and its breaker opens.
+        cache.set(("k", i.to_string()), &i).await.unwrap();
+    }
+    assert!(cache.is_tier_down("disk"));
+    let sets_before = faults.sets();
+    for i in 0..20 {
+        cache.set(("other", i.to_string()), &i).await.unwrap();
+        assert_eq!(cache.get::<i32>(("other", i.to_string())).await.unwrap(), Some(i));
+    }
+    // While open, the breaker refuses writes before they reach the store (the repair task
+    // probes with reads and removes missed keys with deletes, never writes).
+    let sets_while_open = faults.sets();
+    assert_eq!(sets_while_open, sets_before, "no write reached the store while open");
+    let report = cache.stats_report().await;
+    let disk = common::tier(&report, "disk");
+    assert!(disk.skipped >= 20, "skipped calls are counted: {}", disk.skipped);
+
+    faults.fail_all(false);
+    assert!(eventually(Duration::from_secs(5), || async { !cache.is_tier_down("disk") }).await);
+    // Every key it missed was removed from it before it served again.
+    assert_eq!(cache.tier_pending("disk"), 0);
+    cache.set(("k", "after"), &1).await.unwrap();
+    assert!(faults.sets() > sets_while_open, "closed again: writes reach the store");
+}
