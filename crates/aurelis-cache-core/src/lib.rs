@@ -9,6 +9,7 @@ pub mod envelope;
 pub mod error;
 pub mod key;
 pub mod layer;
+pub mod lease;
 pub mod stats;
 pub mod store;
 #[cfg(feature = "testkit")]

@@ -376,6 +376,7 @@ pub struct CacheStats {
     invalidations: AtomicU64,
     type_mismatches: AtomicU64,
     served_uncached: AtomicU64,
+    remote_loads_awaited: AtomicU64,
     published: AtomicU64,
     remote_applied: AtomicU64,
     latency_get: Histogram,
@@ -415,6 +416,8 @@ impl CacheStats {
         record_type_mismatch => type_mismatches,
         /// A loaded value was returned but no tier could store it.
         record_served_uncached => served_uncached,
+        /// A value another process loaded, awaited under its single-flight lease.
+        record_remote_load_awaited => remote_loads_awaited,
         /// An invalidation was queued for the other processes (in the order they get them).
         record_published => published,
         /// An invalidation from another process was applied here.
@@ -447,6 +450,7 @@ impl CacheStats {
             invalidations: self.invalidations.load(Relaxed),
             type_mismatches: self.type_mismatches.load(Relaxed),
             served_uncached: self.served_uncached.load(Relaxed),
+            remote_loads_awaited: self.remote_loads_awaited.load(Relaxed),
             published: self.published.load(Relaxed),
             remote_applied: self.remote_applied.load(Relaxed),
             get_latency: self.latency_get.summary(),
@@ -490,6 +494,10 @@ pub struct OverallReport {
     /// Loaded values returned to the caller that no tier could store.
     #[serde(default)]
     pub served_uncached: u64,
+    /// Misses answered by a value another process loaded while this one waited under the
+    /// other's single-flight lease (no loader call here).
+    #[serde(default)]
+    pub remote_loads_awaited: u64,
     /// Invalidations queued for the other processes (through the backplane).
     #[serde(default)]
     pub published: u64,

@@ -6,6 +6,7 @@ mod backplane;
 mod config;
 mod conn;
 mod error;
+mod lease;
 mod store;
 
 pub use backplane::RedisBackplane;

@@ -223,6 +223,11 @@ impl RedisStore {
         })
     }
 
+    /// The connections (for the lease commands).
+    pub(crate) fn conns(&self) -> &Arc<Connections> {
+        &self.conns
+    }
+
     /// The settings the store was built with.
     pub fn config(&self) -> &RedisConfig {
         &self.config

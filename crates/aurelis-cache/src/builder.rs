@@ -8,6 +8,7 @@ use crate::cache::{Cache, Inner};
 use crate::coalesce::Flights;
 use crate::invalidation::{Epochs, Marks};
 use crate::options::DEFAULT_MAX_VALUE_BYTES;
+use crate::single_flight::SingleFlight;
 use crate::sync::SyncState;
 use crate::tier::{Tier, TierState};
 
@@ -44,6 +45,7 @@ pub struct CacheBuilder {
     strict: bool,
     tiers: Vec<Tier>,
     backplane: Option<Arc<dyn Backplane>>,
+    single_flight: Option<SingleFlight>,
 }
 
 impl Default for CacheBuilder {
@@ -56,6 +58,7 @@ impl Default for CacheBuilder {
             strict: false,
             tiers: Vec::new(),
             backplane: None,
+            single_flight: None,
         }
     }
 }
@@ -161,6 +164,14 @@ impl CacheBuilder {
         self
     }
 
+    /// Cross-process single-flight: concurrent misses of one key in different processes call
+    /// the loader once (see [`SingleFlight`]). Used only when the cache has a shared tier
+    /// (one that other processes read, such as Redis), where the waiters find the value.
+    pub fn single_flight(mut self, flight: SingleFlight) -> Self {
+        self.single_flight = Some(flight);
+        self
+    }
+
     /// Builds the cache. Tiers are ordered by priority (highest first), ties in the order
     /// they were added. Background work (durable marks, repair of tiers, the backplane
     /// subscription) starts with the first operation, or with [`Cache::connect_backplane`]
@@ -210,6 +221,7 @@ impl CacheBuilder {
             sync: SyncState::new(self.backplane),
             instance_id: random_instance_id(),
             ready: tokio::sync::OnceCell::new(),
+            single_flight: self.single_flight,
         }))
     }
 

@@ -19,6 +19,7 @@ use crate::coalesce::Flights;
 use crate::entry;
 use crate::invalidation::{Epochs, Marks};
 use crate::options::SetOptions;
+use crate::single_flight::{LeaseGuard, Leased, SingleFlight};
 use crate::sync::SyncState;
 use crate::tier::TierState;
 use crate::tiers::{Lookup, Scope};
@@ -38,6 +39,7 @@ pub(crate) struct Inner {
     pub(crate) sync: SyncState,
     pub(crate) instance_id: String,
     pub(crate) ready: tokio::sync::OnceCell<()>,
+    pub(crate) single_flight: Option<SingleFlight>,
 }
 
 impl Drop for Inner {
@@ -533,9 +535,70 @@ impl Cache {
                 return Ok(T::clone(&v));
             }
         }
+        // Across processes: one of them loads, the others wait for its value.
+        let flight = inner.single_flight.as_ref().filter(|_| inner.tiers.iter().any(|t| t.shared));
+        let guard = match flight {
+            Some(flight) => match inner.take_lease::<T>(flight, key.as_str()).await {
+                Leased::Value(v) => {
+                    return Ok(Arc::try_unwrap(v).unwrap_or_else(|shared| T::clone(&shared)))
+                }
+                Leased::Held(token) => {
+                    Some(LeaseGuard::new(flight.lease.clone(), key.as_str(), token))
+                }
+                Leased::Unleased => None,
+            },
+            None => None,
+        };
+        let lease = flight.zip(guard.as_ref().map(LeaseGuard::token));
+        let result = self.load_and_store(key, options, loader, lease).await;
+        if let Some(guard) = guard {
+            // After the value is stored (or the load failed): waiters find it, or take over.
+            guard.release().await;
+        }
+        result
+    }
+
+    /// Calls the loader (renewing the lease, if held, while it runs) and stores its value
+    /// unless the key was touched meanwhile.
+    async fn load_and_store<T, F, Fut, E>(
+        &self,
+        key: &Key,
+        options: &SetOptions,
+        loader: F,
+        lease: Option<(&SingleFlight, &str)>,
+    ) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let inner = &self.inner;
         let snap = inner.epochs.snapshot(key.as_str());
         inner.stats.record_loader_call();
-        let value = match loader().await {
+        let value = match match lease {
+            None => loader().await,
+            Some((flight, token)) => {
+                let mut load = std::pin::pin!(loader());
+                let period = flight.lease_ttl / 3;
+                loop {
+                    tokio::select! {
+                        outcome = &mut load => break outcome,
+                        () = tokio::time::sleep(period) => {}
+                    }
+                    // Renewed outside the `select!`, so no loader output is held across it.
+                    match flight.lease.renew(key.as_str(), token, flight.lease_ttl).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(key = %key, "single-flight lease lost while loading: another process may load too")
+                        }
+                        Err(e) => {
+                            tracing::debug!(key = %key, error = %e, "single-flight lease not renewed")
+                        }
+                    }
+                }
+            }
+        } {
             Ok(v) => v,
             Err(e) => {
                 inner.stats.record_loader_error();

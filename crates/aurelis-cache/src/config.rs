@@ -215,6 +215,10 @@ pub struct RedisLayerConfig {
     pub priority: i32,
     /// Keep other instances' memory tiers coherent through Redis pub/sub.
     pub backplane: bool,
+    /// Cross-process single-flight through leases in this Redis (see
+    /// [`SingleFlight`](crate::SingleFlight)): concurrent misses of one key in different
+    /// processes call the loader once. On by default.
+    pub single_flight: bool,
     /// The Redis store.
     #[serde(flatten)]
     pub store: aurelis_cache_redis::RedisConfig,
@@ -237,6 +241,7 @@ impl Default for RedisLayerConfig {
             ttl_secs: 3600,
             priority: 2,
             backplane: true,
+            single_flight: true,
             store: aurelis_cache_redis::RedisConfig::default(),
             #[cfg(feature = "compress")]
             compression: None,
@@ -491,11 +496,14 @@ impl CacheConfig {
         #[cfg(feature = "redis")]
         if self.redis.enabled {
             let r = &self.redis;
-            let store = aurelis_cache_redis::RedisStore::from_config(&r.store).await?;
+            let redis = Arc::new(aurelis_cache_redis::RedisStore::from_config(&r.store).await?);
+            if r.single_flight {
+                builder = builder.single_flight(crate::SingleFlight::new(redis.clone()));
+            }
             #[cfg(feature = "compress")]
-            let store = compressed(Arc::new(store), r.compression.as_ref(), "redis")?;
+            let store = compressed(redis, r.compression.as_ref(), "redis")?;
             #[cfg(not(feature = "compress"))]
-            let store = Arc::new(store);
+            let store: Arc<dyn aurelis_cache_core::Store> = redis;
             let layer = layer("redis", store, r.ttl_secs, r.priority, None, &self.breaker)?;
             builder = builder.tier(layer);
             if r.backplane {

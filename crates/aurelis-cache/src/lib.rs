@@ -16,6 +16,7 @@ mod metrics;
 mod monitor;
 mod options;
 mod report;
+pub mod single_flight;
 pub mod strategy;
 mod sync;
 mod tier;
@@ -40,6 +41,7 @@ pub use monitor::{
     OverallMetrics, PerformanceReport, PerformanceSummary, WriteQueueReport, WriteQueueStats,
 };
 pub use options::{SetOptions, DEFAULT_MAX_VALUE_BYTES};
+pub use single_flight::SingleFlight;
 pub use tier::{BreakerConfig, Tier};
 pub use to_key::{ParamsArg, ToKey};
 pub use warm::{CacheWarmer, WarmFailure, WarmProgress, WarmSummary};

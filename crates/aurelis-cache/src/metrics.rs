@@ -14,7 +14,7 @@
 //! |---|---|---|
 //! | `aurelis_cache_requests_total` | counter | `result` = `hit` \| `miss` |
 //! | `aurelis_cache_op_total` | counter | `tier`, `op`, `result` (see below) |
-//! | `aurelis_cache_writes_total`, `_deletes_total`, `_errors_total`, `_corrupt_total`, `_invalidations_total`, `_type_mismatches_total`, `_served_uncached_total` | counter | |
+//! | `aurelis_cache_writes_total`, `_deletes_total`, `_errors_total`, `_corrupt_total`, `_invalidations_total`, `_type_mismatches_total`, `_served_uncached_total`, `_remote_loads_awaited_total` | counter | |
 //! | `aurelis_cache_loader_calls_total`, `aurelis_cache_loader_errors_total` | counter | |
 //! | `aurelis_cache_stale_served_total`, `aurelis_cache_coalesced_waiters_total` | counter | |
 //! | `aurelis_cache_backplane_published_total`, `aurelis_cache_backplane_applied_total` | counter | |
@@ -54,6 +54,7 @@ pub const METRIC_NAMES: &[&str] = &[
     INVALIDATIONS,
     TYPE_MISMATCHES,
     SERVED_UNCACHED,
+    REMOTE_LOADS_AWAITED,
     LOADER_CALLS,
     LOADER_ERRORS,
     STALE_SERVED,
@@ -79,6 +80,7 @@ const CORRUPT: &str = "aurelis_cache_corrupt_total";
 const INVALIDATIONS: &str = "aurelis_cache_invalidations_total";
 const TYPE_MISMATCHES: &str = "aurelis_cache_type_mismatches_total";
 const SERVED_UNCACHED: &str = "aurelis_cache_served_uncached_total";
+const REMOTE_LOADS_AWAITED: &str = "aurelis_cache_remote_loads_awaited_total";
 const LOADER_CALLS: &str = "aurelis_cache_loader_calls_total";
 const LOADER_ERRORS: &str = "aurelis_cache_loader_errors_total";
 const STALE_SERVED: &str = "aurelis_cache_stale_served_total";
@@ -151,6 +153,7 @@ impl MetricsExporter {
         self.counter(INVALIDATIONS, &[], o.invalidations);
         self.counter(TYPE_MISMATCHES, &[], o.type_mismatches);
         self.counter(SERVED_UNCACHED, &[], o.served_uncached);
+        self.counter(REMOTE_LOADS_AWAITED, &[], o.remote_loads_awaited);
         self.counter(LOADER_CALLS, &[], o.loader_calls);
         self.counter(LOADER_ERRORS, &[], o.loader_errors);
         self.counter(STALE_SERVED, &[], o.stale_served);

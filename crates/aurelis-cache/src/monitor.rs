@@ -70,6 +70,8 @@ pub struct OverallMetrics {
     pub type_mismatches: u64,
     /// Loaded values returned that no tier could store.
     pub served_uncached: u64,
+    /// Misses answered by another process's load (cross-process single-flight).
+    pub remote_loads_awaited: u64,
     /// Invalidations queued for the other processes.
     pub published: u64,
     /// Invalidations from other processes applied here.
@@ -494,6 +496,7 @@ impl CacheMonitor {
             corrupt: o.corrupt,
             type_mismatches: o.type_mismatches,
             served_uncached: o.served_uncached,
+            remote_loads_awaited: o.remote_loads_awaited,
             published: o.published,
             remote_applied: o.remote_applied,
             get_latency: o.get_latency.clone(),

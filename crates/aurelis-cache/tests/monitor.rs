@@ -286,6 +286,7 @@ async fn json_shape_is_stable() {
         "loader_errors",
         "published",
         "remote_applied",
+        "remote_loads_awaited",
         "served_uncached",
         "stale_served",
         "type_mismatches",
