@@ -154,8 +154,9 @@ impl ValueEntry {
 /// answers without waiting, so the cache's hot path skips the async machinery.
 pub trait ValueStore: Send + Sync {
     /// The decoded value under `key`, if the store keeps one there (a live entry stored as
-    /// bytes returns `None`; read it with [`Store::get`](crate::Store::get)).
-    fn get_value(&self, key: &str) -> Option<ValueEntry>;
+    /// bytes returns `None`; read it with [`Store::get`](crate::Store::get)). Shared, not
+    /// copied: a hit costs a reference count.
+    fn get_value(&self, key: &str) -> Option<Arc<ValueEntry>>;
 
     /// Stores `entry` under `key` (replacing what is there) for `ttl`.
     ///

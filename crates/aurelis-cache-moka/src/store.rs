@@ -28,7 +28,9 @@ const DEFAULT_MAX_ENTRIES: u64 = 1000;
 #[derive(Clone)]
 enum Slot {
     Bytes(Bytes),
-    Value(ValueEntry),
+    /// Behind an `Arc`: the slot stays as small as a `Bytes` handle (entries stored as bytes
+    /// pay nothing for the decoded kind), and a hit shares the entry instead of copying it.
+    Value(Arc<ValueEntry>),
 }
 
 /// One cached value and the instant it stops being served (`None`: never).
@@ -324,7 +326,7 @@ impl MokaStore {
 }
 
 impl ValueStore for MokaStore {
-    fn get_value(&self, key: &str) -> Option<ValueEntry> {
+    fn get_value(&self, key: &str) -> Option<Arc<ValueEntry>> {
         match self.cache.get(key)?.slot {
             Slot::Value(v) => Some(v),
             Slot::Bytes(_) => None,
@@ -333,7 +335,7 @@ impl ValueStore for MokaStore {
 
     fn set_value(&self, key: &str, entry: ValueEntry, ttl: Option<Duration>) -> Result<()> {
         self.check_len(key, entry.weight as usize)?;
-        self.insert(key, Entry { slot: Slot::Value(entry), expires_at: deadline(ttl) });
+        self.insert(key, Entry { slot: Slot::Value(Arc::new(entry)), expires_at: deadline(ttl) });
         Ok(())
     }
 
@@ -345,7 +347,7 @@ impl ValueStore for MokaStore {
     ) -> Result<bool> {
         self.check_len(key, entry.weight as usize)?;
         Ok(self
-            .insert_if_absent(key, Entry { slot: Slot::Value(entry), expires_at: deadline(ttl) }))
+            .insert_if_absent(key, Entry { slot: Slot::Value(Arc::new(entry)), expires_at: deadline(ttl) }))
     }
 
     fn upgrade(&self, key: &str, bytes: &Bytes, entry: ValueEntry) -> bool {
@@ -354,7 +356,7 @@ impl ValueStore for MokaStore {
             Some(current) => match &current.value().slot {
                 Slot::Bytes(b) if b.as_ptr() == bytes.as_ptr() && b.len() == bytes.len() => {
                     let expires_at = current.value().expires_at;
-                    Op::Put(Entry { slot: Slot::Value(entry), expires_at })
+                    Op::Put(Entry { slot: Slot::Value(Arc::new(entry)), expires_at })
                 }
                 _ => Op::Nop,
             },
