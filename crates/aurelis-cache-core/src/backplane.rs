@@ -182,17 +182,58 @@ pub type BackplaneHandler = Arc<dyn Fn(BackplaneEvent) + Send + Sync>;
 ///
 /// # Examples
 ///
-/// ```
-/// use aurelis_cache_core::{Backplane, BackplaneHandler, InvalidationMessage, Result};
+/// An in-process backplane: what one instance publishes reaches every handler subscribed
+/// to it. The mark methods keep their defaults (nothing is kept).
 ///
-/// #[derive(Debug)]
-/// struct Nowhere;
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use aurelis_cache_core::{
+///     Backplane, BackplaneEvent, BackplaneHandler, Invalidation, InvalidationMessage, Mark,
+///     Result,
+/// };
+///
+/// #[derive(Default)]
+/// struct InProcess {
+///     handlers: Mutex<Vec<BackplaneHandler>>,
+/// }
+///
+/// impl std::fmt::Debug for InProcess {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str("InProcess")
+///     }
+/// }
 ///
 /// #[async_trait::async_trait]
-/// impl Backplane for Nowhere {
-///     async fn publish(&self, _msg: &InvalidationMessage) -> Result<()> { Ok(()) }
-///     async fn subscribe(&self, _handler: BackplaneHandler) -> Result<()> { Ok(()) }
+/// impl Backplane for InProcess {
+///     async fn publish(&self, msg: &InvalidationMessage) -> Result<()> {
+///         for handler in self.handlers.lock().unwrap().iter() {
+///             handler(BackplaneEvent::Invalidate(msg.clone()));
+///         }
+///         Ok(())
+///     }
+///
+///     async fn subscribe(&self, handler: BackplaneHandler) -> Result<()> {
+///         self.handlers.lock().unwrap().push(handler);
+///         Ok(())
+///     }
 /// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<()> {
+/// let backplane = InProcess::default();
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let sink = Arc::clone(&seen);
+/// backplane.subscribe(Arc::new(move |event| sink.lock().unwrap().push(event))).await?;
+///
+/// let msg = InvalidationMessage::new("instance-a", Invalidation::Key("aurelis:v1:user:42".into()));
+/// backplane.publish(&msg).await?;
+/// assert_eq!(*seen.lock().unwrap(), [BackplaneEvent::Invalidate(msg)]);
+///
+/// // The default `store_marks` keeps nothing, so there is nothing to load.
+/// backplane.store_marks(&[Mark::new(Invalidation::Clear, 1_000)]).await?;
+/// assert!(backplane.load_marks().await?.is_empty());
+/// # Ok(())
+/// # }
 /// ```
 #[async_trait]
 pub trait Backplane: Debug + Send + Sync + 'static {

@@ -236,9 +236,10 @@ impl ScanPage {
 ///
 /// # Examples
 ///
+/// Code above the trait works with any tier; here, two in-memory stores from the testkit:
+///
 /// ```
-/// use std::sync::Arc;
-/// use aurelis_cache_core::Store;
+/// use aurelis_cache_core::{Bytes, Store};
 ///
 /// async fn copy_one(from: &dyn Store, to: &dyn Store, key: &str) -> aurelis_cache_core::Result<bool> {
 ///     match from.get(key).await? {
@@ -246,6 +247,23 @@ impl ScanPage {
 ///         None => Ok(false),
 ///     }
 /// }
+///
+/// # #[cfg(feature = "testkit")]
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> aurelis_cache_core::Result<()> {
+/// use aurelis_cache_core::testkit::MemoryMapStore;
+///
+/// let (disk, memory) = (MemoryMapStore::new("disk"), MemoryMapStore::new("memory"));
+/// disk.set("user:42", Bytes::from_static(b"profile"), None).await?;
+///
+/// assert!(copy_one(&disk, &memory, "user:42").await?);
+/// assert_eq!(memory.get("user:42").await?, Some(Bytes::from_static(b"profile")));
+/// assert!(!copy_one(&disk, &memory, "user:43").await?); // nothing to copy
+/// assert_eq!(memory.len().await?, 1);
+/// # Ok(())
+/// # }
+/// # #[cfg(not(feature = "testkit"))]
+/// # fn main() {}
 /// ```
 #[async_trait]
 pub trait Store: Debug + Send + Sync + 'static {

@@ -5,13 +5,22 @@
 //! at the start (the cases `clear_removes_everything` and `len_counts_entries` look at the
 //! whole store). A backend's `tests/conformance.rs` is one macro call:
 //!
-//! ```ignore
-//! async fn fixture() -> aurelis_cache_core::testkit::Fixture {
-//!     let dir = tempfile::tempdir().unwrap();
-//!     let store = MyStore::open(dir.path()).unwrap();
-//!     aurelis_cache_core::testkit::Fixture::new(std::sync::Arc::new(store)).with_guard(dir)
+//! ```
+//! use std::sync::Arc;
+//! use aurelis_cache_core::testkit::{Fixture, MemoryMapStore};
+//!
+//! async fn fixture() -> Fixture {
+//!     // A disk backend opens its store in a temp dir and keeps the dir alive with
+//!     // `Fixture::new(Arc::new(store)).with_guard(dir)`.
+//!     Fixture::new(Arc::new(MemoryMapStore::new("reference")))
 //! }
 //! aurelis_cache_core::conformance_tests!(fixture);
+//! # // `cargo test` runs the generated tests; a doctest runs cases by hand.
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! #     aurelis_cache_core::testkit::round_trip(&*fixture().await.store).await;
+//! #     aurelis_cache_core::testkit::delete_removes(&*fixture().await.store).await;
+//! # }
 //! ```
 
 use std::any::Any;
@@ -32,9 +41,19 @@ use crate::store::{Capabilities, ScanPage, Store};
 /// # Examples
 ///
 /// ```
-/// # #[cfg(feature = "testkit")] {
 /// use std::sync::Arc;
-/// use aurelis_cache_core::testkit::{Fixture, FaultyStore};
+/// use aurelis_cache_core::testkit::{self, Fixture, MemoryMapStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let guard = Arc::new("a temp dir, a server"); // whatever the store needs alive
+/// let fixture = Fixture::new(Arc::new(MemoryMapStore::new("reference")))
+///     .with_guard(Arc::clone(&guard));
+/// assert_eq!(Arc::strong_count(&guard), 2); // held by the fixture
+///
+/// testkit::round_trip(&*fixture.store).await; // a case panics on a violation
+/// drop(fixture);
+/// assert_eq!(Arc::strong_count(&guard), 1); // released with the store
 /// # }
 /// ```
 pub struct Fixture {

@@ -158,7 +158,12 @@ impl MokaStore {
     /// # Examples
     ///
     /// ```
-    /// let store = aurelis_cache_moka::MokaStore::builder().name("l1").max_bytes(1 << 20).build()?;
+    /// use aurelis_cache_core::Store;
+    /// use aurelis_cache_moka::MokaStore;
+    ///
+    /// assert_eq!(MokaStore::builder().build()?.name(), "memory");
+    /// let store = MokaStore::builder().name("l1").max_bytes(1 << 20).build()?;
+    /// assert_eq!(store.name(), "l1");
     /// # Ok::<(), aurelis_cache_core::Error>(())
     /// ```
     pub fn builder() -> MokaStoreBuilder {
@@ -170,12 +175,23 @@ impl MokaStore {
     /// # Examples
     ///
     /// ```
+    /// use aurelis_cache_core::{Bytes, ErrorKind, Store};
     /// use aurelis_cache_moka::{MokaConfig, MokaStore};
     ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> aurelis_cache_core::Result<()> {
     /// let mut config = MokaConfig::default();
-    /// config.max_entries = Some(500);
+    /// config.name = "hot".into();
+    /// config.max_bytes = Some(1024);
     /// let store = MokaStore::from_config(&config)?;
-    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// assert_eq!(store.name(), "hot");
+    /// let err = store.set("big", Bytes::from(vec![0; 2048]), None).await.unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::ValueTooLarge);
+    ///
+    /// config.max_entries = Some(500); // and max_bytes: one bound or the other
+    /// assert_eq!(MokaStore::from_config(&config).unwrap_err().kind(), ErrorKind::Config);
+    /// # Ok(())
+    /// # }
     /// ```
     ///
     /// # Errors
@@ -346,8 +362,10 @@ impl ValueStore for MokaStore {
         ttl: Option<Duration>,
     ) -> Result<bool> {
         self.check_len(key, entry.weight as usize)?;
-        Ok(self
-            .insert_if_absent(key, Entry { slot: Slot::Value(Arc::new(entry)), expires_at: deadline(ttl) }))
+        Ok(self.insert_if_absent(
+            key,
+            Entry { slot: Slot::Value(Arc::new(entry)), expires_at: deadline(ttl) },
+        ))
     }
 
     fn upgrade(&self, key: &str, bytes: &Bytes, entry: ValueEntry) -> bool {
@@ -456,8 +474,17 @@ impl MokaStoreBuilder {
     /// # Examples
     ///
     /// ```
-    /// let store = aurelis_cache_moka::MokaStore::builder().max_entries(50_000).build()?;
-    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// use aurelis_cache_core::{Bytes, Store};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> aurelis_cache_core::Result<()> {
+    /// let store = aurelis_cache_moka::MokaStore::builder().max_entries(10).build()?;
+    /// for i in 0..100 {
+    ///     store.set(&format!("k{i}"), Bytes::from_static(b"v"), None).await?;
+    /// }
+    /// assert!(store.len().await? <= 10);
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn max_entries(mut self, max_entries: u64) -> Self {
         self.max_entries = Some(max_entries);
@@ -472,8 +499,20 @@ impl MokaStoreBuilder {
     /// # Examples
     ///
     /// ```
-    /// let store = aurelis_cache_moka::MokaStore::builder().max_bytes(64 << 20).build()?;
-    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// use aurelis_cache_core::{Bytes, ErrorKind, Store};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> aurelis_cache_core::Result<()> {
+    /// let store = aurelis_cache_moka::MokaStore::builder().max_bytes(64 << 10).build()?;
+    /// for i in 0..100 {
+    ///     store.set(&format!("k{i}"), Bytes::from(vec![0; 1024]), None).await?;
+    /// }
+    /// assert!(store.size_bytes().await? <= 64 << 10); // keys + values
+    ///
+    /// let err = store.set("huge", Bytes::from(vec![0; 65 << 10]), None).await.unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::ValueTooLarge);
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn max_bytes(mut self, max_bytes: u64) -> Self {
         self.max_bytes = Some(max_bytes);

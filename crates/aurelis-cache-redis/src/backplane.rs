@@ -128,24 +128,31 @@ return removed
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use std::sync::Arc;
+/// use std::time::Duration;
 /// use aurelis_cache_core::{Backplane, BackplaneEvent, Invalidation, InvalidationMessage};
 /// use aurelis_cache_redis::{RedisBackplane, RedisConfig};
 ///
-/// # async fn demo() -> aurelis_cache_core::Result<()> {
-/// let backplane = RedisBackplane::new(&RedisConfig::default(), "myapp", "v1")?;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> aurelis_cache_core::Result<()> {
+/// # let server = aurelis_redis_harness::RedisServer::start().unwrap();
+/// let mut config = RedisConfig::default();
+/// config.url = "redis://cache.internal:6379/".into();
+/// # config.url = server.url(); // a throwaway local server
+/// let backplane = RedisBackplane::new(&config, "myapp", "v1")?;
 /// assert_eq!(backplane.stream(), "aurelis:myapp:v1:invalidations:v2");
-/// backplane
-///     .subscribe(Arc::new(|event| match event {
-///         BackplaneEvent::Invalidate(msg) => println!("drop {:?}", msg.invalidations),
-///         BackplaneEvent::Reconnected => println!("messages may be lost: distrust local tiers"),
-///         _ => {}
-///     }))
-///     .await?;
-/// backplane
-///     .publish(&InvalidationMessage::new("instance-a", Invalidation::Key("k".into())))
-///     .await?;
+///
+/// // A handler must not block: this one hands the events to a channel.
+/// let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+/// backplane.subscribe(Arc::new(move |event| drop(events.send(event)))).await?;
+///
+/// // Every message published after `subscribe` returns is delivered (to the publishing
+/// // instance too: the cache skips its own messages by their origin).
+/// let msg = InvalidationMessage::new("instance-a", Invalidation::Key("k".into()));
+/// backplane.publish(&msg).await?;
+/// let event = tokio::time::timeout(Duration::from_secs(10), received.recv()).await;
+/// assert_eq!(event.unwrap(), Some(BackplaneEvent::Invalidate(msg)));
 /// # Ok(()) }
 /// ```
 pub struct RedisBackplane {

@@ -25,19 +25,26 @@ const MAX_TTL_MS: u128 = 1 << 46;
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
+/// use aurelis_cache_core::ErrorKind;
 /// use aurelis_cache_redis::RedisStore;
 ///
-/// # async fn demo() -> aurelis_cache_core::Result<()> {
-/// let store = RedisStore::builder()
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let builder = RedisStore::builder()
 ///     .name("shared")
 ///     .url("redis://cache.internal:6379/")
 ///     .password("s3cret")
 ///     .key_prefix("app1:")
-///     .timeout_ms(100)
-///     .build()
-///     .await?;
-/// # Ok(()) }
+///     .timeout_ms(100);
+/// assert_eq!(builder.config().key_prefix, "app1:");
+/// assert!(!format!("{builder:?}").contains("s3cret")); // never shown
+///
+/// // `build` validates the settings before any connection, naming the field at fault.
+/// let err = builder.timeout_ms(0).build().await.unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::Config);
+/// assert!(err.message().contains("`timeout_ms`"));
+/// # }
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct RedisStoreBuilder {
@@ -148,13 +155,16 @@ impl RedisStoreBuilder {
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use aurelis_cache_core::Store;
 /// use aurelis_cache_redis::{RedisConfig, RedisStore};
 ///
-/// # async fn demo() -> aurelis_cache_core::Result<()> {
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> aurelis_cache_core::Result<()> {
+/// # let server = aurelis_redis_harness::RedisServer::start().unwrap();
 /// let mut config = RedisConfig::default();
 /// config.url = "redis://127.0.0.1:6380/".into();
+/// # config.url = server.url(); // a throwaway local server
 /// let store = RedisStore::from_config(&config).await?;
 /// store.set("k", "v".into(), Some(std::time::Duration::from_secs(60))).await?;
 /// assert_eq!(store.get("k").await?.as_deref(), Some(&b"v"[..]));

@@ -723,8 +723,12 @@ impl SledStore {
     /// # Examples
     ///
     /// ```
+    /// use aurelis_cache_core::Store;
+    ///
     /// let dir = tempfile::tempdir().unwrap();
     /// let store = aurelis_cache_sled::SledStore::builder().path(dir.path()).build()?;
+    /// assert_eq!(store.name(), "disk");
+    /// assert_eq!(store.path(), dir.path());
     /// # Ok::<(), aurelis_cache_core::Error>(())
     /// ```
     pub fn builder() -> SledStoreBuilder {
@@ -736,13 +740,20 @@ impl SledStore {
     /// # Examples
     ///
     /// ```
+    /// use aurelis_cache_core::{ErrorKind, Store};
     /// use aurelis_cache_sled::{SledConfig, SledStore};
     ///
-    /// let dir = tempfile::tempdir().unwrap();
     /// let mut config = SledConfig::default();
+    /// config.name = "cold".into();
+    /// // `path` is required.
+    /// assert_eq!(SledStore::from_config(&config).unwrap_err().kind(), ErrorKind::Config);
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
     /// config.path = Some(dir.path().join("disk-cache"));
     /// config.max_bytes = Some(512 * 1024 * 1024);
     /// let store = SledStore::from_config(&config)?;
+    /// assert_eq!(store.name(), "cold");
+    /// assert!(dir.path().join("disk-cache").is_dir());
     /// # Ok::<(), aurelis_cache_core::Error>(())
     /// ```
     ///
@@ -764,9 +775,13 @@ impl SledStore {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> aurelis_cache_core::Result<()> {
     /// let dir = tempfile::tempdir().unwrap();
-    /// let store = aurelis_cache_sled::SledStore::builder().path(dir.path()).build()?;
+    /// let store = aurelis_cache_sled::SledStore::builder()
+    ///     .path(dir.path())
+    ///     .flush_every_ms(None) // no background flushes: only `flush` writes to disk
+    ///     .build()?;
     /// store.set("k", Bytes::from_static(b"v"), None).await?;
-    /// store.flush().await?; // "k" now survives a crash
+    /// assert!(store.flush().await? > 0); // "k" now survives a crash
+    /// assert_eq!(store.get("k").await?, Some(Bytes::from_static(b"v")));
     /// # Ok(())
     /// # }
     /// ```
@@ -1059,14 +1074,19 @@ impl Store for SledStore {
 /// use aurelis_cache_sled::SledStore;
 ///
 /// let dir = tempfile::tempdir().unwrap();
-/// let store = SledStore::builder()
+/// let builder = SledStore::builder()
 ///     .name("disk")
 ///     .path(dir.path().join("cache"))
 ///     .max_bytes(4 * 1024 * 1024 * 1024)
 ///     .sweep_interval(Duration::from_secs(30))
 ///     .flush_every_ms(Some(1000))
-///     .cache_capacity_bytes(256 * 1024 * 1024)
-///     .build()?;
+///     .cache_capacity_bytes(256 * 1024 * 1024);
+/// let store = builder.clone().build()?;
+/// assert_eq!(store.path(), dir.path().join("cache"));
+///
+/// // `build` validates: a zero cap is refused.
+/// let err = builder.max_bytes(0).build().unwrap_err();
+/// assert_eq!(err.kind(), aurelis_cache_core::ErrorKind::Config);
 /// # Ok::<(), aurelis_cache_core::Error>(())
 /// ```
 #[derive(Clone, Debug)]
@@ -1092,10 +1112,16 @@ impl SledStoreBuilder {
     /// # Examples
     ///
     /// ```
+    /// use aurelis_cache_core::Store;
     /// use aurelis_cache_sled::{SledConfig, SledStoreBuilder};
     ///
+    /// let mut config = SledConfig::default();
+    /// config.name = "cold".into();
     /// let dir = tempfile::tempdir().unwrap();
-    /// let store = SledStoreBuilder::from_config(&SledConfig::default()).path(dir.path()).build()?;
+    /// // Setters called afterwards override the config (here: the path it lacks).
+    /// let store = SledStoreBuilder::from_config(&config).path(dir.path()).build()?;
+    /// assert_eq!(store.name(), "cold");
+    /// assert_eq!(store.path(), dir.path());
     /// # Ok::<(), aurelis_cache_core::Error>(())
     /// ```
     pub fn from_config(config: &SledConfig) -> Self {
@@ -1147,12 +1173,28 @@ impl SledStoreBuilder {
     /// # Examples
     ///
     /// ```
+    /// use aurelis_cache_core::{Bytes, ErrorKind, Store};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> aurelis_cache_core::Result<()> {
     /// let dir = tempfile::tempdir().unwrap();
     /// let store = aurelis_cache_sled::SledStore::builder()
     ///     .path(dir.path())
-    ///     .max_bytes(10 * 1024 * 1024 * 1024)
+    ///     .max_bytes(1024)
     ///     .build()?;
-    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// // Each entry weighs 1 (key) + 400 (value) + 8 (header) = 409 bytes.
+    /// for key in ["a", "b", "c"] {
+    ///     store.set(key, Bytes::from(vec![0; 400]), None).await?;
+    /// }
+    /// assert_eq!(store.get("a").await?, None); // the oldest write, evicted
+    /// assert!(store.get("c").await?.is_some());
+    /// assert_eq!(store.size_bytes().await?, 818);
+    /// assert_eq!(store.counters().evictions, 1);
+    ///
+    /// let err = store.set("big", Bytes::from(vec![0; 2048]), None).await.unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::ValueTooLarge);
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn max_bytes(mut self, max_bytes: u64) -> Self {
         self.max_bytes = Some(max_bytes);
@@ -1166,12 +1208,22 @@ impl SledStoreBuilder {
     ///
     /// ```
     /// use std::time::Duration;
+    /// use aurelis_cache_core::{Bytes, Store};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> aurelis_cache_core::Result<()> {
     /// let dir = tempfile::tempdir().unwrap();
     /// let store = aurelis_cache_sled::SledStore::builder()
     ///     .path(dir.path())
-    ///     .sweep_interval(Duration::from_secs(10))
+    ///     .sweep_interval(Duration::ZERO) // no sweeper
     ///     .build()?;
-    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// store.set("brief", Bytes::from_static(b"v"), Some(Duration::from_millis(1))).await?;
+    /// tokio::time::sleep(Duration::from_millis(20)).await;
+    /// assert_eq!(store.len().await?, 1); // expired, but nothing removed it yet
+    /// assert_eq!(store.get("brief").await?, None); // a read removes it
+    /// assert_eq!(store.len().await?, 0);
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn sweep_interval(mut self, interval: Duration) -> Self {
         self.sweep_interval = interval;
@@ -1181,34 +1233,12 @@ impl SledStoreBuilder {
     /// Milliseconds between sled's background flushes to disk (default `Some(500)`); `None`
     /// (or `Some(0)`) turns them off, so only [`SledStore::flush`] and dropping the store
     /// write to disk.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let dir = tempfile::tempdir().unwrap();
-    /// let store = aurelis_cache_sled::SledStore::builder()
-    ///     .path(dir.path())
-    ///     .flush_every_ms(Some(2000))
-    ///     .build()?;
-    /// # Ok::<(), aurelis_cache_core::Error>(())
-    /// ```
     pub fn flush_every_ms(mut self, every_ms: Option<u64>) -> Self {
         self.flush_every_ms = every_ms.filter(|&ms| ms > 0);
         self
     }
 
     /// Size of sled's in-memory page cache in bytes (default: sled's own, 1 GiB).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let dir = tempfile::tempdir().unwrap();
-    /// let store = aurelis_cache_sled::SledStore::builder()
-    ///     .path(dir.path())
-    ///     .cache_capacity_bytes(64 * 1024 * 1024)
-    ///     .build()?;
-    /// # Ok::<(), aurelis_cache_core::Error>(())
-    /// ```
     pub fn cache_capacity_bytes(mut self, bytes: u64) -> Self {
         self.cache_capacity_bytes = Some(bytes);
         self

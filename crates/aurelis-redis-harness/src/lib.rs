@@ -58,11 +58,18 @@ const PORT_ATTEMPTS: usize = 5;
 /// # Examples
 ///
 /// ```
-/// // The error of a missing binary says how to install it.
-/// let msg = aurelis_redis_harness::require_redis().err().map(|e| e.to_string());
-/// if let Some(msg) = msg {
-///     assert!(msg.contains("apt-get install -y redis-server redis-tools"));
-/// }
+/// use std::error::Error as _;
+/// use aurelis_redis_harness::RedisServer;
+///
+/// let mut server = RedisServer::start()?;
+/// let port = server.port();
+/// server.stop();
+/// let err = server.command(&["PING"]).unwrap_err();
+/// assert_eq!(err.message(), format!("cannot connect to 127.0.0.1:{port}"));
+/// // The I/O error is the source, and `Display` shows it after the message.
+/// let source = err.source().expect("an I/O error").to_string();
+/// assert_eq!(err.to_string(), format!("{}: {source}", err.message()));
+/// # Ok::<(), aurelis_redis_harness::HarnessError>(())
 /// ```
 #[derive(Debug)]
 pub struct HarnessError {
@@ -80,14 +87,6 @@ impl HarnessError {
     }
 
     /// The message, without the source.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// if let Err(e) = aurelis_redis_harness::require_redis() {
-    ///     assert!(e.message().contains("not found"));
-    /// }
-    /// ```
     pub fn message(&self) -> &str {
         &self.message
     }
@@ -114,10 +113,16 @@ impl std::error::Error for HarnessError {
 /// # Examples
 ///
 /// ```
-/// match aurelis_redis_harness::require_redis() {
-///     Ok(()) => println!("redis is installed"),
-///     Err(e) => println!("{e}"), // says how to install it
-/// }
+/// use aurelis_redis_harness::require_redis;
+///
+/// // The harness's own tests need Redis, so it is installed wherever they run.
+/// assert!(require_redis().is_ok());
+///
+/// // Where it is not (here: nothing on PATH), the error says how to install it.
+/// std::env::set_var("PATH", "");
+/// let err = require_redis().unwrap_err();
+/// assert!(err.message().starts_with("`redis-server` was not found on PATH"));
+/// assert!(err.message().contains("apt-get install -y redis-server redis-tools"));
 /// ```
 ///
 /// # Errors
@@ -738,8 +743,14 @@ impl Drop for RedisServer {
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
+/// use aurelis_redis_harness::Reply;
+///
 /// let cluster = aurelis_redis_harness::RedisCluster::builder().requirepass("pw").start()?;
+/// for node in cluster.nodes() {
+///     assert!(node.url().starts_with("redis://:pw@127.0.0.1:"));
+///     assert_eq!(node.command(&["PING"])?, Reply::Status("PONG".into())); // authenticates
+/// }
 /// # Ok::<(), aurelis_redis_harness::HarnessError>(())
 /// ```
 #[derive(Clone, Debug)]
@@ -817,7 +828,7 @@ impl RedisClusterBuilder {
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use aurelis_redis_harness::RedisCluster;
 ///
 /// let cluster = RedisCluster::start()?;
