@@ -84,6 +84,12 @@ pub fn get_cache_manager() -> Result<Cache> {
     })
 }
 
+/// The process-wide cache, without a clone (the `#[cached]` hot path).
+#[cfg(feature = "macros")]
+pub(crate) fn global_ref() -> Option<&'static Cache> {
+    GLOBAL.get()
+}
+
 fn already() -> Error {
     Error::new(ErrorKind::Usage, "the process-wide cache is already initialised")
 }

@@ -573,14 +573,29 @@ impl CacheInvalidator {
         self.rules.write().remove(trigger).is_some()
     }
 
-    /// The registered triggers, sorted.
+    /// The registered triggers, sorted: those of the rules and those of
+    /// `#[cached(invalidate_on = [..])]` functions.
     pub fn triggers(&self) -> Vec<String> {
-        self.rules.read().keys().cloned().collect()
+        let mut out: Vec<String> = self.rules.read().keys().cloned().collect();
+        out.extend(registered_events().into_iter().map(str::to_owned));
+        out.sort();
+        out.dedup();
+        out
     }
 
-    /// The targets of `trigger` as registered (`None` when it has no rule).
+    /// The targets of `trigger` as registered (`None` when it has none): the rule's, then a
+    /// `category:<category>` target for each `#[cached(invalidate_on = [trigger])]` function.
     pub fn targets(&self, trigger: &str) -> Option<Vec<String>> {
-        self.rules.read().get(trigger).map(|t| t.iter().map(|t| t.source.clone()).collect())
+        let mut out: Option<Vec<String>> =
+            self.rules.read().get(trigger).map(|t| t.iter().map(|t| t.source.clone()).collect());
+        for category in registered_categories(trigger) {
+            let target = format!("category:{category}");
+            let targets = out.get_or_insert_with(Vec::new);
+            if !targets.contains(&target) {
+                targets.push(target);
+            }
+        }
+        out
     }
 
     /// The placeholders the rule of `trigger` needs, sorted and without duplicates.
@@ -613,14 +628,20 @@ impl CacheInvalidator {
     /// As [`CacheInvalidator::invalidate_on_event`], before anything is invalidated.
     pub fn resolve(&self, event: &str, context: &EventContext) -> Result<Vec<ResolvedTarget>> {
         let rules = self.rules.read();
-        let Some(targets) = rules.get(event) else {
-            let known: Vec<&str> = rules.keys().map(String::as_str).collect();
-            return Err(Error::new(
-                ErrorKind::Usage,
-                format!("no invalidation rule for event `{event}` (registered: {known:?})"),
-            ));
+        let functions = registered_categories(event);
+        let targets = match rules.get(event) {
+            Some(targets) => targets.as_slice(),
+            None if !functions.is_empty() => &[],
+            None => {
+                drop(rules);
+                let known = self.triggers();
+                return Err(Error::new(
+                    ErrorKind::Usage,
+                    format!("no invalidation rule for event `{event}` (registered: {known:?})"),
+                ));
+            }
         };
-        let mut out = Vec::with_capacity(targets.len());
+        let mut out = Vec::with_capacity(targets.len() + functions.len());
         for target in targets {
             let resolved = target
                 .resolve(|name| {
@@ -646,6 +667,14 @@ impl CacheInvalidator {
                 )
             })?;
             out.push(resolved);
+        }
+        // The categories of `#[cached(invalidate_on = [event])]` functions (checked at
+        // compile time).
+        for category in functions {
+            let target = ResolvedTarget::Category { category: category.to_owned() };
+            if !out.contains(&target) {
+                out.push(target);
+            }
         }
         Ok(out)
     }
@@ -714,6 +743,25 @@ impl CacheInvalidator {
             ResolvedTarget::Model { model } => self.cache.invalidate_model(model).await,
         }
     }
+}
+
+/// The categories of the `#[cached]` functions registered for `event` (`invalidate_on`).
+fn registered_categories(event: &str) -> Vec<&'static str> {
+    #[cfg(feature = "macros")]
+    return crate::__macro_support::registered_categories(event);
+    #[cfg(not(feature = "macros"))]
+    {
+        let _ = event;
+        Vec::new()
+    }
+}
+
+/// The events some `#[cached]` function is registered for.
+fn registered_events() -> Vec<&'static str> {
+    #[cfg(feature = "macros")]
+    return crate::__macro_support::registered_events();
+    #[cfg(not(feature = "macros"))]
+    Vec::new()
 }
 
 #[cfg(test)]

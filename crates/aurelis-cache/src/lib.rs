@@ -2,6 +2,10 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "macros")]
+#[doc(hidden)]
+#[path = "macro_support.rs"]
+pub mod __macro_support;
 mod builder;
 mod cache;
 mod coalesce;
@@ -51,6 +55,9 @@ pub use aurelis_cache_compress::{
     Algorithm, CompressedStore, CompressionConfig, CompressionLayer, CompressionStats,
     ZstdDictionary,
 };
+#[cfg(feature = "macros")]
+#[doc = include_str!("cached.md")]
+pub use aurelis_cache_macros::cached;
 #[cfg(feature = "moka")]
 pub use aurelis_cache_moka::{MokaConfig, MokaStore};
 #[cfg(feature = "redis")]
