@@ -21,7 +21,7 @@ use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{Attribute, FnArg, ItemFn, Pat};
+use syn::{Attribute, FnArg, Ident, ItemFn, Pat};
 
 use crate::attr::{Attributes, DurationArg};
 use crate::signature::{Function, Output};
@@ -121,7 +121,7 @@ fn expand(attrs: &Attributes, f: &Function) -> syn::Result<TokenStream> {
             t.into_token_stream()
         })
         .collect();
-    let arg_names: Vec<&syn::Ident> = f.args.iter().map(|a| &a.ident).collect();
+    let arg_names: Vec<&Ident> = f.args.iter().map(|a| &a.ident).collect();
     // `f_invalidate_all` takes no arguments, except those the `cache` expression uses.
     let cache_args =
         attrs.cache.as_ref().map(|e| names_used(e.to_token_stream())).unwrap_or_default();
@@ -232,12 +232,20 @@ fn expand(attrs: &Attributes, f: &Function) -> syn::Result<TokenStream> {
 
     let out_span = f.output_span();
     let (call, refresh_fn) = match mode {
-        Output::Value => (quote!(call_value), quote!(refresh_value)),
-        Output::Result => (quote!(call_result), quote!(refresh_result)),
-        Output::Option => (quote!(call_option), quote!(refresh_option)),
+        Output::Value => ("call_value", "refresh_value"),
+        Output::Result => ("call_result", "refresh_result"),
+        Output::Option => ("call_option", "refresh_option"),
     };
-    let call = quote_spanned!(out_span=> #ms::#call);
-    let refresh_call = quote_spanned!(out_span=> #ms::#refresh_fn);
+    // Spanned at the return type (every token, the path too): a value that cannot be cached
+    // is reported there.
+    let call = Ident::new(call, out_span);
+    let refresh_fn = Ident::new(refresh_fn, out_span);
+    let call = quote_spanned! {out_span=>
+        ::aurelis_cache::__macro_support::#call(__aurelis_target, &__aurelis_options, move || #body_call).await
+    };
+    let refresh_call = quote_spanned! {out_span=>
+        ::aurelis_cache::__macro_support::#refresh_fn(__aurelis_target, &__aurelis_options, #body_call).await
+    };
     let touch_args = quote!(let _ = (#(&#arg_names,)*););
 
     let block = &item.block;
@@ -266,7 +274,7 @@ fn expand(attrs: &Attributes, f: &Function) -> syn::Result<TokenStream> {
             #cache
             #target
             #options
-            #call(__aurelis_target, &__aurelis_options, move || #body_call).await
+            #call
         }
 
         #(#shared_attrs)*
@@ -281,7 +289,7 @@ fn expand(attrs: &Attributes, f: &Function) -> syn::Result<TokenStream> {
             #cache
             #target
             #options
-            #refresh_call(__aurelis_target, &__aurelis_options, #body_call).await
+            #refresh_call
         }
 
         #(#shared_attrs)*

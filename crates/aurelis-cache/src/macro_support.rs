@@ -158,6 +158,24 @@ pub fn tag<T: fmt::Display + ?Sized>(value: &T) -> String {
 
 // ----- the key ------------------------------------------------------------------------------
 
+/// An argument that is part of the key: any `Serialize` value (a trait of its own for the
+/// compiler's message).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not `Serialize`, so it cannot be part of a #[cached] key",
+    label = "not `Serialize`",
+    note = "mark the argument #[cached(skip)] to leave it out of the key, or derive `serde::Serialize` for it"
+)]
+pub trait KeyArg {
+    /// The value as JSON.
+    fn to_json(&self) -> serde_json::Result<serde_json::Value>;
+}
+
+impl<T: Serialize + ?Sized> KeyArg for T {
+    fn to_json(&self) -> serde_json::Result<serde_json::Value> {
+        serde_json::to_value(self)
+    }
+}
+
 /// The key of a call from its arguments: `namespace:version:category:function:hash`, where
 /// the hash is the cache's parameter hash (blake3, 128 bits) of the canonical JSON of
 /// `{"@schema": KEY_SCHEMA, "<argument>": <value>, ...}` (objects sorted by key at every depth,
@@ -181,9 +199,9 @@ impl KeyArgs {
     }
 
     /// Adds one argument by name.
-    pub fn arg<T: Serialize + ?Sized>(mut self, name: &str, value: &T) -> Self {
+    pub fn arg<T: KeyArg + ?Sized>(mut self, name: &str, value: &T) -> Self {
         if self.error.is_none() {
-            match serde_json::to_value(value) {
+            match value.to_json() {
                 Ok(v) => self.params = self.params.with(name, v),
                 Err(e) => {
                     self.error = Some(
