@@ -122,6 +122,15 @@ fn expand(attrs: &Attributes, f: &Function) -> syn::Result<TokenStream> {
         })
         .collect();
     let arg_names: Vec<&Ident> = f.args.iter().map(|a| &a.ident).collect();
+    // Arguments only the attribute expressions use (a cache passed in, say) would be unused
+    // in `f_no_cache`, the body as written: it mentions them once.
+    let mut attr_tokens = TokenStream::new();
+    for expr in attrs.cache.iter().chain(&attrs.key).chain(&attrs.tags) {
+        expr.to_tokens(&mut attr_tokens);
+    }
+    let attr_names = names_used(attr_tokens);
+    let used_by_attrs: Vec<&Ident> =
+        arg_names.iter().copied().filter(|n| attr_names.contains(&n.to_string())).collect();
     // `f_invalidate_all` takes no arguments, except those the `cache` expression uses.
     let cache_args =
         attrs.cache.as_ref().map(|e| names_used(e.to_token_stream())).unwrap_or_default();
@@ -167,6 +176,16 @@ fn expand(attrs: &Attributes, f: &Function) -> syn::Result<TokenStream> {
     // The cache: an `Option<&Cache>` named `__aurelis_cache`.
     let cache = match &attrs.cache {
         None => quote!(let __aurelis_cache = #ms::global_cache();),
+        // A `&mut self` method's body needs `self` while the cache is in use: a cache that is
+        // a field of `self` is cloned (an `Arc`) rather than borrowed.
+        Some(expr) if f.mut_receiver => {
+            let span = expr.span();
+            let get = quote_spanned!(span=> #ms::CacheSource::cache_ref(&(#expr)));
+            quote! {
+                let __aurelis_cache_owned: #ms::Cache = ::core::clone::Clone::clone(#get);
+                let __aurelis_cache = ::core::option::Option::Some(&__aurelis_cache_owned);
+            }
+        }
         Some(expr) => {
             let span = expr.span();
             let get = quote_spanned!(span=> #ms::CacheSource::cache_ref(__aurelis_cache_holder));
@@ -279,8 +298,10 @@ fn expand(attrs: &Attributes, f: &Function) -> syn::Result<TokenStream> {
 
         #(#shared_attrs)*
         #[doc = #doc_no_cache]
-        #vis async fn #no_cache #generics (#receiver_as_written #(#typed),*) #output #where_clause
-        #block
+        #vis async fn #no_cache #generics (#receiver_as_written #(#typed),*) #output #where_clause {
+            #(let _ = &#used_by_attrs;)*
+            #block
+        }
 
         #(#shared_attrs)*
         #[doc = #doc_refresh]

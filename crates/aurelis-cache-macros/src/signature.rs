@@ -32,6 +32,8 @@ pub(crate) struct Function {
     pub(crate) item: ItemFn,
     /// Whether it takes `&self` or `&mut self`.
     pub(crate) method: bool,
+    /// Whether it takes `&mut self`.
+    pub(crate) mut_receiver: bool,
     pub(crate) args: Vec<Arg>,
     pub(crate) output: Output,
 }
@@ -68,6 +70,7 @@ impl Function {
         }
         let output = output_kind(&sig.output);
         let mut method = false;
+        let mut mut_receiver = false;
         let mut args = Vec::new();
         for (i, input) in item.sig.inputs.iter_mut().enumerate() {
             match input {
@@ -87,6 +90,7 @@ impl Function {
                     }
                     receiver.attrs.retain(|a| !a.path().is_ident("cached"));
                     method = i == 0;
+                    mut_receiver = receiver.mutability.is_some();
                 }
                 FnArg::Typed(typed) => {
                     let skip = match attr::take_skip(&mut typed.attrs) {
@@ -110,7 +114,7 @@ impl Function {
         }
         match errors {
             Some(e) => Err(e),
-            None => Ok(Function { item: item.clone(), method, args, output }),
+            None => Ok(Function { item: item.clone(), method, mut_receiver, args, output }),
         }
     }
 

@@ -260,7 +260,7 @@ pub fn custom_key<T: Serialize + ?Sized>(
 
 /// The cache and the key of a call, or why there are none (no process-wide cache, a key that
 /// could not be built).
-pub fn target<'c, F>(cache: Option<&'c Cache>, key: F) -> Result<(&'c Cache, Key)>
+pub fn target<F>(cache: Option<&Cache>, key: F) -> Result<(&Cache, Key)>
 where
     F: FnOnce(&KeyBuilder) -> Result<Key>,
 {
