@@ -239,9 +239,15 @@ impl<K: Into<String>, V: Into<serde_json::Value>> FromIterator<(K, V)> for Param
 /// assert_eq!(h, aurelis_cache_core::key::hash_hex(b"hello"));
 /// ```
 pub fn hash_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let hash = blake3::hash(bytes);
-    let hex = hash.to_hex();
-    hex.as_str()[..HASH_HEX_LEN].to_owned()
+    // Only the bytes kept, in lower-case hex as `blake3::Hash::to_hex` writes them.
+    let mut out = String::with_capacity(HASH_HEX_LEN);
+    for b in &hash.as_bytes()[..HASH_HEX_LEN / 2] {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// Builds keys of the form `namespace:version:category:identifier[:params-hash]`.
@@ -549,13 +555,50 @@ fn push_canonical(out: &mut String, value: &serde_json::Value) {
             }
             out.push(']');
         }
-        // Scalars have one JSON form.
-        other => out.push_str(&other.to_string()),
+        serde_json::Value::String(s) => push_json_string(out, s),
+        // Scalars have one JSON form: serde_json's (`Display` of a `Number` is what
+        // `to_string` writes), without an allocation per value.
+        serde_json::Value::Number(n) => {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{n}");
+        }
+        serde_json::Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        serde_json::Value::Null => out.push_str("null"),
     }
 }
 
+/// Writes `s` as a JSON string exactly as serde_json does: `"` and `\` escaped, the control
+/// characters U+0000 to U+001F as `\b \t \n \f \r` or `\u00xx` (lower-case hex), nothing
+/// else (tested against serde_json below).
 fn push_json_string(out: &mut String, s: &str) {
-    out.push_str(&serde_json::Value::String(s.to_owned()).to_string());
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(s.len() + 2);
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if escape.is_empty() {
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        } else {
+            out.push_str(escape);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
 }
 
 fn push_escaped(out: &mut String, identifier: &str) {
@@ -590,6 +633,46 @@ mod tests {
         assert_eq!(pa.canonical_json(), r#"{"p":{"a":{"b":"x","y":[1,{"c":2,"d":1}]},"z":1}}"#);
         assert_eq!(pa.canonical_json(), pb.canonical_json());
         assert_eq!(pa.hash_hex(), pb.hash_hex());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// The canonical form writes scalars byte for byte as serde_json does, so that keys
+        /// do not change with how they are written.
+        #[test]
+        fn scalars_are_written_as_serde_json_writes_them(
+            s in "(?s).{0,40}|[\\x00-\\x1f\"\\\\/\\x7f]{0,8}",
+            i in proptest::num::i64::ANY,
+            u in proptest::num::u64::ANY,
+            f in proptest::num::f64::ANY,
+            b in proptest::bool::ANY,
+        ) {
+            let values = [
+                serde_json::Value::from(s.clone()),
+                serde_json::Value::from(i),
+                serde_json::Value::from(u),
+                serde_json::Value::from(f),
+                serde_json::Value::from(b),
+                serde_json::Value::Null,
+            ];
+            for value in values {
+                let mut out = String::new();
+                push_canonical(&mut out, &value);
+                proptest::prop_assert_eq!(out, value.to_string());
+            }
+            let mut out = String::new();
+            push_json_string(&mut out, &s);
+            proptest::prop_assert_eq!(out, serde_json::to_string(&s).unwrap());
+        }
+    }
+
+    #[test]
+    fn hash_hex_is_the_head_of_blake3_hex() {
+        for input in [&b""[..], b"hello", &[0xffu8; 1000]] {
+            let full = blake3::hash(input).to_hex();
+            assert_eq!(hash_hex(input), &full.as_str()[..HASH_HEX_LEN]);
+        }
     }
 
     #[test]
