@@ -86,4 +86,7 @@ mod guides {
     mod compression {}
     #[doc = include_str!("../../../docs/monitoring.md")]
     mod monitoring {}
+    #[cfg(feature = "macros")]
+    #[doc = include_str!("../../../docs/macros.md")]
+    mod macros {}
 }
