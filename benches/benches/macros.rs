@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use aurelis_cache::{Cache, Layer, MokaStore, SetOptions};
+use aurelis_cache::{Cache, MokaStore, Tier};
 use aurelis_cache_benches::{runtime, value, VALUE_LEN};
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -24,7 +24,7 @@ const BODY: Duration = Duration::from_millis(10);
 
 static CACHE: LazyLock<Cache> = LazyLock::new(|| {
     Cache::builder()
-        .layer(Layer::new(
+        .tier(Tier::new(
             "memory",
             Arc::new(MokaStore::builder().max_entries(1_000_000).build().expect("moka")),
         ))
@@ -86,8 +86,8 @@ fn hit(c: &mut Criterion) {
     group.bench_function("aurelis_get_or_compute_prebuilt_key", |b| {
         b.to_async(&rt).iter(|| async {
             let v: String = CACHE
-                .get_or_compute_key(&key, SetOptions::new(), || async {
-                    Ok::<_, std::convert::Infallible>(unreachable!("a hit"))
+                .get_or_compute(&key, || async {
+                    Err::<String, _>(std::io::Error::other("a miss in a bench of hits"))
                 })
                 .await
                 .expect("hit");

@@ -292,7 +292,7 @@ pub fn key_of(target: Result<(&Cache, Key)>) -> Result<Key> {
 /// As [`target`], and the cache's errors (strict mode).
 pub async fn invalidate(target: Result<(&Cache, Key)>) -> Result<()> {
     let (cache, key) = target?;
-    cache.delete_key(&key).await.map(drop)
+    cache.invalidate(&key).await
 }
 
 /// `f_invalidate_all`: invalidates the function's category.
@@ -400,7 +400,7 @@ where
     Fut: Future,
 {
     cache
-        .get_or_compute_key(key, options.clone(), move || {
+        .get_or_compute_with(key, options, move || {
             let body = body.take().expect("the loader is called once");
             async move {
                 match split(body().await) {
@@ -537,7 +537,7 @@ where
 
 async fn store<T: Serialize>(target: &Result<(&Cache, Key)>, value: &T, options: &SetOptions) {
     if let Ok((cache, key)) = target {
-        if let Err(e) = cache.set_key(key, value, options).await {
+        if let Err(e) = cache.set_with(key, value, options).await {
             tracing::warn!(key = %key, error = %e, "#[cached]: refreshed value not stored");
         }
     }

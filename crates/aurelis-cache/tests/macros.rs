@@ -16,14 +16,14 @@ use std::time::Duration;
 
 use aurelis_cache::core::testkit::FaultyStore;
 use aurelis_cache::{
-    cached, Cache, CacheInvalidator, ErrorKind, EventContext, Layer, MokaStore, SledStore,
+    cached, Cache, CacheInvalidator, ErrorKind, EventContext, MokaStore, SledStore, Tier,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 fn memory_cache() -> Cache {
     Cache::builder()
-        .layer(Layer::new("memory", Arc::new(MokaStore::builder().build().unwrap())))
+        .tier(Tier::new("memory", Arc::new(MokaStore::builder().build().unwrap())))
         .build()
         .unwrap()
 }
@@ -65,7 +65,7 @@ async fn a_second_call_with_the_same_arguments_is_a_hit() {
     assert_eq!((stats.hits, stats.misses, stats.loader_calls), (1, 2, 2));
     // The value is in the cache under the key the companion names.
     let key = add_cache_key(&cache, 1, 2).unwrap();
-    assert_eq!(cache.get_key::<u32>(&key).await.unwrap(), Some(3));
+    assert_eq!(cache.get::<u32>(&key).await.unwrap(), Some(3));
 }
 
 static SHORT_RUNS: Runs = Runs(AtomicUsize::new(0));
@@ -250,7 +250,7 @@ fn keys_ignore_map_order_and_skipped_arguments_and_follow_the_key_builder() {
     let other = Cache::builder()
         .namespace("myapp")
         .version("v7")
-        .layer(Layer::new("memory", Arc::new(MokaStore::builder().build().unwrap())))
+        .tier(Tier::new("memory", Arc::new(MokaStore::builder().build().unwrap())))
         .build()
         .unwrap();
     let key = get_model_response_cache_key(&other, "gpt-4", "Hi").unwrap();
@@ -268,8 +268,8 @@ async fn shared_answer(#[cached(skip)] cache: &Cache, question: String, n: u32) 
 fn disk_cache(dir: &std::path::Path) -> aurelis_cache::Result<Cache> {
     let disk = SledStore::builder().path(dir.join("db")).build()?;
     Cache::builder()
-        .layer(Layer::new("memory", Arc::new(MokaStore::builder().build()?)))
-        .layer(Layer::new("disk", Arc::new(disk)))
+        .tier(Tier::new("memory", Arc::new(MokaStore::builder().build()?)))
+        .tier(Tier::new("disk", Arc::new(disk)))
         .build()
 }
 
@@ -665,11 +665,11 @@ async fn every_companion_does_what_its_name_says() {
 
     // _cache_key: where the entry lives.
     let key = price_cache_key(&cache, "coffee").unwrap();
-    assert_eq!(cache.get_key::<usize>(&key).await.unwrap(), Some(106));
+    assert_eq!(cache.get::<usize>(&key).await.unwrap(), Some(106));
 
     // _invalidate: one argument set.
     price_invalidate(&cache, "coffee").await.unwrap();
-    assert_eq!(cache.get_key::<usize>(&key).await.unwrap(), None);
+    assert_eq!(cache.get::<usize>(&key).await.unwrap(), None);
     assert_eq!(price(&cache, "coffee").await, 206);
     assert_eq!(price(&cache, "tea").await, 203);
     assert_eq!(PRICE_RUNS.get(), 5);
@@ -756,12 +756,12 @@ async fn a_readable_custom_key_works_with_key_rules() {
     invalidator.register_invalidation_rule("user_updated", ["key:user_data:{user_id}"]).unwrap();
     user_by_id(&cache, 42, false).await;
     let key = user_by_id_cache_key(&cache, 42, false).unwrap();
-    assert!(cache.get_key::<String>(&key).await.unwrap().is_some());
+    assert!(cache.get::<String>(&key).await.unwrap().is_some());
     invalidator
         .invalidate_on_event("user_updated", &EventContext::new().with("user_id", 42))
         .await
         .unwrap();
-    assert_eq!(cache.get_key::<String>(&key).await.unwrap(), None);
+    assert_eq!(cache.get::<String>(&key).await.unwrap(), None);
 }
 
 // ----- stale_for ----------------------------------------------------------------------------
@@ -814,11 +814,8 @@ async fn a_failing_cache_never_fails_the_call() {
     let faulty = FaultyStore::new(memory);
     let faults = faulty.control();
     // Strict: the cache returns its tiers' errors instead of skipping them.
-    let cache = Cache::builder()
-        .strict(true)
-        .layer(Layer::new("memory", Arc::new(faulty)))
-        .build()
-        .unwrap();
+    let cache =
+        Cache::builder().strict(true).tier(Tier::new("memory", Arc::new(faulty))).build().unwrap();
     faults.fail_reads(true);
     assert_eq!(through_a_failing_cache(&cache, 1).await, Ok(2));
     assert_eq!(through_a_failing_cache(&cache, 1).await, Ok(2));
@@ -882,7 +879,7 @@ async fn the_process_wide_cache_is_the_default() {
     assert_eq!(GLOBAL_RUNS.get(), 3);
     let global = aurelis_cache::get_cache_manager().unwrap();
     let key = model_response_cache_key("gpt-4", "Hi").unwrap();
-    assert_eq!(global.get_key::<String>(&key).await.unwrap().as_deref(), Some("gpt-4: Hi"));
+    assert_eq!(global.get::<String>(&key).await.unwrap().as_deref(), Some("gpt-4: Hi"));
     model_response_invalidate_all().await.unwrap();
-    assert_eq!(global.get_key::<String>(&key).await.unwrap(), None);
+    assert_eq!(global.get::<String>(&key).await.unwrap(), None);
 }
