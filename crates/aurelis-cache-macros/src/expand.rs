@@ -315,7 +315,7 @@ fn expand(attrs: &Attributes, f: &Function) -> syn::Result<TokenStream> {
 
         #(#shared_attrs)*
         #[doc = #doc_invalidate]
-        #vis async fn #invalidate #generics (#receiver #(#params),*) -> #ms::Result<()> #where_clause {
+        #vis async fn #invalidate #generics (#receiver #(#params),*) -> ::aurelis_cache::Result<()> #where_clause {
             #touch_args
             #category
             #cache
@@ -325,7 +325,7 @@ fn expand(attrs: &Attributes, f: &Function) -> syn::Result<TokenStream> {
 
         #(#shared_attrs)*
         #[doc = #doc_invalidate_all]
-        #vis async fn #invalidate_all #generics (#receiver #(#invalidate_all_params),*) -> #ms::Result<()> #where_clause {
+        #vis async fn #invalidate_all #generics (#receiver #(#invalidate_all_params),*) -> ::aurelis_cache::Result<()> #where_clause {
             #category
             #cache
             #ms::invalidate_all(__aurelis_cache, __AURELIS_CATEGORY).await
@@ -333,7 +333,7 @@ fn expand(attrs: &Attributes, f: &Function) -> syn::Result<TokenStream> {
 
         #(#shared_attrs)*
         #[doc = #doc_cache_key]
-        #vis fn #cache_key #generics (#receiver #(#params),*) -> #ms::Result<#ms::Key> #where_clause {
+        #vis fn #cache_key #generics (#receiver #(#params),*) -> ::aurelis_cache::Result<::aurelis_cache::Key> #where_clause {
             #touch_args
             #category
             #cache

@@ -624,6 +624,17 @@ async fn methods_are_cached_with_self_left_out_of_the_key() {
     assert_eq!(a.get_limits("gpt-4").await, 8_192);
     assert_eq!(a.runs.load(SeqCst) + b.runs.load(SeqCst), 3);
     assert_ne!(a.get_limits_cache_key("gpt-4").unwrap(), b.get_limits_cache_key("gpt-4").unwrap());
+    // The companions of a method are methods too.
+    a.get_model_info_invalidate("gpt-4").await.unwrap();
+    assert_eq!(b.get_model_info("gpt-4").await["name"], "gpt-4");
+    assert_eq!(a.runs.load(SeqCst) + b.runs.load(SeqCst), 4);
+    assert_eq!(a.get_model_info_refresh("o1").await["name"], "o1");
+    assert_eq!(b.get_model_info("o1").await["name"], "o1");
+    assert_eq!(a.runs.load(SeqCst) + b.runs.load(SeqCst), 5);
+    a.get_model_info_invalidate_all().await.unwrap();
+    b.get_model_info("o1").await;
+    b.get_model_info("gpt-4").await;
+    assert_eq!(a.runs.load(SeqCst) + b.runs.load(SeqCst), 7);
     // `&mut self` methods.
     let mut a = a;
     assert_eq!(a.load("gpt-4".into()).await, 5);
