@@ -5,9 +5,9 @@
 //! alone is not enough. The attribute is documented, with runnable examples, on its re-export
 //! `aurelis_cache::cached` and in the workspace's `docs/macros.md`.
 //!
-//! The crate has three parts: [`attr`] reads `#[cached(...)]` and the per-argument
-//! `#[cached(skip)]`, [`signature`] checks the function (async, receiver, plain argument names,
-//! return kind), and [`expand`] writes the cached function and its companions.
+//! The crate has three parts: `attr` reads `#[cached(...)]` and the per-argument
+//! `#[cached(skip)]`, `signature` checks the function (async, receiver, plain argument names,
+//! return kind), and `expand` writes the cached function and its companions.
 #![forbid(unsafe_code)]
 
 mod attr;
@@ -16,8 +16,8 @@ mod signature;
 
 use proc_macro::TokenStream;
 
-/// Caches an `async fn`'s results in an Aurelis cache. See `aurelis_cache::cached` for the
-/// attributes, the generated companions and examples.
+/// (The attribute is implemented in the `aurelis-cache-macros` crate; the code it generates
+/// calls `aurelis_cache`, so use it as `aurelis_cache::cached`.)
 #[proc_macro_attribute]
 pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::cached(args.into(), item.into()).into()
