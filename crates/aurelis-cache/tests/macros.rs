@@ -70,7 +70,7 @@ async fn a_second_call_with_the_same_arguments_is_a_hit() {
 
 static SHORT_RUNS: Runs = Runs(AtomicUsize::new(0));
 
-#[cached(cache = cache, category = "short", ttl = Duration::from_millis(100))]
+#[cached(cache = cache, category = "short", ttl = Duration::from_secs(1))]
 async fn short_lived(#[cached(skip)] cache: &Cache, id: u32) -> String {
     SHORT_RUNS.bump();
     format!("v{id}")
@@ -91,7 +91,7 @@ async fn entries_expire_after_their_ttl() {
     long_lived(&cache, 1).await;
     short_lived(&cache, 1).await;
     assert_eq!((SHORT_RUNS.get(), LONG_RUNS.get()), (1, 1));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
     // Expired: the body runs again. The hour-long entry is still there.
     assert_eq!(short_lived(&cache, 1).await, "v1");
     assert_eq!(long_lived(&cache, 1).await, "v1");
@@ -392,11 +392,16 @@ async fn concurrent_calls_with_the_same_arguments_run_the_body_once() {
     // Wait (bounded) until one call per key is in the body and every other call waits on it.
     let parked = common::eventually(Duration::from_secs(20), || {
         let waiting = cache.stats().snapshot().coalesced_waiters;
-        async move { waiting == (CALLS as u64 - KEYS) }
+        let runs = SLOW_RUNS.get();
+        async move { waiting == (CALLS as u64 - KEYS) && runs == KEYS as usize }
     })
     .await;
-    assert!(parked, "callers did not all wait: {:?}", cache.stats().snapshot());
-    assert_eq!(SLOW_RUNS.get(), KEYS as usize);
+    assert!(
+        parked,
+        "callers did not all wait: {} body runs, {:?}",
+        SLOW_RUNS.get(),
+        cache.stats().snapshot()
+    );
     gate.add_permits(CALLS);
     for task in tasks {
         let (n, squared) = task.await.unwrap();
