@@ -13,6 +13,7 @@
 //! A layer counting the operations of its store:
 //!
 //! ```
+//! # #[cfg(feature = "testkit")] {
 //! use std::sync::atomic::{AtomicU64, Ordering};
 //! use std::sync::Arc;
 //! use aurelis_cache_core::layer::{BoxFuture, Layer, Operation};
@@ -62,6 +63,7 @@
 //! assert_eq!(store.name(), "memory");
 //! # Ok::<(), aurelis_cache_core::Error>(())
 //! # }).unwrap();
+//! # }
 //! ```
 
 use std::fmt::Debug;
