@@ -15,6 +15,7 @@ mod global;
 mod invalidation;
 mod invalidator;
 pub mod layer;
+pub mod llm;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod monitor;
