@@ -39,6 +39,7 @@ pub use cache::Cache;
 pub use config::CacheConfig;
 pub use global::{get_cache_manager, init, install, shutdown};
 pub use invalidator::{CacheInvalidator, EventContext, InvalidationRules, ResolvedTarget};
+pub use llm::{FileCacheManager, ModelRequest, ModelResponse, ModelResponseCache};
 #[cfg(feature = "metrics")]
 pub use metrics::{spawn_metrics_exporter, MetricsExporter, METRIC_NAMES};
 pub use monitor::{

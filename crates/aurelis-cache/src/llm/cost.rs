@@ -257,7 +257,14 @@ impl fmt::Display for CostReport {
         writeln!(
             f,
             "{:<24} {:>8} {:>8} {:>6} {:>12} {:>12} {:>10} {:>10}",
-            "model", "requests", "hits", "calls", "in tok saved", "out tok saved", "cost saved", "time saved"
+            "model",
+            "requests",
+            "hits",
+            "calls",
+            "in tok saved",
+            "out tok saved",
+            "cost saved",
+            "time saved"
         )?;
         let row = |f: &mut fmt::Formatter<'_>, name: &str, m: &ModelCost| {
             let cost = if m.priced { format!("{:.4}", m.cost_saved) } else { "n/a".into() };
@@ -300,7 +307,8 @@ pub(crate) fn export(report: &CostReport) {
         metrics::counter!(MODEL_METRIC_NAMES[0], &label).absolute(m.requests);
         metrics::counter!(MODEL_METRIC_NAMES[1], &label).absolute(m.hits);
         metrics::counter!(MODEL_METRIC_NAMES[2], &label).absolute(m.provider_calls);
-        for (kind, n) in [("prompt", m.prompt_tokens_saved), ("completion", m.completion_tokens_saved)]
+        for (kind, n) in
+            [("prompt", m.prompt_tokens_saved), ("completion", m.completion_tokens_saved)]
         {
             metrics::counter!(MODEL_METRIC_NAMES[3], "model" => model.clone(), "kind" => kind)
                 .absolute(n);
@@ -317,7 +325,8 @@ mod tests {
     #[test]
     fn report_prices_saved_tokens_per_model() {
         let t = CostTracker::default();
-        let hit = Served::Hit { prompt: 1_000, completion: 2_000, latency: Duration::from_millis(800) };
+        let hit =
+            Served::Hit { prompt: 1_000, completion: 2_000, latency: Duration::from_millis(800) };
         t.record("gpt-4o-2024", Served::Called);
         t.record("gpt-4o-2024", hit);
         t.record("gpt-4o-2024", hit);

@@ -572,10 +572,7 @@ impl ModelRequest {
         let fields = self.canonical_fields();
         let included = fields
             .iter()
-            .map(|(name, value)| IncludedField {
-                name,
-                canonical: canonical_value(value),
-            })
+            .map(|(name, value)| IncludedField { name, canonical: canonical_value(value) })
             .collect();
         let defaulted = INCLUDED
             .iter()
@@ -687,7 +684,8 @@ fn canonical_message(m: &Message) -> Value {
         })
         .collect();
     // An empty text is no content at all (an assistant message that only calls tools).
-    let empty = m.content.iter().all(|p| matches!(p, ContentPart::Text { text } if text.is_empty()));
+    let empty =
+        m.content.iter().all(|p| matches!(p, ContentPart::Text { text } if text.is_empty()));
     if !empty {
         out.insert("content".into(), Value::Array(parts));
     }
@@ -727,7 +725,10 @@ fn number(x: f64) -> Value {
 fn drop_nulls(v: &Value) -> Value {
     match v {
         Value::Object(map) => Value::Object(
-            map.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), drop_nulls(v))).collect(),
+            map.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), drop_nulls(v)))
+                .collect(),
         ),
         Value::Array(items) => Value::Array(items.iter().map(drop_nulls).collect()),
         other => other.clone(),

@@ -467,14 +467,6 @@ impl StoredAnswer {
             StoredAnswer::Stream(rec) => Duration::from_micros(rec.total_us),
         }
     }
-
-    /// The model named in the answer, if any.
-    pub(crate) fn model(&self) -> Option<String> {
-        match self {
-            StoredAnswer::Whole(r) => Some(r.model.clone()).filter(|m| !m.is_empty()),
-            StoredAnswer::Stream(rec) => rec.chunks.iter().find_map(|c| c.model.clone()),
-        }
-    }
 }
 
 #[cfg(test)]
