@@ -58,7 +58,10 @@ async fn a_damaged_file_is_a_counted_miss_and_is_removed() {
     assert_eq!((stats.corrupt, stats.misses, stats.entries), (1, 1, 0));
     // Caching the file again repairs the entry.
     assert_eq!(files.cache_file(&src, "docs").await.unwrap(), key);
-    assert_eq!(fs::read(files.get_cached_file(&key).await.unwrap().unwrap()).unwrap(), b"the original content");
+    assert_eq!(
+        fs::read(files.get_cached_file(&key).await.unwrap().unwrap()).unwrap(),
+        b"the original content"
+    );
     // A truncated file is damaged too.
     fs::write(&path, b"the orig").unwrap();
     assert!(files.get_cached_file(&key).await.unwrap().is_none());
@@ -98,7 +101,8 @@ async fn the_index_is_rebuilt_after_a_restart() {
             keys.push(files.cache_file(&src, "c").await.unwrap());
             // Distinct modification times, oldest first.
             let path = files.get_cached_file(&keys[i]).await.unwrap().unwrap();
-            let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000 + i as u64);
+            let t = std::time::SystemTime::UNIX_EPOCH
+                + std::time::Duration::from_secs(1_000_000 + i as u64);
             fs::File::options().write(true).open(path).unwrap().set_modified(t).unwrap();
         }
     }
@@ -136,6 +140,7 @@ async fn names_that_escape_the_cache_directory_are_refused() {
         assert_eq!(err.kind(), ErrorKind::InvalidKey, "{key:?}");
     }
     // Nothing was written outside the cache directory.
-    let outside: Vec<_> = fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let outside: Vec<_> =
+        fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(outside.len(), 2, "{outside:?}"); // `x` and `cache`
 }

@@ -30,7 +30,8 @@ fn sse_chunks() -> Vec<Value> {
             "model": "gpt-4o-mini", "system_fingerprint": "fp_1", "choices": choices, "usage": usage
         })
     };
-    let delta = |d: Value, finish: Value| json!([{"index": 0, "delta": d, "finish_reason": finish}]);
+    let delta =
+        |d: Value, finish: Value| json!([{"index": 0, "delta": d, "finish_reason": finish}]);
     vec![
         base(delta(json!({"role": "assistant", "content": ""}), Value::Null), Value::Null),
         base(delta(json!({"content": "Checking"}), Value::Null), Value::Null),
@@ -44,7 +45,10 @@ fn sse_chunks() -> Vec<Value> {
             Value::Null,
         ),
         base(
-            delta(json!({"tool_calls": [{"index": 0, "function": {"arguments": "ty\":\"Paris\"}"}}]}), Value::Null),
+            delta(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": "ty\":\"Paris\"}"}}]}),
+                Value::Null,
+            ),
             Value::Null,
         ),
         base(delta(json!({}), json!("tool_calls")), Value::Null),
@@ -101,7 +105,8 @@ async fn start() -> FakeOpenAi {
                     buf.extend_from_slice(&tmp[..n]);
                 }
                 counter.fetch_add(1, SeqCst);
-                let body: Value = serde_json::from_slice(&buf[head_end..head_end + length]).unwrap();
+                let body: Value =
+                    serde_json::from_slice(&buf[head_end..head_end + length]).unwrap();
                 let response = if body.to_string().contains("\"fail\"") {
                     let err = r#"{"error":{"message":"bad request","type":"invalid_request_error","param":null,"code":null}}"#;
                     format!(
@@ -137,7 +142,8 @@ fn chat(server: &FakeOpenAi) -> CachedChat<OpenAIConfig> {
         .layer(Layer::new("memory", Arc::new(MokaStore::builder().build().unwrap())))
         .build()
         .unwrap();
-    let client = Client::with_config(OpenAIConfig::new().with_api_base(&server.base).with_api_key("test"));
+    let client =
+        Client::with_config(OpenAIConfig::new().with_api_base(&server.base).with_api_key("test"));
     CachedChat::new(client, ModelResponseCache::new(cache))
 }
 
@@ -145,8 +151,16 @@ fn request(question: &str) -> CreateChatCompletionRequest {
     CreateChatCompletionRequestArgs::default()
         .model("gpt-4o-mini")
         .messages(vec![
-            ChatCompletionRequestSystemMessageArgs::default().content("Be brief.").build().unwrap().into(),
-            ChatCompletionRequestUserMessageArgs::default().content(question).build().unwrap().into(),
+            ChatCompletionRequestSystemMessageArgs::default()
+                .content("Be brief.")
+                .build()
+                .unwrap()
+                .into(),
+            ChatCompletionRequestUserMessageArgs::default()
+                .content(question)
+                .build()
+                .unwrap()
+                .into(),
         ])
         .temperature(0.0)
         .build()
@@ -164,7 +178,11 @@ async fn create_hits_the_cache_the_second_time() {
     let first = chat.create(request("Capital of France?")).await.unwrap();
     let second = chat.create(request("Capital of France?")).await.unwrap();
     assert_eq!(server.calls.load(SeqCst), 1);
-    assert_eq!(first, serde_json::from_value(completion()).unwrap(), "a miss returns the provider's answer");
+    assert_eq!(
+        first,
+        serde_json::from_value(completion()).unwrap(),
+        "a miss returns the provider's answer"
+    );
     assert_eq!(second.id, first.id);
     assert_eq!(second.choices[0].message.content, first.choices[0].message.content);
     assert_eq!(second.choices[0].finish_reason, first.choices[0].finish_reason);

@@ -334,7 +334,7 @@ impl ModelResponseCache {
             return Ok(false);
         };
         let key = self.key(request)?;
-        let answer = StoredAnswer::Whole(response.clone());
+        let answer = StoredAnswer::Whole(Box::new(response.clone()));
         let options = SetOptions::new().ttl(ttl.unwrap_or(policy_ttl));
         self.inner.cache.set_key(&key, &answer, &options).await?;
         Ok(true)
@@ -380,7 +380,7 @@ impl ModelResponseCache {
                 let mut response = call().await.map_err(|e| LoadFailure::Provider(e.into()))?;
                 fill_latency(&mut response, started);
                 let decision = policy.decide(request, &response);
-                self.classify(StoredAnswer::Whole(response), decision)
+                self.classify(StoredAnswer::Whole(Box::new(response)), decision)
             })
             .await?;
         self.account(&request.model, &loaded);

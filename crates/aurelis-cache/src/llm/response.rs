@@ -435,7 +435,7 @@ pub(crate) struct StreamRecording {
 /// Either serves both kinds of request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) enum StoredAnswer {
-    Whole(ModelResponse),
+    Whole(Box<ModelResponse>),
     Stream(StreamRecording),
 }
 
@@ -443,7 +443,7 @@ impl StoredAnswer {
     /// The whole answer (assembled from a stream's chunks).
     pub(crate) fn to_response(&self) -> ModelResponse {
         match self {
-            StoredAnswer::Whole(r) => r.clone(),
+            StoredAnswer::Whole(r) => (**r).clone(),
             StoredAnswer::Stream(rec) => {
                 let mut r = ModelResponse::from_chunks(&rec.chunks);
                 r.provider_latency = Duration::from_micros(rec.total_us);
@@ -532,9 +532,9 @@ mod tests {
             offsets_us: vec![1, 2, 3],
             total_us: 4,
         });
-        let whole = StoredAnswer::Whole(
+        let whole = StoredAnswer::Whole(Box::new(
             ModelResponse::success("m", "hi").tool_call(ToolCall::function("1", "f", "{}")),
-        );
+        ));
         for codec in [
             aurelis_cache_core::Codec::MessagePack,
             aurelis_cache_core::Codec::Json,
