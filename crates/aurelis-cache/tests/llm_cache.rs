@@ -323,6 +323,41 @@ async fn concurrent_identical_requests_make_one_call() {
     assert_eq!((cost.requests, cost.hits, cost.provider_calls), (16, 15, 1));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_get_an_answer_that_is_not_cached_without_calling_again() {
+    let models = ModelResponseCache::new(memory_cache());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (models, calls, gate) = (models.clone(), calls.clone(), gate.clone());
+        tasks.push(tokio::spawn(async move {
+            models
+                .get_or_call(&request("overloaded"), move || async move {
+                    calls.fetch_add(1, SeqCst);
+                    gate.notified().await;
+                    Ok::<_, std::io::Error>(ModelResponse::error("gpt-4o", "try later"))
+                })
+                .await
+                .unwrap()
+        }));
+    }
+    while calls.load(SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    for _ in 0..200 {
+        tokio::task::yield_now().await;
+    }
+    gate.notify_one();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, ResponseStatus::Error);
+        assert_eq!(r.error.as_deref(), Some("try later"));
+    }
+    assert_eq!(calls.load(SeqCst), 1, "the waiters shared the one call");
+    assert!(models.get_response(&request("overloaded")).await.unwrap().is_none(), "not cached");
+}
+
 #[tokio::test]
 async fn the_cost_report_prices_what_hits_saved() {
     let models = ModelResponseCache::builder(memory_cache())

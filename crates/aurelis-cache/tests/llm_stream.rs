@@ -196,6 +196,18 @@ async fn a_truncated_stream_is_delivered_and_not_stored() {
 }
 
 #[tokio::test]
+async fn a_stream_without_a_finish_reason_is_not_stored() {
+    let models = ModelResponseCache::new(memory_cache());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let cut = vec![ModelChunk::text("no"), ModelChunk::text(" end")];
+    for _ in 0..2 {
+        let s = models.stream(&request("cut"), provider(&calls, cut.clone())).await.unwrap();
+        assert_eq!(collect(s).await, cut);
+    }
+    assert_eq!(calls.load(SeqCst), 2);
+}
+
+#[tokio::test]
 async fn streams_and_whole_requests_serve_each_other() {
     let models = ModelResponseCache::new(memory_cache());
     let calls = Arc::new(AtomicUsize::new(0));

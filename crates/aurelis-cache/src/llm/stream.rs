@@ -26,7 +26,7 @@ use tokio::sync::Notify;
 use super::cost::Served;
 use super::request::ModelRequest;
 use super::response::{ModelChunk, ModelResponse, ResponseStatus, StoredAnswer, StreamRecording};
-use super::{fill_latency, hit, provider_error, LoadFailure, ModelResponseCache};
+use super::{fill_latency, hit, provider_error, LoadFailure, ModelResponseCache, StoreDecision};
 
 /// Where a [`ModelStream`]'s chunks come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,8 +233,9 @@ impl ModelResponseCache {
     /// says), the live stream of an identical request in flight (the chunks so far, then the
     /// rest), or the stream `call` returns, passed through as each chunk arrives.
     ///
-    /// A provider stream is stored when it ends normally and the policy keeps its answer
-    /// (not truncated, unless allowed); a provider error, a truncated finish or every reader
+    /// A provider stream is stored when it ends normally (with a finish reason) and the policy
+    /// keeps its answer (not truncated, unless allowed); a provider error, a truncated finish, an
+    /// end without a finish reason, or every reader
     /// dropping the stream before its end stores nothing. A cached whole answer serves a
     /// stream (split into chunks), and a recorded stream serves
     /// [`ModelResponseCache::get_or_call`] (assembled).
@@ -368,7 +369,11 @@ async fn drive<F, Fut, S, E>(
             let recording = live.recording(started.elapsed());
             let mut response = ModelResponse::from_chunks(&recording.chunks);
             fill_latency(&mut response, started);
-            let decision = policy.decide(&request, &response);
+            // A stream that stops without saying why may have been cut: not stored.
+            let decision = match response.finish_reason {
+                None => StoreDecision::Skip("the stream ended without a finish reason"),
+                Some(_) => policy.decide(&request, &response),
+            };
             models.classify(StoredAnswer::Stream(recording), decision)
         })
         .await;
