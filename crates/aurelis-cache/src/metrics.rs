@@ -198,6 +198,22 @@ impl MetricsExporter {
             self.gauge(WRITE_QUEUE_DEPTH, &[("queue", queue)], q.queue_depth as f64);
             self.gauge(WRITE_DEAD_LETTERS, &[("queue", queue)], q.dead_letters as f64);
         }
+        if let Some(costs) = &report.model_costs {
+            use crate::llm::cost_metrics as m;
+            for (model, c) in &costs.models {
+                let label = [("model", model.as_str())];
+                self.counter(m::MODEL_REQUESTS, &label, c.requests);
+                self.counter(m::MODEL_HITS, &label, c.hits);
+                self.counter(m::MODEL_PROVIDER_CALLS, &label, c.provider_calls);
+                for (kind, n) in
+                    [("prompt", c.prompt_tokens_saved), ("completion", c.completion_tokens_saved)]
+                {
+                    self.counter(m::MODEL_TOKENS_SAVED, &[("model", model), ("kind", kind)], n);
+                }
+                self.gauge(m::MODEL_COST_SAVED, &label, c.cost_saved);
+                self.gauge(m::MODEL_LATENCY_SAVED, &label, c.provider_latency_saved.as_secs_f64());
+            }
+        }
     }
 
     /// Exports every `every` until the cache is dropped (the task holds no strong handle
@@ -207,15 +223,19 @@ impl MetricsExporter {
     pub fn spawn(self, every: Duration) -> tokio::task::JoinHandle<()> {
         let cache = Arc::downgrade(&self.monitor.cache.inner);
         let MetricsExporter { monitor, labels } = self;
-        let CacheMonitor { queues, good_hit_rate, .. } = monitor;
+        let CacheMonitor { queues, good_hit_rate, models, .. } = monitor;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every.max(Duration::from_millis(1)));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
                 let Some(inner) = cache.upgrade() else { break };
-                let monitor =
-                    CacheMonitor { cache: Cache { inner }, queues: queues.clone(), good_hit_rate };
+                let monitor = CacheMonitor {
+                    cache: Cache { inner },
+                    queues: queues.clone(),
+                    good_hit_rate,
+                    models: models.clone(),
+                };
                 MetricsExporter { monitor, labels: labels.clone() }.export().await;
             }
             tracing::debug!("cache dropped: metrics exporter stopped");

@@ -15,6 +15,7 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
 use crate::cache::Cache;
+use crate::llm::{CostBook, CostReport, ModelResponseCache};
 
 /// The reference's `CacheMetrics`: the whole cache in [`CacheMonitor::current_stats`], one
 /// tier in [`BackendMetrics`].
@@ -258,6 +259,10 @@ pub struct PerformanceReport {
     pub backend_metrics: Vec<BackendMetrics>,
     /// Each write queue registered with the monitor, by name.
     pub write_queues: BTreeMap<String, WriteQueueReport>,
+    /// What the model cache registered with [`CacheMonitor::with_model_cache`] saved (absent
+    /// from the JSON without one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_costs: Option<CostReport>,
     /// The verdict.
     pub performance_summary: PerformanceSummary,
 }
@@ -366,6 +371,9 @@ impl fmt::Display for PerformanceReport {
                 q.queue_depth, q.dead_letters
             )?;
         }
+        if let Some(costs) = &self.model_costs {
+            write!(f, "{costs}")?;
+        }
         Ok(())
     }
 }
@@ -410,6 +418,7 @@ pub struct CacheMonitor {
     pub(crate) cache: Cache,
     pub(crate) queues: Vec<(String, Arc<dyn WriteQueueStats>)>,
     pub(crate) good_hit_rate: f64,
+    pub(crate) models: Option<Arc<CostBook>>,
 }
 
 impl fmt::Debug for CacheMonitor {
@@ -431,7 +440,7 @@ impl From<Cache> for CacheMonitor {
 impl CacheMonitor {
     /// A monitor of `cache` (hit rates above 0.8 are "Good", as in the reference).
     pub fn new(cache: Cache) -> Self {
-        CacheMonitor { cache, queues: Vec::new(), good_hit_rate: 0.8 }
+        CacheMonitor { cache, queues: Vec::new(), good_hit_rate: 0.8, models: None }
     }
 
     /// Reports the write queue `name` (a write-behind strategy, or any
@@ -458,6 +467,38 @@ impl CacheMonitor {
         queue: impl WriteQueueStats + 'static,
     ) -> Self {
         self.queues.push((name.into(), Arc::new(queue)));
+        self
+    }
+
+    /// Reports what `models` saved (requests, hits, tokens, cost, provider time per model) in
+    /// `model_costs` and, with the `metrics` feature, in the exported metrics
+    /// ([`MODEL_METRIC_NAMES`](crate::llm::MODEL_METRIC_NAMES)). The monitor keeps the
+    /// counters, not the model cache.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> aurelis_cache::Result<()> {
+    /// # let cache = aurelis_cache::Cache::builder()
+    /// #     .tier(aurelis_cache::Tier::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
+    /// #     .build()?;
+    /// use aurelis_cache::CacheMonitor;
+    /// use aurelis_cache::llm::{ModelRequest, ModelResponse, ModelResponseCache, Usage};
+    /// let models = ModelResponseCache::new(cache.clone());
+    /// let request = ModelRequest::new("gpt-4o").temperature(0.0);
+    /// for _ in 0..2 {
+    ///     models.get_or_call(&request, || async {
+    ///         Ok::<_, std::io::Error>(ModelResponse::success("gpt-4o", "hi").usage(Usage::new(7, 1)))
+    ///     }).await?;
+    /// }
+    /// let report = CacheMonitor::new(cache).with_model_cache(&models).performance_report().await;
+    /// assert_eq!(report.model_costs.unwrap().models["gpt-4o"].prompt_tokens_saved, 7);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_model_cache(mut self, models: &ModelResponseCache) -> Self {
+        self.models = Some(models.cost_book());
         self
     }
 
@@ -526,6 +567,7 @@ impl CacheMonitor {
             overall_metrics: overall,
             backend_metrics: tiers,
             write_queues,
+            model_costs: self.models.as_ref().map(|m| m.report()),
             performance_summary,
         }
     }

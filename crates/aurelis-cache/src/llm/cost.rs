@@ -113,6 +113,19 @@ pub(crate) struct CostTracker {
     models: RwLock<HashMap<String, Arc<Counters>>>,
 }
 
+/// The counters and the prices, apart from the cache (a monitor holds this, not the cache).
+#[derive(Debug, Default)]
+pub(crate) struct CostBook {
+    pub(crate) tracker: CostTracker,
+    pub(crate) prices: PriceTable,
+}
+
+impl CostBook {
+    pub(crate) fn report(&self) -> CostReport {
+        self.tracker.report(&self.prices)
+    }
+}
+
 /// How a request was answered, for the counters.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Served {
@@ -288,35 +301,32 @@ impl fmt::Display for CostReport {
     }
 }
 
-/// The metric names [`ModelResponseCache::export_metrics`](super::ModelResponseCache::export_metrics)
-/// emits, each with a `model` label.
+/// The metrics a [`MetricsExporter`](crate::MetricsExporter) emits for a model cache
+/// registered with [`CacheMonitor::with_model_cache`](crate::CacheMonitor::with_model_cache),
+/// each with a `model` label (`aurelis_cache_model_tokens_saved_total` also with `kind` =
+/// `prompt` | `completion`).
 #[cfg(feature = "metrics")]
 pub const MODEL_METRIC_NAMES: &[&str] = &[
-    "aurelis_cache_model_requests_total",
-    "aurelis_cache_model_hits_total",
-    "aurelis_cache_model_provider_calls_total",
-    "aurelis_cache_model_tokens_saved_total",
-    "aurelis_cache_model_cost_saved",
-    "aurelis_cache_model_latency_saved_seconds",
+    MODEL_REQUESTS,
+    MODEL_HITS,
+    MODEL_PROVIDER_CALLS,
+    MODEL_TOKENS_SAVED,
+    MODEL_COST_SAVED,
+    MODEL_LATENCY_SAVED,
 ];
 
 #[cfg(feature = "metrics")]
-pub(crate) fn export(report: &CostReport) {
-    for (model, m) in &report.models {
-        let label = [("model", model.clone())];
-        metrics::counter!(MODEL_METRIC_NAMES[0], &label).absolute(m.requests);
-        metrics::counter!(MODEL_METRIC_NAMES[1], &label).absolute(m.hits);
-        metrics::counter!(MODEL_METRIC_NAMES[2], &label).absolute(m.provider_calls);
-        for (kind, n) in
-            [("prompt", m.prompt_tokens_saved), ("completion", m.completion_tokens_saved)]
-        {
-            metrics::counter!(MODEL_METRIC_NAMES[3], "model" => model.clone(), "kind" => kind)
-                .absolute(n);
-        }
-        metrics::gauge!(MODEL_METRIC_NAMES[4], &label).set(m.cost_saved);
-        metrics::gauge!(MODEL_METRIC_NAMES[5], &label).set(m.provider_latency_saved.as_secs_f64());
-    }
-}
+pub(crate) const MODEL_REQUESTS: &str = "aurelis_cache_model_requests_total";
+#[cfg(feature = "metrics")]
+pub(crate) const MODEL_HITS: &str = "aurelis_cache_model_hits_total";
+#[cfg(feature = "metrics")]
+pub(crate) const MODEL_PROVIDER_CALLS: &str = "aurelis_cache_model_provider_calls_total";
+#[cfg(feature = "metrics")]
+pub(crate) const MODEL_TOKENS_SAVED: &str = "aurelis_cache_model_tokens_saved_total";
+#[cfg(feature = "metrics")]
+pub(crate) const MODEL_COST_SAVED: &str = "aurelis_cache_model_cost_saved";
+#[cfg(feature = "metrics")]
+pub(crate) const MODEL_LATENCY_SAVED: &str = "aurelis_cache_model_latency_saved_seconds";
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,13 @@
 //! docs/llm-caching.md is the guide.
 
 mod cost;
+#[cfg(feature = "metrics")]
+pub(crate) mod cost_metrics {
+    pub(crate) use super::cost::{
+        MODEL_COST_SAVED, MODEL_HITS, MODEL_LATENCY_SAVED, MODEL_PROVIDER_CALLS, MODEL_REQUESTS,
+        MODEL_TOKENS_SAVED,
+    };
+}
 mod files;
 #[cfg(feature = "openai")]
 pub mod openai;
@@ -40,7 +47,8 @@ pub use request::{
 pub use response::{FinishReason, ModelChunk, ModelResponse, ResponseStatus, ToolCallDelta, Usage};
 pub use stream::{ModelStream, StreamSource};
 
-use cost::{CostTracker, Served};
+pub(crate) use cost::CostBook;
+use cost::Served;
 use response::StoredAnswer;
 
 /// A cache of model answers in front of a provider, on top of a [`Cache`].
@@ -93,8 +101,7 @@ pub struct ModelResponseCache {
 struct Inner {
     cache: Cache,
     policy: CachePolicy,
-    prices: PriceTable,
-    costs: CostTracker,
+    costs: Arc<CostBook>,
     live: stream::Registry,
 }
 
@@ -139,8 +146,7 @@ impl ModelResponseCacheBuilder {
             inner: Arc::new(Inner {
                 cache: self.cache,
                 policy: self.policy,
-                prices: self.prices,
-                costs: CostTracker::default(),
+                costs: Arc::new(CostBook { tracker: Default::default(), prices: self.prices }),
                 live: stream::Registry::default(),
             }),
         })
@@ -366,7 +372,7 @@ impl ModelResponseCache {
         if !self.inner.policy.uses_cache(request) {
             let mut response = call().await.map_err(provider_error)?;
             fill_latency(&mut response, started);
-            self.inner.costs.record(&request.model, Served::Bypassed);
+            self.inner.costs.tracker.record(&request.model, Served::Bypassed);
             return Ok(response);
         }
         let key = self.key(request)?;
@@ -399,16 +405,17 @@ impl ModelResponseCache {
         self.inner.cache.invalidate_model(model).await
     }
 
-    /// What the cache saved, per model and in total, priced with the price table.
+    /// What the cache saved, per model and in total, priced with the price table. A
+    /// [`CacheMonitor`](crate::CacheMonitor) shows it in its report and exports it as metrics
+    /// once the model cache is registered with
+    /// [`CacheMonitor::with_model_cache`](crate::CacheMonitor::with_model_cache).
     pub fn cost_report(&self) -> CostReport {
-        self.inner.costs.report(&self.inner.prices)
+        self.inner.costs.report()
     }
 
-    /// Publishes the cost report through the `metrics` facade
-    /// ([`MODEL_METRIC_NAMES`], each with a `model` label).
-    #[cfg(feature = "metrics")]
-    pub fn export_metrics(&self) {
-        cost::export(&self.cost_report());
+    /// The counters, for a monitor (which must not hold the cache itself).
+    pub(crate) fn cost_book(&self) -> Arc<CostBook> {
+        self.inner.costs.clone()
     }
 
     /// Success answers go into the cache through the load; others come back through the
@@ -488,7 +495,7 @@ impl ModelResponseCache {
         } else {
             Served::CalledNotStored
         };
-        self.inner.costs.record(model, served);
+        self.inner.costs.tracker.record(model, served);
     }
 }
 

@@ -282,13 +282,13 @@ impl ModelResponseCache {
         let inner = &self.inner;
         if !inner.policy.uses_cache(request) {
             let stream = call().await.map_err(provider_error)?;
-            inner.costs.record(&request.model, Served::Bypassed);
+            inner.costs.tracker.record(&request.model, Served::Bypassed);
             let stream = stream.map(|item| item.map_err(provider_error));
             return Ok(ModelStream { source: StreamSource::Bypass, inner: Box::pin(stream) });
         }
         let key = self.key(request)?;
         if let Some(answer) = inner.cache.get_key::<StoredAnswer>(&key).await? {
-            inner.costs.record(&request.model, hit(&answer));
+            inner.costs.tracker.record(&request.model, hit(&answer));
             return Ok(replay(answer, inner.policy.clone()));
         }
         let mut map = inner.live.live.lock();
@@ -408,7 +408,7 @@ async fn drive<F, Fut, S, E>(
         }
     }
     let joined = live.state.lock().joined;
-    let costs = &models.inner.costs;
+    let costs = &models.inner.costs.tracker;
     match &loaded {
         Ok(loaded) => {
             models.account(&request.model, loaded);
