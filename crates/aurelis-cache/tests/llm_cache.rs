@@ -9,11 +9,11 @@ use aurelis_cache::llm::{
     provider_error_of, CachePolicy, FinishReason, Message, ModelRequest, ModelResponse,
     ModelResponseCache, Price, PriceTable, ResponseStatus, SampledPolicy, Usage,
 };
-use aurelis_cache::{Cache, Envelope, Layer, MokaStore, SledStore, Store};
+use aurelis_cache::{Cache, Envelope, MokaStore, SledStore, Store, Tier};
 
 fn memory_cache() -> Cache {
     Cache::builder()
-        .layer(Layer::new("memory", Arc::new(MokaStore::builder().build().unwrap())))
+        .tier(Tier::new("memory", Arc::new(MokaStore::builder().build().unwrap())))
         .build()
         .unwrap()
 }
@@ -146,7 +146,7 @@ async fn the_ttl_depends_on_the_status_and_can_be_overridden() {
     let dir = tempfile::tempdir().unwrap();
     let disk = Arc::new(SledStore::builder().path(dir.path()).build().unwrap());
     let cache = Cache::builder()
-        .layer(Layer::new("disk", disk.clone()).ttl(Duration::from_secs(86_400)))
+        .tier(Tier::new("disk", disk.clone()).ttl(Duration::from_secs(86_400)))
         .build()
         .unwrap();
     let models = ModelResponseCache::builder(cache)
@@ -190,7 +190,7 @@ async fn the_ttl_depends_on_the_status_and_can_be_overridden() {
 
     let dir2 = tempfile::tempdir().unwrap();
     let disk2 = Arc::new(SledStore::builder().path(dir2.path()).build().unwrap());
-    let cache2 = Cache::builder().layer(Layer::new("disk", disk2.clone())).build().unwrap();
+    let cache2 = Cache::builder().tier(Tier::new("disk", disk2.clone())).build().unwrap();
     let models2 = ModelResponseCache::builder(cache2)
         .policy(CachePolicy::new().success_ttl(Duration::from_secs(60)))
         .build()
@@ -269,7 +269,7 @@ async fn an_entry_that_does_not_decode_is_a_counted_miss() {
     let models = ModelResponseCache::new(cache.clone());
     let key = models.key(&request("q")).unwrap();
     // Something else under the model's key (an older format, a foreign writer).
-    cache.set_key(&key, &"not a model answer", &Default::default()).await.unwrap();
+    cache.set(&key, &"not a model answer").await.unwrap();
     let provider = Provider::default();
     let r = models
         .get_or_call(&request("q"), provider.answer(ModelResponse::success("gpt-4o", "fresh")))

@@ -10,7 +10,7 @@ use aurelis_cache::llm::{
     Message, ModelRequest, ModelResponse, ModelResponseCache, Price, PriceTable, Usage,
     MODEL_METRIC_NAMES,
 };
-use aurelis_cache::{Cache, CacheMonitor, Layer, MetricsExporter, MokaStore};
+use aurelis_cache::{Cache, CacheMonitor, MetricsExporter, MokaStore, Tier};
 use metrics_exporter_prometheus::PrometheusBuilder;
 
 /// The value of `name{labels}` in Prometheus text.
@@ -34,7 +34,7 @@ async fn savings_are_in_the_report_and_the_metrics() {
     metrics::set_global_recorder(recorder).unwrap();
 
     let cache = Cache::builder()
-        .layer(Layer::new("memory", Arc::new(MokaStore::builder().build().unwrap())))
+        .tier(Tier::new("memory", Arc::new(MokaStore::builder().build().unwrap())))
         .build()
         .unwrap();
     let models = ModelResponseCache::builder(cache.clone())

@@ -16,7 +16,7 @@ use async_openai::types::chat::{
 use async_openai::Client;
 use aurelis_cache::llm::openai::CachedChat;
 use aurelis_cache::llm::{provider_error_of, ModelRequest, ModelResponseCache, StreamSource};
-use aurelis_cache::{Cache, KeyBuilder, Layer, MokaStore};
+use aurelis_cache::{Cache, KeyBuilder, MokaStore, Tier};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -139,7 +139,7 @@ async fn start() -> FakeOpenAi {
 
 fn chat(server: &FakeOpenAi) -> CachedChat<OpenAIConfig> {
     let cache = Cache::builder()
-        .layer(Layer::new("memory", Arc::new(MokaStore::builder().build().unwrap())))
+        .tier(Tier::new("memory", Arc::new(MokaStore::builder().build().unwrap())))
         .build()
         .unwrap();
     let client =

@@ -10,7 +10,7 @@ use aurelis_cache::llm::{
     CachePolicy, FinishReason, Message, ModelChunk, ModelRequest, ModelResponse,
     ModelResponseCache, Pacing, Role, StreamSource, ToolCallDelta, Usage,
 };
-use aurelis_cache::{Cache, Layer, MokaStore};
+use aurelis_cache::{Cache, MokaStore, Tier};
 use futures::channel::mpsc;
 use futures::{Stream, StreamExt};
 
@@ -18,7 +18,7 @@ type Item = Result<ModelChunk, std::io::Error>;
 
 fn memory_cache() -> Cache {
     Cache::builder()
-        .layer(Layer::new("memory", Arc::new(MokaStore::builder().build().unwrap())))
+        .tier(Tier::new("memory", Arc::new(MokaStore::builder().build().unwrap())))
         .build()
         .unwrap()
 }

@@ -317,7 +317,7 @@ impl ModelResponseCache {
     /// As [`Cache::get`] (an entry that does not decode is a miss, counted by the cache).
     pub async fn get_response(&self, request: &ModelRequest) -> Result<Option<ModelResponse>> {
         let key = self.key(request)?;
-        Ok(self.inner.cache.get_key::<StoredAnswer>(&key).await?.map(|a| {
+        Ok(self.inner.cache.get::<StoredAnswer>(&key).await?.map(|a| {
             let mut r = a.to_response();
             r.from_cache = true;
             r
@@ -342,7 +342,7 @@ impl ModelResponseCache {
         let key = self.key(request)?;
         let answer = StoredAnswer::Whole(Box::new(response.clone()));
         let options = SetOptions::new().ttl(ttl.unwrap_or(policy_ttl));
-        self.inner.cache.set_key(&key, &answer, &options).await?;
+        self.inner.cache.set_with(&key, &answer, &options).await?;
         Ok(true)
     }
 
@@ -454,7 +454,7 @@ impl ModelResponseCache {
         let result = self
             .inner
             .cache
-            .get_or_compute_key(key, options.clone(), || {
+            .get_or_compute_with(key, &options, || {
                 ran.store(true, Ordering::Relaxed);
                 let kept_out = &kept_out;
                 async move {
@@ -476,7 +476,7 @@ impl ModelResponseCache {
                 let mut stored = false;
                 if let (true, Some(ttl)) = (called, n.ttl) {
                     let options = SetOptions::new().ttl(ttl);
-                    match self.inner.cache.set_key(key, &*n.answer, &options).await {
+                    match self.inner.cache.set_with(key, &*n.answer, &options).await {
                         Ok(()) => stored = true,
                         Err(e) => tracing::warn!(key = %key, error = %e, "model answer not cached"),
                     }

@@ -287,7 +287,7 @@ impl ModelResponseCache {
             return Ok(ModelStream { source: StreamSource::Bypass, inner: Box::pin(stream) });
         }
         let key = self.key(request)?;
-        if let Some(answer) = inner.cache.get_key::<StoredAnswer>(&key).await? {
+        if let Some(answer) = inner.cache.get::<StoredAnswer>(&key).await? {
             inner.costs.tracker.record(&request.model, hit(&answer));
             return Ok(replay(answer, inner.policy.clone()));
         }
