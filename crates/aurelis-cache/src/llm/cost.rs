@@ -269,7 +269,7 @@ impl fmt::Display for CostReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<24} {:>8} {:>8} {:>6} {:>12} {:>12} {:>10} {:>10}",
+            "{:<24} {:>8} {:>8} {:>6} {:>13} {:>13} {:>10} {:>10}",
             "model",
             "requests",
             "hits",
@@ -283,7 +283,7 @@ impl fmt::Display for CostReport {
             let cost = if m.priced { format!("{:.4}", m.cost_saved) } else { "n/a".into() };
             writeln!(
                 f,
-                "{:<24} {:>8} {:>8} {:>6} {:>12} {:>12} {:>10} {:>9.1}s",
+                "{:<24} {:>8} {:>8} {:>6} {:>13} {:>13} {:>10} {:>9.1}s",
                 name,
                 m.requests,
                 m.hits,
