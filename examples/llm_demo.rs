@@ -8,8 +8,10 @@
 //! cargo xtask demo -- --json       # also print the full JSON performance report
 //! ```
 //!
-//! It first warms the popular prompts (`CacheWarmer`, with a progress bar), then serves the
-//! stream, and prints the monitor's per-tier table. Run it twice: the second run starts with
+//! The model sits behind a `ModelResponseCache` with a price table: the report at the end
+//! shows the tokens, money and model time the cache saved per model. It first warms the
+//! popular prompts (with a progress bar), then serves the stream, and prints the monitor's
+//! per-tier table and the cost report. Run it twice: the second run starts with
 //! an empty memory tier but a warm disk tier, so the warm-up finds every popular prompt
 //! already cached and the repeated prompts are served from disk (and written back to memory)
 //! instead of the model.
@@ -20,17 +22,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aurelis_cache::core::stats::Histogram;
-use aurelis_cache::{Cache, CacheConfig, CacheMonitor, CacheWarmer, Key, Params, SetOptions};
-use serde::{Deserialize, Serialize};
-
-/// What the simulated model returns.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct ModelResponse {
-    model: String,
-    text: String,
-    prompt_tokens: u32,
-    completion_tokens: u32,
-}
+use aurelis_cache::llm::{
+    Message, ModelRequest, ModelResponse, ModelResponseCache, Price, PriceTable, Usage,
+};
+use aurelis_cache::{Cache, CacheConfig, CacheMonitor};
+use futures::StreamExt;
 
 /// A model that takes `latency` per call, counts its calls, and answers deterministically.
 struct SlowModel {
@@ -39,21 +35,19 @@ struct SlowModel {
 }
 
 impl SlowModel {
-    async fn complete(
-        &self,
-        model: &str,
-        prompt: &str,
-        temperature: f64,
-    ) -> std::io::Result<ModelResponse> {
+    async fn complete(&self, request: &ModelRequest) -> std::io::Result<ModelResponse> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(self.latency).await;
-        let words = prompt.split_whitespace().count() as u32;
-        Ok(ModelResponse {
-            model: model.to_string(),
-            text: format!("[{model} @ t={temperature}] An answer to: {prompt}"),
-            prompt_tokens: words * 4 / 3 + 1,
-            completion_tokens: 64,
-        })
+        let prompt = request.messages.last().map(Message::text).unwrap_or_default();
+        let words = prompt.split_whitespace().count() as u64;
+        let temperature = request.temperature.unwrap_or(1.0);
+        let mut answer = ModelResponse::success(
+            request.model.clone(),
+            format!("[{} @ t={temperature}] An answer to: {prompt}", request.model),
+        )
+        .usage(Usage::new(words * 4 / 3 + 40, 256));
+        answer.provider_latency = self.latency;
+        Ok(answer)
     }
 }
 
@@ -131,15 +125,20 @@ const TOPICS: [&str; 12] = [
 /// The models asked.
 const MODELS: [&str; 2] = ["gpt-4o", "gpt-4o-mini"];
 
-/// The cache key of one request.
-fn request_key(
-    cache: &Cache,
-    model: &str,
-    prompt: &str,
-    temperature: f64,
-) -> aurelis_cache::Result<Key> {
-    let params = Params::new().with("temperature", temperature).with("max_tokens", 256);
-    cache.keys().build_model_key(model, prompt, &params)
+/// One chat request.
+fn request(model: &str, prompt: &str, temperature: f64) -> ModelRequest {
+    ModelRequest::new(model)
+        .system("You are a concise technical assistant.")
+        .message(Message::user(prompt))
+        .temperature(temperature)
+        .max_tokens(256)
+}
+
+/// List prices per million input / output tokens (USD).
+fn prices() -> PriceTable {
+    PriceTable::new()
+        .price("gpt-4o", Price::per_million(2.50, 10.00))
+        .price("gpt-4o-mini", Price::per_million(0.15, 0.60))
 }
 
 /// A deterministic stream of prompts: a few popular ones asked again and again (Zipf-like),
@@ -174,7 +173,7 @@ fn prompt_stream(n: usize) -> Vec<(String, String, f64)> {
 
 /// Loads every popular prompt of every model before the traffic, showing a progress bar.
 async fn warm_popular(
-    cache: &Cache,
+    models: &ModelResponseCache,
     model: &Arc<SlowModel>,
     concurrency: usize,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -183,40 +182,28 @@ async fn warm_popular(
         indicatif::ProgressStyle::with_template("warming  {bar:40} {pos}/{len} {msg}")?
             .progress_chars("=> "),
     );
+    let requests: Vec<ModelRequest> =
+        MODELS.iter().flat_map(|m| TOPICS.iter().map(move |p| request(m, p, 0.0))).collect();
     let mut loaded = 0;
     let mut present = 0;
-    let mut failed = 0;
-    for m in MODELS {
-        let items = TOPICS
-            .iter()
-            .map(|p| {
-                let model = model.clone();
-                Ok::<_, aurelis_cache::Error>((
-                    request_key(cache, m, p, 0.0)?,
-                    move || async move { model.complete(m, p, 0.0).await },
-                ))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let progress = bar.clone();
-        let summary = CacheWarmer::new(cache.clone())
-            .concurrency(concurrency)
-            .options(SetOptions::new().tag(format!("model:{m}")))
-            .on_progress(move |p| {
-                progress.inc(1);
-                progress.set_message(format!(
-                    "{m}: {} loaded, {} already cached",
-                    p.loaded, p.already_present
-                ));
-            })
-            .warm(items)
-            .await;
-        loaded += summary.loaded;
-        present += summary.already_present;
-        failed += summary.failed.len();
+    let mut answers = futures::stream::iter(requests)
+        .map(|r| {
+            let (models, model) = (models.clone(), model.clone());
+            async move { models.get_or_call(&r, || model.complete(&r)).await }
+        })
+        .buffer_unordered(concurrency);
+    while let Some(answer) = answers.next().await {
+        if answer?.from_cache {
+            present += 1;
+        } else {
+            loaded += 1;
+        }
+        bar.inc(1);
+        bar.set_message(format!("{loaded} loaded, {present} already cached"));
     }
     bar.finish_and_clear();
     println!(
-        "warm-up: {loaded} popular prompts loaded, {present} already cached, {failed} failed ({:.2?})\n",
+        "warm-up: {loaded} popular prompts loaded, {present} already cached ({:.2?})\n",
         bar.elapsed()
     );
     Ok(())
@@ -240,6 +227,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         latency: Duration::from_millis(args.latency_ms),
         calls: AtomicU64::new(0),
     });
+    let models = ModelResponseCache::builder(cache.clone()).prices(prices()).build()?;
 
     println!(
         "Aurelis Cache demo: layers {:?}, disk tier at {}",
@@ -262,13 +250,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let baseline = Histogram::new();
     for (m, p, t) in prompt_stream(5) {
         let started = Instant::now();
-        model.complete(&m, &p, t).await?;
+        model.complete(&request(&m, &p, t)).await?;
         baseline.record(started.elapsed());
     }
     model.calls.store(0, Ordering::Relaxed);
 
     if args.warm {
-        warm_popular(&cache, &model, args.concurrency).await?;
+        warm_popular(&models, &model, args.concurrency).await?;
         model.calls.store(0, Ordering::Relaxed);
     }
 
@@ -280,19 +268,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .iter()
             .cloned()
             .map(|(m, p, t)| {
-                let cache = cache.clone();
+                let models = models.clone();
                 let model = model.clone();
                 let hist = with_cache.clone();
                 tokio::spawn(async move {
-                    let key = request_key(&cache, &m, &p, t)?;
+                    let request = request(&m, &p, t);
                     let begun = Instant::now();
-                    let response: ModelResponse = cache
-                        .get_or_compute_with(
-                            &key,
-                            &SetOptions::new().tag(format!("model:{m}")),
-                            || async { model.complete(&m, &p, t).await },
-                        )
-                        .await?;
+                    let response =
+                        models.get_or_call(&request, || model.complete(&request)).await?;
                     hist.record(begun.elapsed());
                     Ok::<_, aurelis_cache::Error>(response)
                 })
@@ -304,7 +287,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let elapsed = started.elapsed();
 
-    let monitor = CacheMonitor::new(cache.clone());
+    let monitor = CacheMonitor::new(cache.clone()).with_model_cache(&models);
     let report = cache.stats_report().await;
     let base = baseline.summary();
     let cached = with_cache.summary();

@@ -22,7 +22,10 @@ fn settings() -> Criterion {
 
 fn memory_cache() -> Cache {
     Cache::builder()
-        .tier(Tier::new("memory", Arc::new(MokaStore::builder().max_entries(100_000).build().unwrap())))
+        .tier(Tier::new(
+            "memory",
+            Arc::new(MokaStore::builder().max_entries(100_000).build().unwrap()),
+        ))
         .build()
         .unwrap()
 }
@@ -47,7 +50,8 @@ fn answer() -> ModelResponse {
 }
 
 fn chunks(n: usize) -> Vec<ModelChunk> {
-    let mut out: Vec<ModelChunk> = (0..n - 1).map(|i| ModelChunk::text(format!("tok{i} "))).collect();
+    let mut out: Vec<ModelChunk> =
+        (0..n - 1).map(|i| ModelChunk::text(format!("tok{i} "))).collect();
     out.push(ModelChunk::finished(FinishReason::Stop));
     out
 }
@@ -64,7 +68,9 @@ fn llm(c: &mut Criterion) {
     let plain = cache.keys().build_key("bench", "answer", None).unwrap();
     rt.block_on(async {
         let _: ModelResponse = cache
-            .get_or_compute_with(&plain, &SetOptions::new(), || async { Ok::<_, std::io::Error>(answer()) })
+            .get_or_compute_with(&plain, &SetOptions::new(), || async {
+                Ok::<_, std::io::Error>(answer())
+            })
             .await
             .unwrap();
     });
@@ -112,7 +118,9 @@ fn llm(c: &mut Criterion) {
         b.to_async(&rt).iter(|| async {
             let s = models
                 .stream(&streamed, || async {
-                    Ok::<_, std::io::Error>(futures::stream::iter(Vec::<Result<ModelChunk, std::io::Error>>::new()))
+                    Ok::<_, std::io::Error>(futures::stream::iter(Vec::<
+                        Result<ModelChunk, std::io::Error>,
+                    >::new()))
                 })
                 .await
                 .unwrap();
@@ -121,7 +129,8 @@ fn llm(c: &mut Criterion) {
     });
     group.bench_function("iterate_chunks", |b| {
         b.to_async(&rt).iter(|| async {
-            let s = futures::stream::iter(recorded.clone().into_iter().map(Ok::<_, std::io::Error>));
+            let s =
+                futures::stream::iter(recorded.clone().into_iter().map(Ok::<_, std::io::Error>));
             assert_eq!(s.count().await, 200);
         })
     });
@@ -139,7 +148,9 @@ fn llm(c: &mut Criterion) {
                     let started = Instant::now();
                     let mut s = models
                         .stream(&req, || async {
-                            Ok::<_, std::io::Error>(futures::stream::iter(chunks(3).into_iter().map(Ok)))
+                            Ok::<_, std::io::Error>(futures::stream::iter(
+                                chunks(3).into_iter().map(Ok),
+                            ))
                         })
                         .await
                         .unwrap();
@@ -156,7 +167,9 @@ fn llm(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let call = || async {
-                    Ok::<_, std::io::Error>(futures::stream::iter(chunks(3).into_iter().map(Ok::<_, std::io::Error>)))
+                    Ok::<_, std::io::Error>(futures::stream::iter(
+                        chunks(3).into_iter().map(Ok::<_, std::io::Error>),
+                    ))
                 };
                 let started = Instant::now();
                 let mut s = call().await.unwrap();
