@@ -155,6 +155,40 @@ async fn a_stream_dropped_by_its_caller_stores_nothing() {
     assert_eq!(calls.load(SeqCst), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_at_the_finish_reason_still_gets_it_stored() {
+    let models = ModelResponseCache::new(memory_cache());
+    let (tx, rx) = mpsc::unbounded::<Item>();
+    let mut s = models
+        .stream(&request("q"), move || async move { Ok::<_, std::io::Error>(rx) })
+        .await
+        .unwrap();
+    tx.unbounded_send(Ok(ModelChunk::text("answer"))).unwrap();
+    tx.unbounded_send(Ok(ModelChunk::finished(FinishReason::Stop))).unwrap();
+    // Read up to the finish reason, then drop without waiting for the end.
+    while let Some(c) = s.next().await {
+        if c.unwrap().finish_reason.is_some() {
+            break;
+        }
+    }
+    drop(s);
+    // The provider's usage trailer comes after the finish reason, then the end.
+    tx.unbounded_send(Ok(ModelChunk::default().with_usage(Usage::new(5, 1)))).unwrap();
+    drop(tx);
+    // The driver stores on its own; wait for it (bounded).
+    let mut stored = None;
+    for _ in 0..5_000 {
+        stored = models.get_response(&request("q")).await.unwrap();
+        if stored.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let stored = stored.expect("a complete stream is stored");
+    assert_eq!(stored.content, "answer");
+    assert_eq!(stored.usage, Some(Usage::new(5, 1)));
+}
+
 #[tokio::test]
 async fn a_provider_error_mid_stream_stores_nothing() {
     let models = ModelResponseCache::new(memory_cache());

@@ -44,8 +44,9 @@ pub enum StreamSource {
 
 /// A streamed answer: a `Stream` of [`ModelChunk`]s, from the provider or a replay.
 ///
-/// Dropping it before the end stops the provider stream (unless other identical requests
-/// still read it) and stores nothing.
+/// Dropping it before the model's finish reason arrived stops the provider stream (unless
+/// other identical requests still read it) and stores nothing; dropping it after that lets
+/// the provider stream end and be stored.
 pub struct ModelStream {
     source: StreamSource,
     inner: Pin<Box<dyn Stream<Item = Result<ModelChunk>> + Send>>,
@@ -109,8 +110,11 @@ struct LiveState {
     /// Consumers that joined a stream another request started (counted as hits at the end).
     joined: u64,
     abort: Option<tokio::task::AbortHandle>,
-    /// All consumers left before the end: the driver is aborted.
+    /// All consumers left before the provider stream ended: the driver is aborted.
     cancelled: bool,
+    /// The provider stream has ended; the driver only stores and accounts now, which no
+    /// reader leaving may interrupt.
+    provider_done: bool,
 }
 
 impl Live {
@@ -151,7 +155,10 @@ impl Drop for Consumer {
         let mut map = self.models.inner.live.live.lock();
         let mut s = self.live.state.lock();
         s.consumers -= 1;
-        if s.consumers == 0 && s.end.is_none() {
+        // Once the model said why it stopped, the answer is whole: the driver reads what
+        // follows (a usage trailer) and stores it even when nobody reads any more.
+        let finished = s.provider_done || s.chunks.iter().any(|c| c.finish_reason.is_some());
+        if s.consumers == 0 && s.end.is_none() && !finished {
             s.cancelled = true;
             if let Some(abort) = s.abort.take() {
                 abort.abort();
@@ -236,7 +243,7 @@ impl ModelResponseCache {
     /// A provider stream is stored when it ends normally (with a finish reason) and the policy
     /// keeps its answer (not truncated, unless allowed); a provider error, a truncated finish, an
     /// end without a finish reason, or every reader
-    /// dropping the stream before its end stores nothing. A cached whole answer serves a
+    /// dropping the stream before the finish reason arrived stores nothing. A cached whole answer serves a
     /// stream (split into chunks), and a recorded stream serves
     /// [`ModelResponseCache::get_or_call`] (assembled).
     ///
@@ -366,6 +373,9 @@ async fn drive<F, Fut, S, E>(
                     Err(e) => return Err(LoadFailure::Provider(e.into())),
                 }
             }
+            // Complete: a reader that leaves now (say, after the last chunk, without waiting
+            // for the end) must not stop the store.
+            live.state.lock().provider_done = true;
             let recording = live.recording(started.elapsed());
             let mut response = ModelResponse::from_chunks(&recording.chunks);
             fill_latency(&mut response, started);
