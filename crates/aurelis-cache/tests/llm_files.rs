@@ -62,6 +62,10 @@ async fn a_damaged_file_is_a_counted_miss_and_is_removed() {
         fs::read(files.get_cached_file(&key).await.unwrap().unwrap()).unwrap(),
         b"the original content"
     );
+    // Caching again over a damaged copy repairs it.
+    fs::write(&path, b"the orIginal content").unwrap();
+    assert_eq!(files.cache_file(&src, "docs").await.unwrap(), key);
+    assert_eq!(fs::read(&path).unwrap(), b"the original content");
     // A truncated file is damaged too.
     fs::write(&path, b"the orig").unwrap();
     assert!(files.get_cached_file(&key).await.unwrap().is_none());

@@ -190,8 +190,8 @@ impl FileCacheManager {
     }
 
     /// Copies the file at `path` into the cache under `category` and returns its key,
-    /// `category:<blake3 hex>`. Caching the same content again returns the same key and
-    /// copies nothing new.
+    /// `category:<blake3 hex>`. Caching the same content again returns the same key (and
+    /// replaces the cached copy atomically, which repairs one damaged on disk).
     ///
     /// # Errors
     ///
@@ -297,19 +297,15 @@ impl FileCacheManager {
         let dest = self.path_of(category, &hash);
         let dir = dest.parent().expect("a cached file has a category directory");
         fs::create_dir_all(dir).map_err(io_err("create the category directory"))?;
-        if dest.exists() {
-            // Same content already cached: keep it, mark it used.
-            let _ = fs::remove_file(&tmp);
-            let _ = File::options()
-                .write(true)
-                .open(&dest)
-                .and_then(|f| f.set_modified(SystemTime::now()));
-        } else {
-            fs::rename(&tmp, &dest).map_err(io_err("move the cached copy into place"))?;
-            // The rename itself is durable once the directory is synced.
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
+        // Same content already cached: the fresh copy replaces it all the same (atomically),
+        // which also repairs a copy damaged on disk.
+        let existed = dest.exists();
+        fs::rename(&tmp, &dest).map_err(io_err("move the cached copy into place"))?;
+        // The rename itself is durable once the directory is synced.
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        if !existed {
             self.inner.counters.stored.fetch_add(1, Relaxed);
         }
         self.inner.index.lock().touch(&key, size);
