@@ -234,3 +234,40 @@ fn model_keys_are_under_the_model_prefix() {
     assert!(ModelRequest::new("").key(&keys).is_err());
     assert!(ModelRequest::new("bad\nmodel").key(&keys).is_err());
 }
+
+/// The key's document, written directly, is the one `explain()` shows field by field.
+#[test]
+fn the_key_document_is_the_explained_one() {
+    let mut requests: Vec<ModelRequest> = variants().into_iter().map(|(_, r)| r).collect();
+    requests.push(full());
+    requests.push(ModelRequest::new("m"));
+    requests.push(
+        ModelRequest::new("esc\"aped")
+            .message(Message::user(
+                "quote \" backslash \\ newline \n tab \t bell \u{7} nul \u{0} é 😀",
+            ))
+            .message(Message::with_parts(
+                Role::User,
+                vec![ContentPart::Other {
+                    value: json!({"z": null, "a": [null, {"y": 1, "b": null}]}),
+                }],
+            ))
+            .param("nested", json!({"b": {"d": 1.5, "c": null}, "a": -0.0}))
+            .param("gone", serde_json::Value::Null)
+            .top_p(1e-7)
+            .temperature(-0.0)
+            .seed(-3),
+    );
+    for r in requests {
+        let e = r.explain();
+        let mut fields: Vec<(String, String)> =
+            e.included.iter().map(|f| (f.name.to_string(), f.canonical.clone())).collect();
+        fields.push(("schema".into(), format!("{:?}", e.schema)));
+        fields.sort();
+        let reference = format!(
+            "{{{}}}",
+            fields.iter().map(|(k, v)| format!("{k:?}:{v}")).collect::<Vec<_>>().join(",")
+        );
+        assert_eq!(r.canonical_json(), reference, "{r:?}");
+    }
+}

@@ -507,11 +507,82 @@ impl ModelRequest {
     /// );
     /// ```
     pub fn canonical_json(&self) -> String {
-        let mut params = Params::new().with("schema", FINGERPRINT_SCHEMA);
-        for (name, value) in self.canonical_fields() {
-            params = params.with(name, value);
+        let mut out = String::with_capacity(256);
+        self.write_canonical(&mut out);
+        out
+    }
+
+    /// Writes the canonical document straight into `out`, fields in sorted order (the same
+    /// bytes as the document [`ModelRequest::explain`] shows field by field; a test checks
+    /// that they agree).
+    fn write_canonical(&self, out: &mut String) {
+        let mut doc = ObjectWriter::new(out);
+        if let Some(n) = self.max_tokens {
+            doc.key("max_tokens").push_str(&n.to_string());
         }
-        params.canonical_json()
+        if self.system.is_some() || !self.messages.is_empty() {
+            let out = doc.key("messages");
+            out.push('[');
+            let system = self.system.as_ref().map(|s| Message::system(s.clone()));
+            for (i, m) in system.iter().chain(&self.messages).enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_message(out, m);
+            }
+            out.push(']');
+        }
+        write_str(doc.key("model"), &self.model);
+        if self.params.values().any(|v| !v.is_null()) {
+            let out = doc.key("params");
+            let mut params = ObjectWriter::new(out);
+            for (k, v) in self.params.iter().filter(|(_, v)| !v.is_null()) {
+                write_value(params.key(k), v);
+            }
+            params.end();
+        }
+        if let Some(v) = self.response_format.as_ref().filter(|v| !v.is_null()) {
+            write_value(doc.key("response_format"), v);
+        }
+        write_str(doc.key("schema"), FINGERPRINT_SCHEMA);
+        if let Some(seed) = self.seed {
+            doc.key("seed").push_str(&seed.to_string());
+        }
+        if !self.stop.is_empty() {
+            let mut stop: Vec<&String> = self.stop.iter().collect();
+            stop.sort();
+            stop.dedup();
+            let out = doc.key("stop");
+            out.push('[');
+            for (i, s) in stop.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_str(out, s);
+            }
+            out.push(']');
+        }
+        if let Some(t) = self.temperature {
+            write_value(doc.key("temperature"), &number(t));
+        }
+        if let Some(v) = self.tool_choice.as_ref().filter(|v| !v.is_null()) {
+            write_value(doc.key("tool_choice"), v);
+        }
+        if !self.tools.is_empty() {
+            let out = doc.key("tools");
+            out.push('[');
+            for (i, tool) in self.tools.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_value(out, tool);
+            }
+            out.push(']');
+        }
+        if let Some(p) = self.top_p {
+            write_value(doc.key("top_p"), &number(p));
+        }
+        doc.end();
     }
 
     /// The fingerprint: blake3 of [`ModelRequest::canonical_json`], 128 bits as 32 hex digits.
@@ -706,6 +777,172 @@ fn canonical_message(m: &Message) -> Value {
         out.insert("tool_call_id".into(), id.clone().into());
     }
     Value::Object(out)
+}
+
+/// Writes a JSON object member by member; members must come in sorted key order.
+struct ObjectWriter<'a> {
+    out: &'a mut String,
+    first: bool,
+}
+
+impl<'a> ObjectWriter<'a> {
+    fn new(out: &'a mut String) -> Self {
+        out.push('{');
+        ObjectWriter { out, first: true }
+    }
+
+    /// Writes the member's key and returns where its value goes.
+    fn key(&mut self, key: &str) -> &mut String {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+        write_str(self.out, key);
+        self.out.push(':');
+        self.out
+    }
+
+    fn end(self) {
+        self.out.push('}');
+    }
+}
+
+/// A message of the canonical document (keys sorted: content, name, role, tool_call_id,
+/// tool_calls), as `canonical_message` builds it.
+fn write_message(out: &mut String, m: &Message) {
+    let mut doc = ObjectWriter::new(out);
+    let empty =
+        m.content.iter().all(|p| matches!(p, ContentPart::Text { text } if text.is_empty()));
+    if !empty {
+        let out = doc.key("content");
+        out.push('[');
+        for (i, part) in m.content.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            match part {
+                ContentPart::Text { text } => {
+                    let mut p = ObjectWriter::new(out);
+                    write_str(p.key("text"), text);
+                    write_str(p.key("type"), "text");
+                    p.end();
+                }
+                ContentPart::ImageUrl { url, detail } => {
+                    let mut p = ObjectWriter::new(out);
+                    if let Some(d) = detail {
+                        write_str(p.key("detail"), d);
+                    }
+                    write_str(p.key("type"), "image_url");
+                    write_str(p.key("url"), url);
+                    p.end();
+                }
+                ContentPart::InputAudio { data, format } => {
+                    let mut p = ObjectWriter::new(out);
+                    write_str(p.key("data"), data);
+                    write_str(p.key("format"), format);
+                    write_str(p.key("type"), "input_audio");
+                    p.end();
+                }
+                ContentPart::Other { value } => write_value(out, value),
+            }
+        }
+        out.push(']');
+    }
+    if let Some(name) = &m.name {
+        write_str(doc.key("name"), name);
+    }
+    write_str(doc.key("role"), role_name(&m.role));
+    if let Some(id) = &m.tool_call_id {
+        write_str(doc.key("tool_call_id"), id);
+    }
+    if !m.tool_calls.is_empty() {
+        let out = doc.key("tool_calls");
+        out.push('[');
+        for (i, c) in m.tool_calls.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let mut call = ObjectWriter::new(out);
+            write_str(call.key("arguments"), &c.arguments);
+            write_str(call.key("id"), &c.id);
+            write_str(call.key("kind"), &c.kind);
+            write_str(call.key("name"), &c.name);
+            call.end();
+        }
+        out.push(']');
+    }
+    doc.end();
+}
+
+fn role_name(role: &Role) -> &'static str {
+    match role {
+        Role::System => "system",
+        Role::Developer => "developer",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::Tool => "tool",
+    }
+}
+
+/// Any JSON value: object keys sorted at every depth, `null` members left out.
+fn write_value(out: &mut String, v: &Value) {
+    match v {
+        Value::Object(map) => {
+            let mut members: Vec<(&String, &Value)> =
+                map.iter().filter(|(_, v)| !v.is_null()).collect();
+            members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            let mut doc = ObjectWriter::new(out);
+            for (k, v) in members {
+                write_value(doc.key(k), v);
+            }
+            doc.end();
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_value(out, item);
+            }
+            out.push(']');
+        }
+        Value::String(s) => write_str(out, s),
+        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Null => out.push_str("null"),
+    }
+}
+
+/// A JSON string, escaped as serde_json escapes it.
+fn write_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0C => "\\f",
+            0x00..=0x1F => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 0xF) as usize] as char);
+        } else {
+            out.push_str(escape);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
 }
 
 /// The canonical JSON of one value (object keys sorted at every depth).
