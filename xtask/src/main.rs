@@ -32,6 +32,9 @@ Commands:
   bench --report-only   rewrite that section from the results already on disk
   demo [ARGS]           run the LLM caching demo (example `llm_demo`, release build)
   fuzz [SECS]           fuzz Envelope::decode for SECS seconds (default 60; nightly, cargo-fuzz)
+  similarity-eval [ARGS]
+                        measure similar-prompt lookup on the labelled pairs and conversations
+                        (../shared/data/similarity; release build; ARGS go to the binary)
   help                  print this text
 ";
 
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         "bench" => Xtask::bench,
         "demo" => Xtask::demo,
         "fuzz" => Xtask::fuzz,
+        "similarity-eval" => Xtask::similarity_eval,
         other => {
             eprint!("{HELP}");
             eprintln!("xtask: unknown command `{other}`");
@@ -423,6 +427,22 @@ impl Xtask {
         run(self
             .cargo()
             .args(["run", "--release", "-p", "aurelis-cache", "--example", "llm_demo", "--"])
+            .args(args))
+    }
+
+    fn similarity_eval(&self, args: &[OsString]) -> Result {
+        let args = args.iter().skip_while(|a| *a == "--");
+        run(self
+            .cargo()
+            .args([
+                "run",
+                "--release",
+                "-p",
+                "aurelis-cache-similarity",
+                "--bin",
+                "similarity-eval",
+            ])
+            .arg("--")
             .args(args))
     }
 

@@ -410,6 +410,47 @@ impl KeyBuilder {
         check_len(key)
     }
 
+    /// A key this builder could have built, from its string (for keys kept elsewhere, such
+    /// as an index of cache keys): it must be under this builder's prefix, no longer than the
+    /// maximum key length and free of control characters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use aurelis_cache_core::KeyBuilder;
+    /// let keys = KeyBuilder::default();
+    /// let key = keys.build_key("user_data", "u1", None)?;
+    /// assert_eq!(keys.parse_key(key.as_str())?, key);
+    /// assert!(keys.parse_key("other:v1:user_data:u1").is_err());
+    /// assert!(keys.parse_key("aurelis:v1:").is_err());
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidKey`](crate::ErrorKind::InvalidKey) naming what is wrong.
+    pub fn parse_key(&self, raw: &str) -> Result<Key> {
+        let Some(rest) = raw.strip_prefix(self.prefix()) else {
+            return Err(Error::invalid_key(format!(
+                "key {raw:?} is not under this cache's prefix {:?}",
+                self.prefix()
+            )));
+        };
+        if rest.is_empty() {
+            return Err(Error::invalid_key(format!("key {raw:?} has nothing after its prefix")));
+        }
+        if raw.len() > MAX_KEY_LEN {
+            return Err(Error::invalid_key(format!(
+                "key is {} bytes, longer than the maximum of {MAX_KEY_LEN}",
+                raw.len()
+            )));
+        }
+        if let Some(c) = raw.chars().find(|c| c.is_control()) {
+            return Err(Error::invalid_key(format!("key holds the control character {c:?}")));
+        }
+        Ok(Key(raw.to_owned()))
+    }
+
     /// The prefix of every key [`KeyBuilder::build_model_key`] builds for `model`, for
     /// invalidating all of one model's answers with a prefix deletion.
     ///

@@ -64,6 +64,9 @@ pub use aurelis_cache_macros::cached;
 pub use aurelis_cache_moka::{MokaConfig, MokaStore};
 #[cfg(feature = "redis")]
 pub use aurelis_cache_redis::{RedisBackplane, RedisConfig, RedisStore};
+/// Similar-prompt lookup (feature `similarity`): the index the model cache uses.
+#[cfg(feature = "similarity")]
+pub use aurelis_cache_similarity as similarity;
 #[cfg(feature = "sled")]
 pub use aurelis_cache_sled::{SledConfig, SledStore};
 

@@ -19,6 +19,8 @@ pub mod openai;
 mod policy;
 mod request;
 mod response;
+#[cfg(feature = "similarity")]
+mod similar;
 mod stream;
 
 use std::error::Error as StdError;
@@ -44,7 +46,11 @@ pub use request::{
     ContentPart, ExcludedField, IncludedField, KeyExplanation, Message, ModelRequest, Role,
     ToolCall, FINGERPRINT_SCHEMA,
 };
-pub use response::{FinishReason, ModelChunk, ModelResponse, ResponseStatus, ToolCallDelta, Usage};
+pub use response::{
+    FinishReason, ModelChunk, ModelResponse, ResponseStatus, SimilarTo, ToolCallDelta, Usage,
+};
+#[cfg(feature = "similarity")]
+pub use similar::SimilarAnswer;
 pub use stream::{ModelStream, StreamSource};
 
 pub(crate) use cost::CostBook;
@@ -103,6 +109,8 @@ struct Inner {
     policy: CachePolicy,
     costs: Arc<CostBook>,
     live: stream::Registry,
+    #[cfg(feature = "similarity")]
+    similar: Option<similar::Similar>,
 }
 
 impl fmt::Debug for ModelResponseCache {
@@ -120,6 +128,8 @@ pub struct ModelResponseCacheBuilder {
     cache: Cache,
     policy: CachePolicy,
     prices: PriceTable,
+    #[cfg(feature = "similarity")]
+    similarity: Option<aurelis_cache_similarity::SimilarityCacheBuilder<SimilarAnswer>>,
 }
 
 impl ModelResponseCacheBuilder {
@@ -132,6 +142,52 @@ impl ModelResponseCacheBuilder {
     /// The price table for the cost report (empty by default: costs are zero).
     pub fn prices(mut self, prices: PriceTable) -> Self {
         self.prices = prices;
+        self
+    }
+
+    /// Answers an exact miss from a similar earlier question (feature `similarity`), with an
+    /// index built from `index` (threshold, embedder, guard, verifier, shadow mode: see
+    /// `aurelis_cache_similarity`). Only requests identical in everything but their last
+    /// user message are compared; the exact key is always tried first; a similar hit whose
+    /// answer is no longer cached is a miss (see [`ModelRequest::similarity_scope`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use aurelis_cache::{Cache, MokaStore, Tier};
+    /// use aurelis_cache::llm::{Message, ModelRequest, ModelResponse, ModelResponseCache};
+    /// use aurelis_cache::similarity::SimilarityCache;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> aurelis_cache::Result<()> {
+    /// # let cache = Cache::builder().tier(Tier::new("memory", Arc::new(MokaStore::builder().build()?))).build()?;
+    /// let models = ModelResponseCache::builder(cache).similarity(SimilarityCache::builder()).build()?;
+    /// let ask = |q: &str| ModelRequest::new("gpt-4o").temperature(0.0).message(Message::user(q));
+    ///
+    /// let first = models.get_or_call(&ask("How do I lock my card?"), || async {
+    ///     Ok::<_, std::io::Error>(ModelResponse::success("gpt-4o", "Cards > Lock"))
+    /// }).await?;
+    /// assert!(!first.from_cache);
+    /// // A rewording is served from the first answer, and says so.
+    /// let similar = models.get_or_call(&ask("um how do i lock my card"), || async {
+    ///     Ok::<_, std::io::Error>(ModelResponse::success("gpt-4o", "called"))
+    /// }).await?;
+    /// assert_eq!(similar.content, "Cards > Lock");
+    /// assert_eq!(similar.similar_to.as_ref().unwrap().prompt, "How do I lock my card?");
+    /// // A one-word edit that changes the answer is not.
+    /// let negated = models.get_or_call(&ask("How do I unlock my card?"), || async {
+    ///     Ok::<_, std::io::Error>(ModelResponse::success("gpt-4o", "Cards > Unlock"))
+    /// }).await?;
+    /// assert_eq!(negated.content, "Cards > Unlock");
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "similarity")]
+    pub fn similarity(
+        mut self,
+        index: aurelis_cache_similarity::SimilarityCacheBuilder<SimilarAnswer>,
+    ) -> Self {
+        self.similarity = Some(index);
         self
     }
 
@@ -148,6 +204,8 @@ impl ModelResponseCacheBuilder {
                 policy: self.policy,
                 costs: Arc::new(CostBook { tracker: Default::default(), prices: self.prices }),
                 live: stream::Registry::default(),
+                #[cfg(feature = "similarity")]
+                similar: self.similarity.map(similar::Similar::build).transpose()?,
             }),
         })
     }
@@ -268,7 +326,13 @@ impl ModelResponseCache {
 
     /// A builder on `cache`.
     pub fn builder(cache: Cache) -> ModelResponseCacheBuilder {
-        ModelResponseCacheBuilder { cache, policy: CachePolicy::new(), prices: PriceTable::new() }
+        ModelResponseCacheBuilder {
+            cache,
+            policy: CachePolicy::new(),
+            prices: PriceTable::new(),
+            #[cfg(feature = "similarity")]
+            similarity: None,
+        }
     }
 
     /// The cache underneath.
@@ -380,6 +444,17 @@ impl ModelResponseCache {
         if let Some(live) = self.join_live(&key) {
             return live.into_response().await;
         }
+        #[cfg(feature = "similarity")]
+        let similar_query = match &self.inner.similar {
+            Some(_) => request.similarity_scope(self.inner.cache.keys().namespace()),
+            None => None,
+        };
+        #[cfg(feature = "similarity")]
+        if let Some((scope, prompt)) = &similar_query {
+            if let Some(response) = self.similar_answer(request, &key, scope, prompt).await? {
+                return Ok(response);
+            }
+        }
         let policy = &self.inner.policy;
         let loaded = self
             .load(&key, || async {
@@ -392,7 +467,58 @@ impl ModelResponseCache {
         self.account(&request.model, &loaded);
         let mut response = loaded.answer.to_response();
         response.from_cache = !loaded.called;
+        #[cfg(feature = "similarity")]
+        if let (Some(similar), Some((scope, prompt)), true) =
+            (&self.inner.similar, &similar_query, loaded.called && loaded.stored)
+        {
+            let entry = SimilarAnswer::new(&key, &response.content);
+            let ttl = self.inner.policy.ttl_for(response.status);
+            if let Err(e) = similar.index.insert(scope, prompt, entry, ttl).await {
+                tracing::warn!(error = %e, "similarity: prompt not indexed");
+            }
+        }
         Ok(response)
+    }
+
+    /// The exact answer, else the answer of a similar earlier question in the same scope
+    /// (whose exact entry must still be cached), else `None`.
+    #[cfg(feature = "similarity")]
+    async fn similar_answer(
+        &self,
+        request: &ModelRequest,
+        key: &Key,
+        scope: &aurelis_cache_similarity::Scope,
+        prompt: &str,
+    ) -> Result<Option<ModelResponse>> {
+        let Some(similar) = &self.inner.similar else { return Ok(None) };
+        let cache = &self.inner.cache;
+        // Exact first.
+        if let Some(answer) = cache.get::<StoredAnswer>(key).await? {
+            self.inner.costs.tracker.record(&request.model, hit(&answer));
+            let mut response = answer.to_response();
+            response.from_cache = true;
+            return Ok(Some(response));
+        }
+        let found = similar.index.lookup(scope, prompt).await;
+        let Some(matched) = found.hit else { return Ok(None) };
+        let answer = match cache.keys().parse_key(&matched.value.key) {
+            Ok(k) => cache.get::<StoredAnswer>(&k).await?,
+            Err(_) => None,
+        };
+        let Some(answer) = answer else {
+            // The answer expired or was invalidated: the index must not point at it.
+            similar.index.remove_id(matched.id);
+            return Ok(None);
+        };
+        self.inner.costs.tracker.record(&request.model, hit(&answer));
+        let mut response = answer.to_response();
+        response.from_cache = true;
+        response.similar_to = Some(response::SimilarTo {
+            prompt: matched.prompt,
+            lexical: matched.score.lexical,
+            cosine: matched.score.cosine,
+        });
+        Ok(Some(response))
     }
 
     /// Drops every cached answer of `model`, in every tier and (with a backplane) every
@@ -403,6 +529,16 @@ impl ModelResponseCache {
     /// As [`Cache::invalidate_model`].
     pub async fn invalidate_model(&self, model: &str) -> Result<()> {
         self.inner.cache.invalidate_model(model).await
+    }
+
+    /// The similar-prompt index (feature `similarity`), if one was configured: for its
+    /// shadow report, its size, and saving or loading it (`SimilarityCache::save` / `load`
+    /// through any store, such as the disk tier's).
+    #[cfg(feature = "similarity")]
+    pub fn similarity_index(
+        &self,
+    ) -> Option<&aurelis_cache_similarity::SimilarityCache<SimilarAnswer>> {
+        self.inner.similar.as_ref().map(|s| &s.index)
     }
 
     /// What the cache saved, per model and in total, priced with the price table. A

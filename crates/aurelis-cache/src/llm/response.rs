@@ -162,6 +162,22 @@ pub struct ModelResponse {
     /// own. Never stored.
     #[serde(skip)]
     pub from_cache: bool,
+    /// Set when the answer is a similar earlier question's (feature `similarity`): which
+    /// prompt matched and how closely. Never stored.
+    #[serde(skip)]
+    pub similar_to: Option<SimilarTo>,
+}
+
+/// The earlier question whose answer was served for a similar one.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct SimilarTo {
+    /// The stored prompt that matched.
+    pub prompt: String,
+    /// The lexical similarity, in `[0, 1]`.
+    pub lexical: f64,
+    /// The cosine similarity, when an embedder is configured.
+    pub cosine: Option<f32>,
 }
 
 impl ModelResponse {
