@@ -248,3 +248,143 @@ async fn an_unreachable_lease_store_does_not_stop_loads() {
         .unwrap();
     assert_eq!(got, "served");
 }
+
+// ----- real processes ---------------------------------------------------------------------
+
+const CHILD_URL: &str = "AURELIS_SINGLE_FLIGHT_REDIS_URL";
+const CHILD_ROLE: &str = "AURELIS_SINGLE_FLIGHT_ROLE";
+
+/// One member of a fleet of real processes: runs only when the parent test starts it
+/// (ignored otherwise, so it never passes as a test that checks nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run in child processes by the real-process tests of this file"]
+async fn child_fleet_member() {
+    use aurelis_cache::{Bytes, Store};
+    let url = std::env::var(CHILD_URL).expect("started by a parent test");
+    let role = std::env::var(CHILD_ROLE).expect("started by a parent test");
+    let mut config = RedisConfig::default();
+    config.url = url;
+    config.timeout_ms = 2_000;
+    let raw = Arc::new(RedisStore::from_config(&config).await.expect("redis"));
+    let pid = std::process::id();
+    match role.as_str() {
+        "member" => {
+            let cache = instance(&config, Duration::from_secs(10)).await;
+            raw.set(&format!("ready:{pid}"), Bytes::from_static(b"1"), None).await.unwrap();
+            // Every member calls at once: wait for the parent's go.
+            while raw.get("go").await.unwrap().is_none() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let loader_store = raw.clone();
+            let got: String = cache
+                .get_or_compute(("answers", "fleet"), || async move {
+                    let ran = format!("loader-ran:{pid}");
+                    loader_store.set(&ran, Bytes::from_static(b"1"), None).await?;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Ok::<_, aurelis_cache::Error>(format!("answer of process {pid}"))
+                })
+                .await
+                .expect("get_or_compute");
+            println!("\nGOT {got}");
+        }
+        "holder" => {
+            // Takes the lease (1 s, renewed while it loads) and never finishes: the parent
+            // kills this process in the middle of the load.
+            let cache = instance(&config, Duration::from_secs(1)).await;
+            let loader_store = raw.clone();
+            let _ = cache
+                .get_or_compute(("answers", "orphaned"), || async move {
+                    loader_store.set("holder-started", Bytes::from_static(b"1"), None).await?;
+                    tokio::time::sleep(Duration::from_secs(600)).await;
+                    Ok::<_, aurelis_cache::Error>("never".to_string())
+                })
+                .await;
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+fn spawn_child(server: &RedisServer, role: &str) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "child_fleet_member", "--nocapture", "--test-threads=1"])
+        .env(CHILD_URL, server.url())
+        .env(CHILD_ROLE, role)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("spawn a child process")
+}
+
+fn keys_matching(server: &RedisServer, pattern: &str) -> usize {
+    // `KEYS` is fine on the test's own small server.
+    match server.command(&["KEYS", pattern]).unwrap() {
+        aurelis_redis_harness::Reply::Array(Some(keys)) => keys.len(),
+        other => panic!("unexpected KEYS reply {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_processes_make_one_provider_call() {
+    const MEMBERS: usize = 3;
+    let server = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let children: Vec<_> = (0..MEMBERS).map(|_| spawn_child(&server, "member")).collect();
+    for _ in 0..3000 {
+        if keys_matching(&server, "ready:*") == MEMBERS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(keys_matching(&server, "ready:*"), MEMBERS, "every child started");
+    server.command(&["SET", "go", "1"]).unwrap();
+    let mut answers = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().expect("child output");
+        assert!(out.status.success(), "a child failed: {}", String::from_utf8_lossy(&out.stdout));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let got = stdout
+            .lines()
+            .find_map(|l| l.split_once("GOT ").map(|(_, v)| v))
+            .unwrap_or_else(|| panic!("no answer in {stdout}"))
+            .to_owned();
+        answers.push(got);
+    }
+    assert_eq!(keys_matching(&server, "loader-ran:*"), 1, "one provider call for the fleet");
+    assert!(
+        answers.windows(2).all(|w| w[0] == w[1]),
+        "every process got that call's answer: {answers:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_holder_process_is_taken_over() {
+    let server = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let mut holder = spawn_child(&server, "holder");
+    for _ in 0..3000 {
+        if server.command(&["EXISTS", "holder-started"]).unwrap().as_int() == Some(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(server.command(&["EXISTS", "holder-started"]).unwrap().as_int(), Some(1));
+    holder.kill().expect("kill the holder mid-load");
+    holder.wait().unwrap();
+    let cache = instance(&config(&server), Duration::from_secs(10)).await;
+    let key = cache.keys().build_key("answers", "orphaned", None).unwrap();
+    let lease = format!("@lease:{}", key.as_str());
+    // The dead holder's lease is still there: a waiter may not load before it expires.
+    assert_eq!(server.command(&["EXISTS", lease.as_str()]).unwrap().as_int(), Some(1));
+    let loads = Arc::new(AtomicU64::new(0));
+    let got: String = cache
+        .get_or_compute(&key, || {
+            let loads = loads.clone();
+            async move {
+                loads.fetch_add(1, SeqCst);
+                Ok::<_, std::io::Error>("taken over".to_string())
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(got, "taken over");
+    assert_eq!(loads.load(SeqCst), 1);
+    assert_eq!(server.command(&["EXISTS", lease.as_str()]).unwrap().as_int(), Some(0));
+}
