@@ -282,6 +282,17 @@ async fn an_entry_that_does_not_decode_is_a_counted_miss() {
     assert!(models.get_response(&request("q")).await.unwrap().unwrap().from_cache);
 }
 
+/// Waits (bounded) until `n` callers wait for another caller's load.
+async fn wait_for_waiters(models: &ModelResponseCache, n: u64) {
+    for _ in 0..10_000 {
+        if models.cache().stats().snapshot().coalesced_waiters >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("{n} callers never waited for the load");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_identical_requests_make_one_call() {
     let models = ModelResponseCache::new(memory_cache());
@@ -293,8 +304,9 @@ async fn concurrent_identical_requests_make_one_call() {
         tasks.push(tokio::spawn(async move {
             models
                 .get_or_call(&request("same").request_id(format!("r{i}")), move || async move {
-                    calls.fetch_add(1, SeqCst);
-                    gate.notified().await;
+                    if calls.fetch_add(1, SeqCst) == 0 {
+                        gate.notified().await;
+                    }
                     Ok::<_, std::io::Error>(
                         ModelResponse::success("gpt-4o", "one").usage(Usage::new(5, 5)),
                     )
@@ -303,13 +315,7 @@ async fn concurrent_identical_requests_make_one_call() {
                 .unwrap()
         }));
     }
-    while calls.load(SeqCst) == 0 {
-        tokio::task::yield_now().await;
-    }
-    for _ in 0..200 {
-        tokio::task::yield_now().await;
-    }
-    gate.notify_waiters();
+    wait_for_waiters(&models, 15).await;
     gate.notify_one();
     let mut from_provider = 0;
     for t in tasks {
@@ -334,19 +340,19 @@ async fn waiters_get_an_answer_that_is_not_cached_without_calling_again() {
         tasks.push(tokio::spawn(async move {
             models
                 .get_or_call(&request("overloaded"), move || async move {
-                    calls.fetch_add(1, SeqCst);
-                    gate.notified().await;
+                    // Only the first call waits: a second one fails the oracle, never hangs.
+                    if calls.fetch_add(1, SeqCst) == 0 {
+                        gate.notified().await;
+                    }
                     Ok::<_, std::io::Error>(ModelResponse::error("gpt-4o", "try later"))
                 })
                 .await
                 .unwrap()
         }));
     }
-    // Every other caller has joined the one call before it finishes (a caller arriving after
-    // it would be a leader of its own and wait on the gate forever).
-    while calls.load(SeqCst) == 0 || models.cache().stats().snapshot().coalesced_waiters < 7 {
-        tokio::task::yield_now().await;
-    }
+    // Release the call once the seven others wait for it (the answer is not stored, so a
+    // late caller would make a call of its own).
+    wait_for_waiters(&models, 7).await;
     gate.notify_one();
     for t in tasks {
         let r = t.await.unwrap();

@@ -45,8 +45,10 @@ async fn a_fleet_makes_one_provider_call_per_request() {
         tokio::spawn(async move {
             models
                 .get_or_call(&request(), move || async move {
-                    calls.fetch_add(1, SeqCst);
-                    gate.notified().await;
+                    // Only the first call waits: a second one fails the oracle, never hangs.
+                    if calls.fetch_add(1, SeqCst) == 0 {
+                        gate.notified().await;
+                    }
                     Ok::<_, std::io::Error>(
                         ModelResponse::success("gpt-4o", "once").usage(Usage::new(9, 2)),
                     )
