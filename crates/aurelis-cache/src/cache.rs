@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::builder::CacheBuilder;
 use crate::coalesce::Flights;
 use crate::entry;
-use crate::invalidation::{Epochs, Marks};
+use crate::invalidation::{EpochSnapshot, Epochs, Marks};
 use crate::options::SetOptions;
 use crate::single_flight::{LeaseGuard, Leased, SingleFlight};
 use crate::sync::SyncState;
@@ -486,6 +486,10 @@ impl Cache {
         }
         self.ready().await?;
         let inner = &self.inner;
+        // Before the read: a write, delete or invalidation of the key after this point keeps a
+        // value loaded on this miss out of the cache (one that finished before the read is
+        // what the read finds).
+        let snap = inner.epochs.snapshot(key.as_str());
         let stale = match inner.read::<T>(key.as_str()).await? {
             Lookup::Fresh(v, _) => {
                 inner.stats.record_hit();
@@ -499,7 +503,7 @@ impl Cache {
             .run(
                 key.as_str(),
                 || inner.stats.record_coalesced_waiter(),
-                || self.lead_load(key, options, loader, true),
+                || self.lead_load(key, options, loader, true, snap),
             )
             .await;
         self.fail_safe(key, outcome, stale)
@@ -513,6 +517,7 @@ impl Cache {
         options: &SetOptions,
         loader: F,
         recheck: bool,
+        snap: EpochSnapshot,
     ) -> Result<T>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
@@ -550,7 +555,7 @@ impl Cache {
             None => None,
         };
         let lease = flight.zip(guard.as_ref().map(LeaseGuard::token));
-        let result = self.load_and_store(key, options, loader, lease).await;
+        let result = self.load_and_store(key, options, loader, lease, snap).await;
         if let Some(guard) = guard {
             // After the value is stored (or the load failed): waiters find it, or take over.
             guard.release().await;
@@ -566,6 +571,7 @@ impl Cache {
         options: &SetOptions,
         loader: F,
         lease: Option<(&SingleFlight, &str)>,
+        snap: EpochSnapshot,
     ) -> Result<T>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
@@ -574,7 +580,6 @@ impl Cache {
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let inner = &self.inner;
-        let snap = inner.epochs.snapshot(key.as_str());
         inner.stats.record_loader_call();
         let value = match match lease {
             None => loader().await,
@@ -695,6 +700,7 @@ impl Cache {
         let key = &*key;
         self.ready().await?;
         let inner = &self.inner;
+        let snap = inner.epochs.snapshot(key.as_str());
         let stale = match inner.read::<T>(key.as_str()).await? {
             Lookup::Fresh(v, life) => {
                 inner.stats.record_hit();
@@ -703,7 +709,7 @@ impl Cache {
                     if entry::due_for_refresh(life.created_at_ms, life.expires_at_ms, fraction, now)
                     {
                         // Served as it is; one background refresh per key at a time.
-                        drop(self.spawn_load(key, options.clone(), loader, false));
+                        drop(self.spawn_load(key, options.clone(), loader, false, snap));
                     }
                 }
                 return Ok(T::clone(&v));
@@ -713,7 +719,7 @@ impl Cache {
         inner.stats.record_miss();
         let soft = options.soft_timeout_value().filter(|_| stale.is_some());
         let hard = options.hard_timeout_value();
-        let mut load = self.spawn_load(key, options.clone(), loader, true);
+        let mut load = self.spawn_load(key, options.clone(), loader, true, snap);
         let waited = match (soft, hard) {
             (Some(s), Some(h)) => Some(s.min(h)),
             (s, h) => s.or(h),
@@ -772,6 +778,7 @@ impl Cache {
         options: SetOptions,
         loader: F,
         recheck: bool,
+        snap: EpochSnapshot,
     ) -> tokio::task::JoinHandle<Result<T>>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
@@ -788,7 +795,7 @@ impl Cache {
                 .run(
                     key.as_str(),
                     || inner.stats.record_coalesced_waiter(),
-                    || cache.lead_load(&key, &options, loader, recheck),
+                    || cache.lead_load(&key, &options, loader, recheck, snap),
                 )
                 .await
         })
