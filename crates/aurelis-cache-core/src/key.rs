@@ -610,8 +610,17 @@ fn push_canonical(out: &mut String, value: &serde_json::Value) {
 
 /// Writes `s` as a JSON string exactly as serde_json does: `"` and `\` escaped, the control
 /// characters U+0000 to U+001F as `\b \t \n \f \r` or `\u00xx` (lower-case hex), nothing
-/// else (tested against serde_json below).
-fn push_json_string(out: &mut String, s: &str) {
+/// else (tested against serde_json below). For canonical documents written by hand, such as
+/// the model cache's request fingerprint.
+///
+/// # Examples
+///
+/// ```
+/// let mut out = String::new();
+/// aurelis_cache_core::key::push_json_string(&mut out, "a\"b\n\u{1}");
+/// assert_eq!(out, serde_json::to_string("a\"b\n\u{1}").unwrap());
+/// ```
+pub fn push_json_string(out: &mut String, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.reserve(s.len() + 2);
     out.push('"');
