@@ -66,10 +66,19 @@ pub fn install(cache: Cache) -> Result<()> {
 /// # Examples
 ///
 /// ```
-/// match aurelis_cache::get_cache_manager() {
-///     Ok(cache) => println!("layers: {:?}", cache.tier_names()),
-///     Err(e) => println!("not initialised yet: {e}"),
-/// }
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// // Nothing installed yet in this process: a usage error that says what to call.
+/// let err = aurelis_cache::get_cache_manager().unwrap_err();
+/// assert_eq!(err.kind(), aurelis_cache::ErrorKind::Usage);
+///
+/// let memory = std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?);
+/// let cache = aurelis_cache::Cache::builder().tier(aurelis_cache::Tier::new("memory", memory)).build()?;
+/// aurelis_cache::install(cache)?;
+/// // Every later call gets the same cache.
+/// aurelis_cache::get_cache_manager()?.set(("k", "1"), &1u8).await?;
+/// assert_eq!(aurelis_cache::get_cache_manager()?.get::<u8>(("k", "1")).await?, Some(1));
+/// # Ok::<(), aurelis_cache::Error>(())
+/// # }).unwrap();
 /// ```
 ///
 /// # Errors

@@ -304,9 +304,10 @@ impl CacheMonitor {
 /// # let cache = aurelis_cache::Cache::builder()
 /// #     .tier(aurelis_cache::Tier::new("memory", std::sync::Arc::new(aurelis_cache::MokaStore::builder().build()?)))
 /// #     .build()?;
-/// let exporter = aurelis_cache::spawn_metrics_exporter(cache.clone(), std::time::Duration::from_secs(10));
+/// let exporter = aurelis_cache::spawn_metrics_exporter(cache.clone(), std::time::Duration::from_millis(10));
 /// drop(cache); // the exporter stops at its next tick once the last handle is gone
-/// # exporter.abort();
+/// let finished = tokio::time::timeout(std::time::Duration::from_secs(5), exporter).await;
+/// assert!(finished.is_ok(), "the exporter ended with the cache");
 /// # Ok(())
 /// # }
 /// ```
