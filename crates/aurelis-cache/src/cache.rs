@@ -50,6 +50,42 @@ impl Drop for Inner {
     }
 }
 
+/// Runs the loader; while it runs, renews the single-flight lease (if held) every third of
+/// its time to live.
+async fn run_loader<T, F, Fut, E>(
+    key: &Key,
+    loader: F,
+    lease: Option<(&SingleFlight, &str)>,
+) -> std::result::Result<T, E>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = std::result::Result<T, E>>,
+{
+    let Some((flight, token)) = lease else { return loader().await };
+    let mut load = std::pin::pin!(loader());
+    let period = flight.lease_ttl / 3;
+    loop {
+        tokio::select! {
+            outcome = &mut load => return outcome,
+            () = tokio::time::sleep(period) => {}
+        }
+        // Renewed outside the `select!`, so no loader output is held across it.
+        match flight.lease.renew(key.as_str(), token, flight.lease_ttl).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(key = %key, "single-flight lease lost while loading: another process may load too")
+            }
+            Err(e) => tracing::debug!(key = %key, error = %e, "single-flight lease not renewed"),
+        }
+    }
+}
+
+/// The value out of its `Arc`: moved when this was the only handle (a value just decoded),
+/// cloned when it is shared (a memory tier keeps it).
+fn owned<T: Clone>(v: Arc<T>) -> T {
+    Arc::try_unwrap(v).unwrap_or_else(|shared| T::clone(&shared))
+}
+
 /// A loader's error, boxed (anything that converts into `Box<dyn Error + Send + Sync>`).
 #[derive(Debug)]
 struct LoaderError(Box<dyn std::error::Error + Send + Sync>);
@@ -276,10 +312,7 @@ impl Cache {
             return Ok(Some(v));
         }
         // A value decoded from bytes is not shared with anyone yet: no copy is needed.
-        Ok(self
-            .get_shared_slow::<T>(&key)
-            .await?
-            .map(|v| Arc::try_unwrap(v).unwrap_or_else(|shared| T::clone(&shared))))
+        Ok(self.get_shared_slow::<T>(&key).await?.map(owned))
     }
 
     /// Like [`Cache::get`], but hands out the shared value instead of a copy: a hit in a
@@ -493,7 +526,7 @@ impl Cache {
         let stale = match inner.read::<T>(key.as_str()).await? {
             Lookup::Fresh(v, _) => {
                 inner.stats.record_hit();
-                return Ok(Arc::try_unwrap(v).unwrap_or_else(|shared| T::clone(&shared)));
+                return Ok(owned(v));
             }
             Lookup::Miss(stale) => stale,
         };
@@ -544,9 +577,7 @@ impl Cache {
         let flight = inner.single_flight.as_ref().filter(|_| inner.tiers.iter().any(|t| t.shared));
         let guard = match flight {
             Some(flight) => match inner.take_lease::<T>(flight, key.as_str()).await {
-                Leased::Value(v) => {
-                    return Ok(Arc::try_unwrap(v).unwrap_or_else(|shared| T::clone(&shared)))
-                }
+                Leased::Value(v) => return Ok(owned(v)),
                 Leased::Held(token) => {
                     Some(LeaseGuard::new(flight.lease.clone(), key.as_str(), token))
                 }
@@ -581,29 +612,7 @@ impl Cache {
     {
         let inner = &self.inner;
         inner.stats.record_loader_call();
-        let value = match match lease {
-            None => loader().await,
-            Some((flight, token)) => {
-                let mut load = std::pin::pin!(loader());
-                let period = flight.lease_ttl / 3;
-                loop {
-                    tokio::select! {
-                        outcome = &mut load => break outcome,
-                        () = tokio::time::sleep(period) => {}
-                    }
-                    // Renewed outside the `select!`, so no loader output is held across it.
-                    match flight.lease.renew(key.as_str(), token, flight.lease_ttl).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            tracing::warn!(key = %key, "single-flight lease lost while loading: another process may load too")
-                        }
-                        Err(e) => {
-                            tracing::debug!(key = %key, error = %e, "single-flight lease not renewed")
-                        }
-                    }
-                }
-            }
-        } {
+        let value = match run_loader(key, loader, lease).await {
             Ok(v) => v,
             Err(e) => {
                 inner.stats.record_loader_error();

@@ -10,6 +10,8 @@
 
 mod common;
 
+use common::Rng;
+
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,22 +25,6 @@ const TASKS: usize = 4;
 const OPS_PER_TASK: usize = 150;
 
 /// xorshift64*: a small seeded generator, so a failing seed replays the same choices.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 #[derive(Clone, Debug)]
 enum Kind {

@@ -7,6 +7,10 @@
 
 #![cfg(feature = "redis")]
 
+mod common;
+
+use common::Rng;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
@@ -15,23 +19,6 @@ use std::time::Duration;
 use aurelis_cache::{Cache, ErrorKind, MokaStore, RedisConfig, RedisStore, SingleFlight, Tier};
 use aurelis_redis_harness::RedisServer;
 use parking_lot::Mutex;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn config(server: &RedisServer) -> RedisConfig {
     let mut config = RedisConfig::default();

@@ -81,3 +81,21 @@ pub fn tier<'a>(
 ) -> &'a aurelis_cache::TierReport {
     report.tiers.iter().find(|t| t.name == name).expect("tier in report")
 }
+
+/// A seeded xorshift* generator for repeatable randomized tests.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
