@@ -66,6 +66,22 @@ fn disk(c: &mut Criterion) {
         std::str::from_utf8(&v).expect("utf-8").to_owned()
     };
     assert_eq!(raw_get(key.as_str()), value);
+    // Raw sled with the integrity check the facade makes on every disk read: the value
+    // followed by its 64-bit xxh3, verified before the value is used.
+    let checked = db.open_tree("checksummed").expect("tree");
+    for k in &raw_keys {
+        let mut stored = value.as_bytes().to_vec();
+        stored.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(value.as_bytes()).to_le_bytes());
+        checked.insert(k.as_bytes(), stored).expect("insert");
+    }
+    let checked_get = |k: &str| -> String {
+        let v = checked.get(k.as_bytes()).expect("get").expect("hit");
+        let (payload, sum) = v.split_at(v.len() - 8);
+        let sum = u64::from_le_bytes(sum.try_into().expect("8 bytes"));
+        assert_eq!(xxhash_rust::xxh3::xxh3_64(payload), sum, "checksum");
+        std::str::from_utf8(payload).expect("utf-8").to_owned()
+    };
+    assert_eq!(checked_get(key.as_str()), value);
     assert_eq!(
         rt.block_on(cache.get::<String>((CATEGORY, IDENTIFIER))).expect("get"),
         Some(value.clone())
@@ -86,6 +102,9 @@ fn disk(c: &mut Criterion) {
     });
     group.bench_function("raw_sled", |b| {
         b.to_async(&rt).iter(|| async { black_box(raw_get(black_box(key.as_str()))) })
+    });
+    group.bench_function("raw_sled_checksummed", |b| {
+        b.to_async(&rt).iter(|| async { black_box(checked_get(black_box(key.as_str()))) })
     });
     group.finish();
 

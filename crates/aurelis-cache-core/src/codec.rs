@@ -128,18 +128,20 @@ impl Codec {
                     .with_source(e)
             }),
             Codec::MessagePack => {
-                let mut de = rmp_serde::Deserializer::new(std::io::Cursor::new(bytes));
-                let value = T::deserialize(&mut de).map_err(|e| {
+                // Read in place (strings and byte arrays borrowed, then copied once into the
+                // value), not through `io::Read`, which grows a buffer for every string.
+                let value = rmp_serde::from_slice(bytes).map_err(|e| {
                     Error::codec(format!(
                         "MessagePack could not decode a {}",
                         std::any::type_name::<T>()
                     ))
                     .with_source(e)
                 })?;
-                let left = bytes.len() - (de.position() as usize).min(bytes.len());
-                if left != 0 {
+                let used = message_pack_len(bytes).unwrap_or(bytes.len());
+                if used != bytes.len() {
                     return Err(Error::codec(format!(
-                        "{left} bytes left over after decoding a {}: the entry was written as another type",
+                        "{} bytes left over after decoding a {}: the entry was written as another type",
+                        bytes.len() - used,
                         std::any::type_name::<T>()
                     )));
                 }
@@ -147,6 +149,58 @@ impl Codec {
             }
         }
     }
+}
+
+/// The length of the one MessagePack value at the start of `bytes`, found by walking its
+/// markers (`None` when it is cut short or malformed). Iterative: any nesting depth is fine.
+fn message_pack_len(bytes: &[u8]) -> Option<usize> {
+    /// The big-endian length of `n` bytes at `at`.
+    fn length(bytes: &[u8], at: usize, n: usize) -> Option<usize> {
+        let field = bytes.get(at..at.checked_add(n)?)?;
+        Some(field.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b)))
+    }
+    let mut pos = 0usize;
+    // Values still to skip; every value takes at least one byte, so more than the bytes left
+    // is malformed (which also bounds the counter).
+    let mut pending = 1usize;
+    while pending > 0 {
+        pending -= 1;
+        let marker = *bytes.get(pos)?;
+        pos += 1;
+        // (bytes after the marker, of which a length field of `len_bytes`, nested values)
+        let (skip, nested) = match marker {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (0, 0),
+            0x80..=0x8f => (0, 2 * usize::from(marker & 0x0f)),
+            0x90..=0x9f => (0, usize::from(marker & 0x0f)),
+            0xa0..=0xbf => (usize::from(marker & 0x1f), 0),
+            0xcc | 0xd0 => (1, 0),
+            0xcd | 0xd1 => (2, 0),
+            0xca | 0xce | 0xd2 => (4, 0),
+            0xcb | 0xcf | 0xd3 => (8, 0),
+            0xd4 => (2, 0),
+            0xd5 => (3, 0),
+            0xd6 => (5, 0),
+            0xd7 => (9, 0),
+            0xd8 => (17, 0),
+            0xc4 | 0xd9 => (1 + length(bytes, pos, 1)?, 0),
+            0xc5 | 0xda => (2 + length(bytes, pos, 2)?, 0),
+            0xc6 | 0xdb => (4 + length(bytes, pos, 4)?, 0),
+            0xc7 => (2 + length(bytes, pos, 1)?, 0),
+            0xc8 => (3 + length(bytes, pos, 2)?, 0),
+            0xc9 => (5 + length(bytes, pos, 4)?, 0),
+            0xdc => (2, length(bytes, pos, 2)?),
+            0xdd => (4, length(bytes, pos, 4)?),
+            0xde => (2, 2 * length(bytes, pos, 2)?),
+            0xdf => (4, length(bytes, pos, 4)?.checked_mul(2)?),
+            0xc1 => return None,
+        };
+        pos = pos.checked_add(skip)?;
+        pending = pending.checked_add(nested)?;
+        if pos > bytes.len() || pending > bytes.len() - pos {
+            return None;
+        }
+    }
+    Some(pos)
 }
 
 #[cfg(test)]
@@ -185,5 +239,82 @@ mod tests {
         longer.push(0);
         assert!(Codec::MessagePack.decode::<u32>(&longer).is_err());
         assert_eq!(Codec::from_id(Codec::MessagePack.id()), Some(Codec::MessagePack));
+    }
+
+    /// The marker walk measures every kind of value as rmp-serde writes it, alone and with
+    /// bytes after it, and refuses every cut-short prefix.
+    #[test]
+    fn message_pack_length_matches_what_rmp_serde_writes() {
+        use std::collections::BTreeMap;
+        let mut map = BTreeMap::new();
+        for i in 0..20u32 {
+            map.insert(format!("k{i}"), vec![f64::from(i) * 0.5; (i % 3) as usize]);
+        }
+        let samples: Vec<Vec<u8>> = vec![
+            Codec::MessagePack.encode(&0u8).unwrap(),
+            Codec::MessagePack.encode(&-1i8).unwrap(),
+            Codec::MessagePack.encode(&-100i64).unwrap(),
+            Codec::MessagePack.encode(&u64::MAX).unwrap(),
+            Codec::MessagePack.encode(&i64::MIN).unwrap(),
+            Codec::MessagePack.encode(&300u16).unwrap(),
+            Codec::MessagePack.encode(&70_000u32).unwrap(),
+            Codec::MessagePack.encode(&1.5f32).unwrap(),
+            Codec::MessagePack.encode(&1.5f64).unwrap(),
+            Codec::MessagePack.encode(&true).unwrap(),
+            Codec::MessagePack.encode(&()).unwrap(),
+            Codec::MessagePack.encode(&Option::<u8>::None).unwrap(),
+            Codec::MessagePack.encode(&"x".repeat(31)).unwrap(),
+            Codec::MessagePack.encode(&"x".repeat(200)).unwrap(),
+            Codec::MessagePack.encode(&"x".repeat(70_000)).unwrap(),
+            Codec::MessagePack.encode(&serde_bytes_like(300)).unwrap(),
+            Codec::MessagePack.encode(&vec![1u8; 20]).unwrap(),
+            Codec::MessagePack.encode(&vec![vec![7u32; 3]; 70_000]).unwrap(),
+            Codec::MessagePack.encode(&map).unwrap(),
+            Codec::MessagePack
+                .encode(&Response {
+                    content: "hi".into(),
+                    reasoning: Some("because".into()),
+                    tool_args: serde_json::json!({"a": [1, {"b": null}], "c": -2.5}),
+                })
+                .unwrap(),
+        ];
+        for bytes in samples {
+            assert_eq!(
+                message_pack_len(&bytes),
+                Some(bytes.len()),
+                "{:x?}",
+                &bytes[..8.min(bytes.len())]
+            );
+            let mut longer = bytes.clone();
+            longer.extend_from_slice(&[0xc0, 0x01]);
+            assert_eq!(message_pack_len(&longer), Some(bytes.len()));
+            for cut in [0, 1, bytes.len() / 2, bytes.len() - 1] {
+                if cut < bytes.len() {
+                    assert_eq!(message_pack_len(&bytes[..cut]), None, "prefix of {cut} bytes");
+                }
+            }
+        }
+        // Binary (bin 8/16) and ext markers, written by hand.
+        assert_eq!(message_pack_len(&[0xc4, 2, 9, 9]), Some(4));
+        assert_eq!(message_pack_len(&[0xc5, 0, 1, 9]), Some(4));
+        assert_eq!(message_pack_len(&[0xd4, 1, 9]), Some(3));
+        assert_eq!(message_pack_len(&[0xc7, 1, 5, 9, 0xff]), Some(4));
+        assert_eq!(message_pack_len(&[0xc1]), None);
+        // A count far beyond the bytes there is refused at once.
+        assert_eq!(message_pack_len(&[0xdd, 0xff, 0xff, 0xff, 0xff, 0]), None);
+    }
+
+    /// A `Vec<u8>` serialized as a byte string (`serde_bytes`-style), for the bin markers.
+    fn serde_bytes_like(n: usize) -> impl Serialize {
+        struct Bin(Vec<u8>);
+        impl Serialize for Bin {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                s.serialize_bytes(&self.0)
+            }
+        }
+        Bin(vec![3; n])
     }
 }

@@ -362,20 +362,54 @@ impl KeyBuilder {
         identifier: &str,
         params: Option<&Params>,
     ) -> Result<Key> {
-        validate_category(category)?;
-        validate_identifier(identifier)?;
         let mut key = String::with_capacity(
             self.prefix.len() + category.len() + identifier.len() + 2 + HASH_HEX_LEN,
         );
-        key.push_str(&self.prefix);
-        key.push_str(category);
-        key.push(':');
-        push_escaped(&mut key, identifier);
-        if let Some(params) = params.filter(|p| !p.is_empty()) {
-            key.push(':');
-            key.push_str(&params.hash_hex());
+        self.write_key(&mut key, category, identifier, params)?;
+        Ok(Key(key))
+    }
+
+    /// Writes the text of the key [`KeyBuilder::build_key`] would build into `out` (cleared
+    /// first), with the same checks: for callers who look a key up often and keep one buffer
+    /// instead of allocating a [`Key`] per lookup.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let keys = aurelis_cache_core::KeyBuilder::default();
+    /// let mut buf = String::from("left over");
+    /// keys.write_key(&mut buf, "user", "42", None)?;
+    /// assert_eq!(buf, keys.build_key("user", "42", None)?.as_str());
+    /// assert!(keys.write_key(&mut buf, "user", "", None).is_err());
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`KeyBuilder::build_key`]; `out` is left cleared or partly written.
+    pub fn write_key(
+        &self,
+        out: &mut String,
+        category: &str,
+        identifier: &str,
+        params: Option<&Params>,
+    ) -> Result<()> {
+        validate_category(category)?;
+        let plain = validate_identifier(identifier)?;
+        out.clear();
+        out.push_str(&self.prefix);
+        out.push_str(category);
+        out.push(':');
+        if plain {
+            out.push_str(identifier);
+        } else {
+            push_escaped(out, identifier);
         }
-        check_len(key)
+        if let Some(params) = params.filter(|p| !p.is_empty()) {
+            out.push(':');
+            out.push_str(&params.hash_hex());
+        }
+        check_len(out)
     }
 
     /// Builds the key of a model request: `namespace:version:@model:<model>:<hash>`, where the
@@ -407,7 +441,8 @@ impl KeyBuilder {
         let hash = hasher.finalize();
         let mut key = self.model_prefix(model)?;
         key.push_str(&hash.to_hex().as_str()[..HASH_HEX_LEN]);
-        check_len(key)
+        check_len(&key)?;
+        Ok(Key(key))
     }
 
     /// A key this builder could have built, from its string (for keys kept elsewhere, such
@@ -467,7 +502,7 @@ impl KeyBuilder {
     /// [`ErrorKind::InvalidKey`](crate::ErrorKind::InvalidKey) when `model` is empty or holds
     /// control characters.
     pub fn model_prefix(&self, model: &str) -> Result<String> {
-        validate_identifier(model)
+        let _plain = validate_identifier(model)
             .map_err(|e| Error::invalid_key(format!("model: {}", e.message())))?;
         let mut key = String::with_capacity(self.prefix.len() + 7 + model.len() + 1);
         key.push_str(&self.prefix);
@@ -498,17 +533,51 @@ impl KeyBuilder {
     }
 }
 
-fn check_len(key: String) -> Result<Key> {
+fn check_len(key: &str) -> Result<()> {
     if key.len() > MAX_KEY_LEN {
         return Err(Error::invalid_key(format!(
             "key is {} bytes, longer than the maximum of {MAX_KEY_LEN}; hash long identifiers first",
             key.len()
         )));
     }
-    Ok(Key(key))
+    Ok(())
 }
 
+/// Byte class: may appear in a category or namespace without the character rules (printable
+/// ASCII other than white space and `: * ? [ ] \`).
+const TOKEN_OK: u8 = 1;
+/// Byte class: may appear in an identifier without the character rules (printable ASCII,
+/// space included).
+const IDENT_OK: u8 = 2;
+/// Byte class: escaped in identifiers (`:` and `%`).
+const ESCAPED: u8 = 4;
+
+/// The class of every byte, for the checks of the common case (all-ASCII parts) that run
+/// before the full character rules.
+static BYTE_CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b: usize = 0x20;
+    while b < 0x7f {
+        let mut class = IDENT_OK;
+        if b as u8 != b' ' && !matches!(b as u8, b':' | b'*' | b'?' | b'[' | b']' | b'\\') {
+            class |= TOKEN_OK;
+        }
+        if matches!(b as u8, b':' | b'%') {
+            class |= ESCAPED;
+        }
+        table[b] = class;
+        b += 1;
+    }
+    table
+};
+
 fn validate_token(what: &str, value: &str) -> Result<()> {
+    if !value.is_empty()
+        && value.len() <= MAX_PART_LEN
+        && value.bytes().fold(TOKEN_OK, |all, b| all & BYTE_CLASS[usize::from(b)]) != 0
+    {
+        return Ok(());
+    }
     if value.is_empty() {
         return Err(Error::invalid_key(format!("{what} is empty")));
     }
@@ -553,7 +622,18 @@ pub fn category_of<'a>(prefix: &str, key: &'a str) -> Option<&'a str> {
     rest.split(':').next().filter(|c| !c.is_empty())
 }
 
-fn validate_identifier(value: &str) -> Result<()> {
+/// Checks an identifier; `true` when it needs no escaping (holds no `:` or `%`).
+fn validate_identifier(value: &str) -> Result<bool> {
+    // Printable ASCII (space included) is always valid: checked byte by byte first.
+    if !value.is_empty() && value.len() <= MAX_KEY_LEN {
+        let (all, any) = value.bytes().fold((IDENT_OK, 0), |(all, any), b| {
+            let class = BYTE_CLASS[usize::from(b)];
+            (all & class, any | class)
+        });
+        if all != 0 {
+            return Ok(any & ESCAPED == 0);
+        }
+    }
     if value.is_empty() {
         return Err(Error::invalid_key("identifier is empty"));
     }
@@ -566,7 +646,7 @@ fn validate_identifier(value: &str) -> Result<()> {
     if let Some(c) = value.chars().find(|c| c.is_control()) {
         return Err(Error::invalid_key(format!("identifier holds the control character {c:?}")));
     }
-    Ok(())
+    Ok(!value.contains([':', '%']))
 }
 
 /// Writes `value` as JSON with object keys sorted at every depth.
@@ -834,5 +914,29 @@ mod tests {
         );
         let long_prompt = "word ".repeat(10_000);
         assert!(keys.build_model_key("gpt-4o", &long_prompt, &p).unwrap().as_str().len() < 100);
+    }
+
+    /// The byte-wise fast paths accept exactly what the character rules accept: every
+    /// character alone and next to a plain one, ASCII and beyond.
+    #[test]
+    fn fast_validation_agrees_with_the_character_rules() {
+        let keys = KeyBuilder::default();
+        let samples = (0u32..0x300).chain([0x2028, 0x3000, 0xFEFF, 0x1F600]);
+        for c in samples.filter_map(char::from_u32) {
+            let bad_in_category = c.is_whitespace()
+                || c.is_control()
+                || matches!(c, ':' | '*' | '?' | '[' | ']' | '\\')
+                || c == '@';
+            for part in [c.to_string(), format!("a{c}b")] {
+                let leading_at = part.starts_with('@');
+                let bad = bad_in_category && (c != '@' || leading_at);
+                assert_eq!(keys.build_key(&part, "id", None).is_err(), bad, "category {part:?}");
+                assert_eq!(
+                    keys.build_key("cat", &part, None).is_err(),
+                    c.is_control(),
+                    "identifier {part:?}"
+                );
+            }
+        }
     }
 }

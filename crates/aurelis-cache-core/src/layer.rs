@@ -219,6 +219,14 @@ pub trait LayeredStore: Debug + Send + Sync + 'static {
         self.around(Operation::Get, self.inner().get(key))
     }
 
+    /// `None` unless the layer overrides it: a layer that changes reads (or must see every
+    /// call) would be bypassed if the synchronous read went straight to its inner store. A
+    /// layer that only observes calls passes it on with its own bookkeeping.
+    fn get_sync(&self, key: &str) -> Option<Result<Option<Bytes>>> {
+        let _ = key;
+        None
+    }
+
     fn get_many<'a>(&'a self, keys: &'a [&'a str]) -> BoxFuture<'a, Result<Vec<Option<Bytes>>>> {
         self.around(Operation::GetMany, self.inner().get_many(keys))
     }
@@ -317,6 +325,10 @@ impl<L: LayeredStore> Store for L {
         Self: 'f,
     {
         LayeredStore::get(self, key)
+    }
+
+    fn get_sync(&self, key: &str) -> Option<Result<Option<Bytes>>> {
+        LayeredStore::get_sync(self, key)
     }
 
     fn set<'s, 'k, 'f>(
@@ -483,6 +495,10 @@ impl<S: Store + ?Sized> Store for Arc<S> {
         Self: 'f,
     {
         (**self).get(key)
+    }
+
+    fn get_sync(&self, key: &str) -> Option<Result<Option<Bytes>>> {
+        (**self).get_sync(key)
     }
 
     fn set<'s, 'k, 'f>(

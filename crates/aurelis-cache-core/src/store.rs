@@ -281,6 +281,35 @@ pub trait Store: Debug + Send + Sync + 'static {
     /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) when the backend fails.
     async fn get(&self, key: &str) -> Result<Option<Bytes>>;
 
+    /// [`Store::get`] answered on the spot, by stores whose reads never wait on a network
+    /// (an in-process map, an embedded database): `Some` with exactly what `get` would return,
+    /// or `None` from a store that has no such read (the default), which is then read with
+    /// `get`. The cache tries it first, which saves the boxed futures of the store and its
+    /// layers on every disk hit. A [`LayeredStore`](crate::layer::LayeredStore) passes it on
+    /// only when it says so: a layer that does not answers `None`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "testkit")] {
+    /// use aurelis_cache_core::testkit::{FaultyStore, MemoryMapStore};
+    /// use aurelis_cache_core::{Bytes, Store};
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let store = std::sync::Arc::new(MemoryMapStore::new("map"));
+    /// store.set("k", Bytes::from_static(b"v"), None).await?;
+    /// assert_eq!(store.get_sync("k").transpose()?, Some(Some(Bytes::from_static(b"v"))));
+    /// // A fault-injecting layer has no synchronous read: its faults apply to `get`.
+    /// assert!(FaultyStore::new(store).get_sync("k").is_none());
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// # }).unwrap();
+    /// # }
+    /// ```
+    fn get_sync(&self, key: &str) -> Option<Result<Option<Bytes>>> {
+        let _ = key;
+        None
+    }
+
     /// Stores `value` under `key`, replacing what was there; `ttl = None` keeps it until it
     /// is evicted or deleted.
     ///

@@ -94,7 +94,8 @@ macro_rules! conformance_tests {
             clear_removes_everything, len_counts_entries, size_bytes_grows,
             binary_and_empty_values, large_values, unusual_keys,
             concurrent_writers_one_key, concurrent_readers, name_is_set,
-            set_if_absent_only_when_absent, scan_prefix_lists_every_key, flush_keeps_entries);
+            set_if_absent_only_when_absent, scan_prefix_lists_every_key, flush_keeps_entries,
+            get_sync_agrees_with_get);
     };
     (@cases $fixture:path; $($case:ident),* $(,)?) => {
         $(
@@ -116,6 +117,29 @@ fn b(s: &str) -> Bytes {
 pub async fn round_trip(store: &dyn Store) {
     store.set("rt:a", b("alpha"), None).await.expect("set");
     assert_eq!(store.get("rt:a").await.expect("get"), Some(b("alpha")));
+}
+
+/// Where a store answers [`Store::get_sync`], it answers what [`Store::get`] answers: a live
+/// value, a missing key, an overwritten, a deleted and an expired entry.
+pub async fn get_sync_agrees_with_get(store: &dyn Store) {
+    store.set("sync:live", b("live"), None).await.expect("set");
+    store.set("sync:over", b("first"), None).await.expect("set");
+    store.set("sync:over", b("second"), Some(Duration::from_secs(60))).await.expect("set");
+    store.set("sync:gone", b("gone"), None).await.expect("set");
+    store.delete("sync:gone").await.expect("delete");
+    store.set("sync:short", b("s"), Some(Duration::from_millis(50))).await.expect("set");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.get("sync:short").await.expect("get").is_some() {
+        assert!(std::time::Instant::now() < deadline, "a 50 ms entry still served after 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for key in ["sync:live", "sync:over", "sync:gone", "sync:short", "sync:never"] {
+        let by_get = store.get(key).await.expect("get");
+        if let Some(by_sync) = store.get_sync(key) {
+            assert_eq!(by_sync.expect("get_sync"), by_get, "get_sync and get differ on {key}");
+        }
+    }
+    assert_eq!(store.get("sync:over").await.expect("get"), Some(b("second")));
 }
 
 /// A key never written reads as `None`.
@@ -748,6 +772,11 @@ impl Store for MemoryMapStore {
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         let map = self.lock();
         Ok(map.get(key).filter(|e| Self::live(e)).map(|e| e.0.clone()))
+    }
+
+    fn get_sync(&self, key: &str) -> Option<Result<Option<Bytes>>> {
+        let map = self.lock();
+        Some(Ok(map.get(key).filter(|e| Self::live(e)).map(|e| e.0.clone())))
     }
 
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {

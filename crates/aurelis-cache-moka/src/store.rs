@@ -248,6 +248,10 @@ impl Store for MokaStore {
         Ok(self.cache.get(key).and_then(|entry| entry.bytes()))
     }
 
+    fn get_sync(&self, key: &str) -> Option<Result<Option<Bytes>>> {
+        Some(Ok(self.cache.get(key).and_then(|entry| entry.bytes())))
+    }
+
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
         self.check_weight(key, &value)?;
         self.insert(key, Entry { slot: Slot::Bytes(value), expires_at: deadline(ttl) });

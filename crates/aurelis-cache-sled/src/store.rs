@@ -1000,6 +1000,12 @@ impl Store for SledStore {
         self.inner.get(key.as_bytes())
     }
 
+    /// sled reads are synchronous: answered on the spot (the cache yields to the runtime's
+    /// budget around it, as `get` does).
+    fn get_sync(&self, key: &str) -> Option<Result<Option<Bytes>>> {
+        Some(self.inner.get(key.as_bytes()))
+    }
+
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
         self.check_weight(key, &value)?;
         consume_budget().await;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use aurelis_cache_core::envelope::now_ms;
 use aurelis_cache_core::{
     Bytes, CacheStats, Codec, Envelope, Error, ErrorKind, Invalidation, Key, KeyBuilder, Result,
+    ValueEntry,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -306,11 +307,10 @@ impl Cache {
     where
         T: DeserializeOwned + Serialize + Clone + Send + Sync + 'static,
     {
-        let key = key.to_key(&self.inner.keys)?;
-        if let Some(v) = self.inner.memory_hit(key.as_str(), |e| e.get::<T>().cloned()) {
-            self.inner.stats.record_hit();
-            return Ok(Some(v));
-        }
+        let key = match self.hit_or_key(&key, |e| e.get::<T>().cloned())? {
+            Ok(v) => return Ok(Some(v)),
+            Err(key) => key,
+        };
         // A value decoded from bytes is not shared with anyone yet: no copy is needed.
         Ok(self.get_shared_slow::<T>(&key).await?.map(owned))
     }
@@ -344,12 +344,37 @@ impl Cache {
     where
         T: DeserializeOwned + Serialize + Send + Sync + 'static,
     {
-        let key = key.to_key(&self.inner.keys)?;
-        if let Some(v) = self.inner.memory_hit(key.as_str(), |e| e.get_arc::<T>()) {
-            self.inner.stats.record_hit();
-            return Ok(Some(v));
-        }
+        let key = match self.hit_or_key(&key, |e| e.get_arc::<T>())? {
+            Ok(v) => return Ok(Some(v)),
+            Err(key) => key,
+        };
         self.get_shared_slow(&key).await
+    }
+
+    /// The synchronous memory hit (`Ok`, counted), or the key for the full read (`Err`).
+    /// Without a memory tier in front the key is built as usual, with no probe.
+    fn hit_or_key<'k, K: ToKey, R>(
+        &self,
+        key: &'k K,
+        take: impl FnOnce(&ValueEntry) -> Option<R>,
+    ) -> Result<std::result::Result<R, Cow<'k, Key>>> {
+        if !self.inner.has_memory_front() {
+            return Ok(Err(key.to_key(&self.inner.keys)?));
+        }
+        let mut take = Some(take);
+        let mut found = None;
+        let probed = key.probe(&self.inner.keys, &mut |k| {
+            found = take.take().and_then(|take| self.inner.memory_hit(k, take));
+            found.is_some()
+        })?;
+        match (probed, found) {
+            (_, Some(v)) => {
+                self.inner.stats.record_hit();
+                Ok(Ok(v))
+            }
+            (Some(key), None) => Ok(Err(key)),
+            (None, None) => unreachable!("`probe` returns the key unless `hit` answered"),
+        }
     }
 
     /// The read through every tier, when the synchronous memory hit did not answer.
@@ -511,12 +536,11 @@ impl Cache {
         Fut: Future<Output = std::result::Result<T, E>>,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let key = key.to_key(&self.inner.keys)?;
+        let key = match self.hit_or_key(&key, |e| e.get::<T>().cloned())? {
+            Ok(v) => return Ok(v),
+            Err(key) => key,
+        };
         let key = &*key;
-        if let Some(v) = self.inner.memory_hit(key.as_str(), |e| e.get::<T>().cloned()) {
-            self.inner.stats.record_hit();
-            return Ok(v);
-        }
         self.ready().await?;
         let inner = &self.inner;
         // Before the read: a write, delete or invalidation of the key after this point keeps a

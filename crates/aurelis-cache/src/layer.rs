@@ -18,7 +18,7 @@ use std::time::Duration;
 use aurelis_cache_core::envelope::now_ms;
 use aurelis_cache_core::layer::{BoxFuture, Layer, LayeredStore, Operation};
 use aurelis_cache_core::stats::TierStats;
-use aurelis_cache_core::{Error, ErrorKind, Result, Store};
+use aurelis_cache_core::{Bytes, Error, ErrorKind, Result, Store};
 
 use crate::tier::BreakerConfig;
 
@@ -78,6 +78,13 @@ impl<S: Store> LayeredStore for TimeoutStore<S> {
         &self.inner
     }
 
+    /// Passed on without a limit: a synchronous read cannot be interrupted (nor can the
+    /// poll of an asynchronous one that does not yield), and only stores whose reads never
+    /// wait on a network offer one.
+    fn get_sync(&self, key: &str) -> Option<Result<Option<Bytes>>> {
+        self.inner.get_sync(key)
+    }
+
     fn around<'a, T: Send + 'a>(
         &'a self,
         op: Operation,
@@ -118,6 +125,14 @@ impl<S: Store> LayeredStore for Counted<S> {
         &self.inner
     }
 
+    fn get_sync(&self, key: &str) -> Option<Result<Option<Bytes>>> {
+        let result = self.inner.get_sync(key)?;
+        if let Err(err) = &result {
+            self.count(Operation::Get, err);
+        }
+        Some(result)
+    }
+
     fn around<'a, T: Send + 'a>(
         &'a self,
         op: Operation,
@@ -126,18 +141,24 @@ impl<S: Store> LayeredStore for Counted<S> {
         Box::pin(async move {
             let result = call.await;
             if let Err(err) = &result {
-                self.stats.record_error();
-                if err.kind() == ErrorKind::Timeout {
-                    self.stats.record_timeout();
-                }
-                if err.is_transport() {
-                    tracing::warn!(tier = %self.inner.name(), op = op.as_str(), error = %err, "cache tier operation failed");
-                } else {
-                    tracing::debug!(tier = %self.inner.name(), op = op.as_str(), error = %err, "cache tier refused an operation");
-                }
+                self.count(op, err);
             }
             result
         })
+    }
+}
+
+impl<S: Store> Counted<S> {
+    fn count(&self, op: Operation, err: &Error) {
+        self.stats.record_error();
+        if err.kind() == ErrorKind::Timeout {
+            self.stats.record_timeout();
+        }
+        if err.is_transport() {
+            tracing::warn!(tier = %self.inner.name(), op = op.as_str(), error = %err, "cache tier operation failed");
+        } else {
+            tracing::debug!(tier = %self.inner.name(), op = op.as_str(), error = %err, "cache tier refused an operation");
+        }
     }
 }
 
@@ -211,7 +232,10 @@ impl Breaker {
                 self.consecutive.store(0, SeqCst);
             }
             if threshold > 0 {
-                self.count_in_window(false);
+                // No clock reading on the success path: the call joins the current window,
+                // which the next failure restarts if it is over (the rate is only judged
+                // on failures).
+                self.window_calls.fetch_add(1, SeqCst);
             }
             return;
         }
@@ -219,7 +243,7 @@ impl Breaker {
         if threshold == 0 {
             return;
         }
-        let (calls, failures) = self.count_in_window(true);
+        let (calls, failures) = self.count_failure_in_window();
         let rate = u64::from(self.config.failure_rate_percent.clamp(1, 100));
         let by_rate = failures >= threshold && u64::from(failures) * 100 >= u64::from(calls) * rate;
         if (consecutive >= threshold || by_rate) && !self.open.swap(true, SeqCst) {
@@ -234,8 +258,9 @@ impl Breaker {
         }
     }
 
-    /// Counts a call in the current one-second window; returns (calls, failures) so far.
-    fn count_in_window(&self, failed: bool) -> (u32, u32) {
+    /// Counts a failed call in the current one-second window (restarted first when it is
+    /// over); returns (calls, failures) so far.
+    fn count_failure_in_window(&self) -> (u32, u32) {
         let now = now_ms();
         let start = self.window_start_ms.load(SeqCst);
         if now.saturating_sub(start) >= WINDOW_MS
@@ -245,11 +270,7 @@ impl Breaker {
             self.window_failures.store(0, SeqCst);
         }
         let calls = self.window_calls.fetch_add(1, SeqCst) + 1;
-        let failures = if failed {
-            self.window_failures.fetch_add(1, SeqCst) + 1
-        } else {
-            self.window_failures.load(SeqCst)
-        };
+        let failures = self.window_failures.fetch_add(1, SeqCst) + 1;
         (calls, failures)
     }
 
@@ -286,6 +307,15 @@ impl<S: Store> LayeredStore for CircuitBreaker<S> {
         &self.inner
     }
 
+    fn get_sync(&self, key: &str) -> Option<Result<Option<Bytes>>> {
+        if !self.breaker.admit() {
+            return Some(Err(self.refusal(Operation::Get)));
+        }
+        let result = self.inner.get_sync(key)?;
+        self.record(&result);
+        Some(result)
+    }
+
     fn around<'a, T: Send + 'a>(
         &'a self,
         op: Operation,
@@ -293,19 +323,29 @@ impl<S: Store> LayeredStore for CircuitBreaker<S> {
     ) -> BoxFuture<'a, Result<T>> {
         Box::pin(async move {
             if !self.breaker.admit() {
-                return Err(Error::new(
-                    ErrorKind::Unavailable,
-                    format!("circuit breaker open: `{}` not sent", op.as_str()),
-                )
-                .with_tier(self.inner.name()));
+                return Err(self.refusal(op));
             }
             let result = call.await;
-            match &result {
-                Ok(_) => self.breaker.record(false),
-                Err(e) if e.is_transport() => self.breaker.record(true),
-                Err(_) => {}
-            }
+            self.record(&result);
             result
         })
+    }
+}
+
+impl<S: Store> CircuitBreaker<S> {
+    fn refusal(&self, op: Operation) -> Error {
+        Error::new(
+            ErrorKind::Unavailable,
+            format!("circuit breaker open: `{}` not sent", op.as_str()),
+        )
+        .with_tier(self.inner.name())
+    }
+
+    fn record<T>(&self, result: &Result<T>) {
+        match result {
+            Ok(_) => self.breaker.record(false),
+            Err(e) if e.is_transport() => self.breaker.record(true),
+            Err(_) => {}
+        }
     }
 }

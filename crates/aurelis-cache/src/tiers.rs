@@ -127,7 +127,15 @@ impl Inner {
                     continue;
                 }
             }
-            let result = tier.store().get(key).await;
+            let result = match tier.store().get_sync(key) {
+                Some(result) => {
+                    // The runtime's cooperative budget, as an asynchronous read would spend
+                    // it: a task reading hit after hit still yields now and then.
+                    tokio::task::consume_budget().await;
+                    result
+                }
+                None => tier.store().get(key).await,
+            };
             if let Some(c) = clock {
                 let now = Instant::now();
                 tier.stats.record_latency(Op::Get, now.duration_since(c));
@@ -197,6 +205,12 @@ impl Inner {
             self.stats.record_get_latency(c.duration_since(started));
         }
         Ok(Lookup::Miss(stale))
+    }
+
+    /// Whether the first tier keeps decoded values (so a hit may be answered by
+    /// [`Inner::memory_hit`] before anything else).
+    pub(crate) fn has_memory_front(&self) -> bool {
+        self.tiers.first().is_some_and(|t| t.store_raw().as_value_store().is_some())
     }
 
     /// The synchronous hit: the first tier keeps decoded values and holds a fresh one of the

@@ -1,6 +1,7 @@
 //! [`ToKey`]: the one key argument of every [`Cache`](crate::Cache) method.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use aurelis_cache_core::{Key, KeyBuilder, Params, Result};
 
@@ -53,6 +54,25 @@ pub trait ToKey {
     /// [`ErrorKind::InvalidKey`](aurelis_cache_core::ErrorKind::InvalidKey) for a bad
     /// category or identifier.
     fn to_key<'a>(&'a self, keys: &KeyBuilder) -> Result<Cow<'a, Key>>;
+
+    /// The hit path's form of [`ToKey::to_key`]: calls `hit` with the key's text and returns
+    /// `None` when it answered `true`, else the key (for the slow path). A
+    /// `(category, identifier)` pair is written into a buffer kept per thread, so a hit
+    /// allocates no [`Key`]; the slow path then builds one (the checks run again).
+    /// Not meant to be called or overridden outside this crate.
+    ///
+    /// # Errors
+    ///
+    /// As [`ToKey::to_key`].
+    #[doc(hidden)]
+    fn probe<'a>(
+        &'a self,
+        keys: &KeyBuilder,
+        hit: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Option<Cow<'a, Key>>> {
+        let key = self.to_key(keys)?;
+        Ok(if hit(key.as_str()) { None } else { Some(key) })
+    }
 }
 
 impl ToKey for Key {
@@ -67,11 +87,47 @@ impl<K: ToKey + ?Sized> ToKey for &K {
     fn to_key<'a>(&'a self, keys: &KeyBuilder) -> Result<Cow<'a, Key>> {
         (**self).to_key(keys)
     }
+
+    #[inline]
+    fn probe<'a>(
+        &'a self,
+        keys: &KeyBuilder,
+        hit: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Option<Cow<'a, Key>>> {
+        (**self).probe(keys, hit)
+    }
 }
 
 impl<C: AsRef<str>, I: AsRef<str>> ToKey for (C, I) {
     fn to_key<'a>(&'a self, keys: &KeyBuilder) -> Result<Cow<'a, Key>> {
         keys.build_key(self.0.as_ref(), self.1.as_ref(), None).map(Cow::Owned)
+    }
+
+    fn probe<'a>(
+        &'a self,
+        keys: &KeyBuilder,
+        hit: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Option<Cow<'a, Key>>> {
+        thread_local! {
+            static BUF: RefCell<String> = const { RefCell::new(String::new()) };
+        }
+        let (category, identifier) = (self.0.as_ref(), self.1.as_ref());
+        // `None`: the buffer is in use further up this thread's stack (a `Clone` of a cached
+        // value that reads the cache); the key is then built as usual.
+        let answered = BUF.with(|buf| match buf.try_borrow_mut() {
+            Ok(mut buf) => {
+                keys.write_key(&mut buf, category, identifier, None).map(|()| Some(hit(&buf)))
+            }
+            Err(_) => Ok(None),
+        })?;
+        match answered {
+            Some(true) => Ok(None),
+            Some(false) => self.to_key(keys).map(Some),
+            None => {
+                let key = self.to_key(keys)?;
+                Ok(if hit(key.as_str()) { None } else { Some(key) })
+            }
+        }
     }
 }
 

@@ -143,3 +143,96 @@ async fn an_open_breaker_keeps_calls_from_the_store_until_the_repair_closes_it()
     cache.set(("k", "after"), &1).await.unwrap();
     assert!(faults.sets() > sets_while_open, "closed again: writes reach the store");
 }
+
+/// A store with a synchronous read that fails on demand, counting its synchronous and its
+/// asynchronous reads.
+#[derive(Debug)]
+struct SyncReads<S> {
+    inner: S,
+    failing: std::sync::atomic::AtomicBool,
+    sync_reads: AtomicU64,
+    async_reads: AtomicU64,
+}
+
+impl<S: Store> LayeredStore for SyncReads<S> {
+    type Inner = S;
+
+    fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    fn get_sync(&self, key: &str) -> Option<Result<Option<aurelis_cache::core::Bytes>>> {
+        self.sync_reads.fetch_add(1, Ordering::SeqCst);
+        if self.failing.load(Ordering::SeqCst) {
+            return Some(Err(aurelis_cache::Error::new(
+                aurelis_cache::ErrorKind::Backend,
+                "injected synchronous read failure",
+            )));
+        }
+        self.inner.get_sync(key)
+    }
+
+    fn around<'a, T: Send + 'a>(
+        &'a self,
+        op: Operation,
+        call: BoxFuture<'a, Result<T>>,
+    ) -> BoxFuture<'a, Result<T>> {
+        if op == Operation::Get {
+            self.async_reads.fetch_add(1, Ordering::SeqCst);
+        }
+        call
+    }
+}
+
+/// The synchronous read path (taken by disk tiers) goes through the tier's layers like an
+/// asynchronous read: its errors are counted, skipped (the loader answers) and open the
+/// breaker; a fault-injecting layer, which offers no synchronous read, still sees every read.
+#[tokio::test]
+async fn synchronous_reads_are_counted_and_break_like_asynchronous_ones() {
+    let store = Arc::new(SyncReads {
+        inner: aurelis_cache::core::testkit::MemoryMapStore::new("disk"),
+        failing: false.into(),
+        sync_reads: 0.into(),
+        async_reads: 0.into(),
+    });
+    let cache = Cache::builder()
+        .tier(
+            Tier::new("disk", store.clone())
+                .breaker(BreakerConfig::new(2, Duration::from_secs(60))),
+        )
+        .build()
+        .expect("cache");
+    cache.set(("doc", "d"), &7u32).await.unwrap();
+    assert_eq!(cache.get::<u32>(("doc", "d")).await.unwrap(), Some(7));
+    assert_eq!(store.sync_reads.load(Ordering::SeqCst), 1, "read synchronously");
+    assert_eq!(store.async_reads.load(Ordering::SeqCst), 0, "and not also asynchronously");
+
+    store.failing.store(true, Ordering::SeqCst);
+    for i in 0..2u32 {
+        let v = cache
+            .get_or_compute(("doc", "d"), || async move { Ok::<_, std::io::Error>(100 + i) })
+            .await
+            .unwrap();
+        assert_eq!(v, 100 + i, "a failing read is skipped and the loader answers");
+    }
+    let report = cache.stats_report().await;
+    assert!(common::tier(&report, "disk").errors >= 2, "synchronous read errors are counted");
+    assert!(cache.is_tier_down("disk"), "two failed synchronous reads open the breaker");
+    let sync_reads = store.sync_reads.load(Ordering::SeqCst);
+    assert_eq!(cache.get::<u32>(("doc", "other")).await.unwrap(), None);
+    assert_eq!(
+        store.sync_reads.load(Ordering::SeqCst),
+        sync_reads,
+        "an open breaker keeps reads off"
+    );
+
+    // Under a fault-injecting layer (no synchronous read), reads are asynchronous and faults apply.
+    let faulty = FaultyStore::new(Arc::new(aurelis_cache::core::testkit::MemoryMapStore::new("f")));
+    let faults = faulty.control();
+    let cache = Cache::builder().tier(Tier::new("f", Arc::new(faulty))).build().expect("cache");
+    cache.set(("doc", "d"), &1u8).await.unwrap();
+    faults.fail_reads(true);
+    assert_eq!(cache.get::<u8>(("doc", "d")).await.unwrap(), None, "the injected fault applies");
+    faults.fail_reads(false);
+    assert_eq!(cache.get::<u8>(("doc", "d")).await.unwrap(), Some(1));
+}

@@ -85,6 +85,12 @@ impl Store for CompressedStore {
         self.inner.get(key).await
     }
 
+    /// Reads pass through untouched (the envelope names its compression), so the inner
+    /// store's synchronous read is this store's too.
+    fn get_sync(&self, key: &str) -> Option<Result<Option<Bytes>>> {
+        self.inner.get_sync(key)
+    }
+
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
         let value = self.compress(value);
         self.inner.set(key, value, ttl).await
