@@ -400,11 +400,7 @@ impl KeyBuilder {
         out.push_str(&self.prefix);
         out.push_str(category);
         out.push(':');
-        if plain {
-            out.push_str(identifier);
-        } else {
-            push_escaped(out, identifier);
-        }
+        push_escaped(out, identifier, plain);
         if let Some(params) = params.filter(|p| !p.is_empty()) {
             out.push(':');
             out.push_str(&params.hash_hex());
@@ -502,13 +498,13 @@ impl KeyBuilder {
     /// [`ErrorKind::InvalidKey`](crate::ErrorKind::InvalidKey) when `model` is empty or holds
     /// control characters.
     pub fn model_prefix(&self, model: &str) -> Result<String> {
-        let _plain = validate_identifier(model)
+        let plain = validate_identifier(model)
             .map_err(|e| Error::invalid_key(format!("model: {}", e.message())))?;
         let mut key = String::with_capacity(self.prefix.len() + 7 + model.len() + 1);
         key.push_str(&self.prefix);
         key.push_str(MODEL_CATEGORY);
         key.push(':');
-        push_escaped(&mut key, model);
+        push_escaped(&mut key, model, plain);
         key.push(':');
         Ok(key)
     }
@@ -731,8 +727,10 @@ pub fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-fn push_escaped(out: &mut String, identifier: &str) {
-    if !identifier.contains([':', '%']) {
+/// Writes a checked identifier, escaping `:` and `%` unless [`validate_identifier`] found it
+/// `plain` (none there).
+fn push_escaped(out: &mut String, identifier: &str, plain: bool) {
+    if plain {
         out.push_str(identifier);
         return;
     }

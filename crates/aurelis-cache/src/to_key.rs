@@ -70,9 +70,16 @@ pub trait ToKey {
         keys: &KeyBuilder,
         hit: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Option<Cow<'a, Key>>> {
-        let key = self.to_key(keys)?;
-        Ok(if hit(key.as_str()) { None } else { Some(key) })
+        probe_built(self.to_key(keys)?, hit)
     }
+}
+
+/// [`ToKey::probe`] with the key built: `None` when `hit` answered, else the key.
+fn probe_built<'a>(
+    key: Cow<'a, Key>,
+    hit: &mut dyn FnMut(&str) -> bool,
+) -> Result<Option<Cow<'a, Key>>> {
+    Ok(if hit(key.as_str()) { None } else { Some(key) })
 }
 
 impl ToKey for Key {
@@ -123,10 +130,7 @@ impl<C: AsRef<str>, I: AsRef<str>> ToKey for (C, I) {
         match answered {
             Some(true) => Ok(None),
             Some(false) => self.to_key(keys).map(Some),
-            None => {
-                let key = self.to_key(keys)?;
-                Ok(if hit(key.as_str()) { None } else { Some(key) })
-            }
+            None => probe_built(self.to_key(keys)?, hit),
         }
     }
 }
