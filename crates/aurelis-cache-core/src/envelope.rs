@@ -430,6 +430,33 @@ impl Envelope {
     }
 
     fn decode_with(bytes: Bytes, verify: bool) -> Result<Self> {
+        let (mut env, payload) = Self::decode_header(&bytes, verify)?;
+        env.payload = bytes.slice(payload);
+        Ok(env)
+    }
+
+    /// Decodes an envelope but for its payload, which is left empty, and returns where the
+    /// payload sits in `bytes`: for a reader that decodes the payload in place, without the
+    /// `Bytes` handle [`Envelope::decode`] makes (which, for bytes read into a `Vec`, costs an
+    /// allocation). Checks as [`Envelope::decode`] when `verify`, as
+    /// [`Envelope::decode_trusted`] when not.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aurelis_cache_core::{Codec, Envelope};
+    /// let raw = Envelope::new(Codec::Json, "[1,2]".into()).encode()?;
+    /// let (env, payload) = Envelope::decode_header(&raw, true)?;
+    /// assert!(env.payload.is_empty());
+    /// assert_eq!(env.codec.decode::<Vec<u8>>(&raw[payload])?, [1, 2]);
+    /// assert!(Envelope::decode_header(b"garbage", true).is_err());
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Envelope::decode`] (checksum mismatches only when `verify`).
+    pub fn decode_header(bytes: &[u8], verify: bool) -> Result<(Self, std::ops::Range<usize>)> {
         if bytes.len() < HEADER_LEN + 4 + CHECKSUM_LEN {
             return Err(Error::codec(format!("envelope is truncated ({} bytes)", bytes.len())));
         }
@@ -491,16 +518,16 @@ impl Envelope {
                 "payload length {payload_len} does not match the envelope size"
             )));
         }
-        let payload = bytes.slice(pos..body_len);
-        Ok(Envelope {
+        let env = Envelope {
             codec,
             compression,
             created_at_ms,
             expires_at_ms,
             stale_until_ms,
             tags,
-            payload,
-        })
+            payload: Bytes::new(),
+        };
+        Ok((env, pos..body_len))
     }
 }
 

@@ -23,8 +23,8 @@ use crate::options::SetOptions;
 use crate::single_flight::{LeaseGuard, Leased, SingleFlight};
 use crate::sync::SyncState;
 use crate::tier::TierState;
-use crate::tiers::{Lookup, Scope};
-use crate::to_key::ToKey;
+use crate::tiers::{Found, Lookup, Scope};
+use crate::to_key::{KeyBuf, ToKey};
 
 /// Everything a cache and its clones share.
 pub(crate) struct Inner {
@@ -307,12 +307,13 @@ impl Cache {
     where
         T: DeserializeOwned + Serialize + Clone + Send + Sync + 'static,
     {
-        let key = match self.hit_or_key(&key, |e| e.get::<T>().cloned())? {
+        let mut buf = KeyBuf::take();
+        let key = match self.hit_or_text(&key, &mut buf.0, |e| e.get::<T>().cloned())? {
             Ok(v) => return Ok(Some(v)),
-            Err(key) => key,
+            Err(text) => text,
         };
-        // A value decoded from bytes is not shared with anyone yet: no copy is needed.
-        Ok(self.get_shared_slow::<T>(&key).await?.map(owned))
+        // A value decoded from bytes for this read alone is moved out, not copied.
+        Ok(self.get_found::<T>(key).await?.map(Found::into_owned))
     }
 
     /// Like [`Cache::get`], but hands out the shared value instead of a copy: a hit in a
@@ -344,46 +345,40 @@ impl Cache {
     where
         T: DeserializeOwned + Serialize + Send + Sync + 'static,
     {
-        let key = match self.hit_or_key(&key, |e| e.get_arc::<T>())? {
+        let mut buf = KeyBuf::take();
+        let key = match self.hit_or_text(&key, &mut buf.0, |e| e.get_arc::<T>())? {
             Ok(v) => return Ok(Some(v)),
-            Err(key) => key,
+            Err(text) => text,
         };
-        self.get_shared_slow(&key).await
+        Ok(self.get_found::<T>(key).await?.map(Found::into_arc))
     }
 
-    /// The synchronous memory hit (`Ok`, counted), or the key for the full read (`Err`).
-    /// Without a memory tier in front the key is built as usual, with no probe.
-    fn hit_or_key<'k, K: ToKey, R>(
+    /// The key's text (written into `buf` unless it is a prebuilt [`Key`]) and, when the first
+    /// tier keeps decoded values, the synchronous memory hit: `Ok(value)` (counted), else
+    /// `Err(text)` for the full read.
+    fn hit_or_text<'k, K: ToKey, R>(
         &self,
         key: &'k K,
+        buf: &'k mut String,
         take: impl FnOnce(&ValueEntry) -> Option<R>,
-    ) -> Result<std::result::Result<R, Cow<'k, Key>>> {
-        if !self.inner.has_memory_front() {
-            return Ok(Err(key.to_key(&self.inner.keys)?));
-        }
-        let mut take = Some(take);
-        let mut found = None;
-        let probed = key.probe(&self.inner.keys, &mut |k| {
-            found = take.take().and_then(|take| self.inner.memory_hit(k, take));
-            found.is_some()
-        })?;
-        match (probed, found) {
-            (_, Some(v)) => {
+    ) -> Result<std::result::Result<R, &'k str>> {
+        let text = key.write_text(&self.inner.keys, buf)?;
+        if self.inner.has_memory_front() {
+            if let Some(v) = self.inner.memory_hit(text, take) {
                 self.inner.stats.record_hit();
-                Ok(Ok(v))
+                return Ok(Ok(v));
             }
-            (Some(key), None) => Ok(Err(key)),
-            (None, None) => unreachable!("`probe` returns the key unless `hit` answered"),
         }
+        Ok(Err(text))
     }
 
     /// The read through every tier, when the synchronous memory hit did not answer.
-    async fn get_shared_slow<T>(&self, key: &Key) -> Result<Option<Arc<T>>>
+    async fn get_found<T>(&self, key: &str) -> Result<Option<Found<T>>>
     where
         T: DeserializeOwned + Serialize + Send + Sync + 'static,
     {
         self.ready().await?;
-        match self.inner.read::<T>(key.as_str()).await? {
+        match self.inner.read_found::<T>(key).await? {
             Lookup::Fresh(v, _) => {
                 self.inner.stats.record_hit();
                 Ok(Some(v))
@@ -427,13 +422,13 @@ impl Cache {
             .map(|k| k.to_key(&self.inner.keys).map(Cow::into_owned))
             .collect::<Result<Vec<Key>>>()?;
         self.ready().await?;
-        let lookups = keys.iter().map(|key| self.inner.read::<T>(key.as_str()));
+        let lookups = keys.iter().map(|key| self.inner.read_found::<T>(key.as_str()));
         let mut out = Vec::with_capacity(keys.len());
         for found in futures::future::join_all(lookups).await {
             match found? {
                 Lookup::Fresh(v, _) => {
                     self.inner.stats.record_hit();
-                    out.push(Some(T::clone(&v)));
+                    out.push(Some(v.into_owned()));
                 }
                 Lookup::Miss(_) => {
                     self.inner.stats.record_miss();
@@ -536,10 +531,13 @@ impl Cache {
         Fut: Future<Output = std::result::Result<T, E>>,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let key = match self.hit_or_key(&key, |e| e.get::<T>().cloned())? {
-            Ok(v) => return Ok(v),
-            Err(key) => key,
-        };
+        if self.inner.has_memory_front() {
+            let mut buf = KeyBuf::take();
+            if let Ok(v) = self.hit_or_text(&key, &mut buf.0, |e| e.get::<T>().cloned())? {
+                return Ok(v);
+            }
+        }
+        let key = key.to_key(&self.inner.keys)?;
         let key = &*key;
         self.ready().await?;
         let inner = &self.inner;

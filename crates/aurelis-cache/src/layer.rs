@@ -3,10 +3,11 @@
 //! [`aurelis_cache_core::layer`]) instead of code in the tier walk.
 //!
 //! A [`Tier`](crate::Tier)'s store is wrapped, from the outside in, as
-//! `CircuitBreaker(Counted(Timeout(store)))`: a call to an open breaker is refused before
-//! it reaches anything (counted as skipped); a late answer is a timeout error; every error
-//! is counted; transport errors (backend, timeout, unavailable) feed the breaker. The repair
-//! task talks to the store under the breaker, to probe it while the breaker is open.
+//! `CircuitBreaker(Timeout(store))`: a call to an open breaker is refused before it reaches
+//! anything (counted as skipped); a late answer is a timeout error; every error is counted
+//! (by the breaker layer, so a call pays for one wrapper's boxed future, not two); transport
+//! errors (backend, timeout, unavailable) feed the breaker. The repair task talks to the store
+//! as `Counted(Timeout(store))`, without the breaker, to probe it while the breaker is open.
 //!
 //! [`TimeoutLayer`] is public: it works on any [`Store`].
 
@@ -150,15 +151,20 @@ impl<S: Store> LayeredStore for Counted<S> {
 
 impl<S: Store> Counted<S> {
     fn count(&self, op: Operation, err: &Error) {
-        self.stats.record_error();
-        if err.kind() == ErrorKind::Timeout {
-            self.stats.record_timeout();
-        }
-        if err.is_transport() {
-            tracing::warn!(tier = %self.inner.name(), op = op.as_str(), error = %err, "cache tier operation failed");
-        } else {
-            tracing::debug!(tier = %self.inner.name(), op = op.as_str(), error = %err, "cache tier refused an operation");
-        }
+        count_error(&self.stats, self.inner.name(), op, err);
+    }
+}
+
+/// Counts a failed operation of tier `name` in its stats and logs it.
+fn count_error(stats: &TierStats, name: &str, op: Operation, err: &Error) {
+    stats.record_error();
+    if err.kind() == ErrorKind::Timeout {
+        stats.record_timeout();
+    }
+    if err.is_transport() {
+        tracing::warn!(tier = %name, op = op.as_str(), error = %err, "cache tier operation failed");
+    } else {
+        tracing::debug!(tier = %name, op = op.as_str(), error = %err, "cache tier refused an operation");
     }
 }
 
@@ -287,16 +293,18 @@ impl Breaker {
 
 /// A store behind a [`Breaker`]: refused (as [`ErrorKind::Unavailable`], counted as
 /// skipped) while the breaker is open; every answer's outcome is recorded in the breaker
-/// (only transport errors count as failures).
+/// (only transport errors count as failures), and every error counted in the tier's stats
+/// as [`Counted`] counts it (the refusals of an open breaker are skips, not errors).
 #[derive(Debug)]
 pub(crate) struct CircuitBreaker<S> {
     inner: S,
     breaker: Arc<Breaker>,
+    stats: Arc<TierStats>,
 }
 
 impl<S> CircuitBreaker<S> {
-    pub(crate) fn new(inner: S, breaker: Arc<Breaker>) -> Self {
-        CircuitBreaker { inner, breaker }
+    pub(crate) fn new(inner: S, breaker: Arc<Breaker>, stats: Arc<TierStats>) -> Self {
+        CircuitBreaker { inner, breaker, stats }
     }
 }
 
@@ -312,7 +320,7 @@ impl<S: Store> LayeredStore for CircuitBreaker<S> {
             return Some(Err(self.refusal(Operation::Get)));
         }
         let result = self.inner.get_sync(key)?;
-        self.record(&result);
+        self.record(Operation::Get, &result);
         Some(result)
     }
 
@@ -326,7 +334,7 @@ impl<S: Store> LayeredStore for CircuitBreaker<S> {
                 return Err(self.refusal(op));
             }
             let result = call.await;
-            self.record(&result);
+            self.record(op, &result);
             result
         })
     }
@@ -341,11 +349,15 @@ impl<S: Store> CircuitBreaker<S> {
         .with_tier(self.inner.name())
     }
 
-    fn record<T>(&self, result: &Result<T>) {
+    fn record<T>(&self, op: Operation, result: &Result<T>) {
         match result {
             Ok(_) => self.breaker.record(false),
-            Err(e) if e.is_transport() => self.breaker.record(true),
-            Err(_) => {}
+            Err(e) => {
+                count_error(&self.stats, self.inner.name(), op, e);
+                if e.is_transport() {
+                    self.breaker.record(true);
+                }
+            }
         }
     }
 }

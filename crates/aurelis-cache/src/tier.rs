@@ -202,7 +202,8 @@ pub(crate) struct TierState {
     pub(crate) conditional_write: bool,
     pub(crate) scan: bool,
     breaker: Arc<Breaker>,
-    /// The tier's store with its layers: `CircuitBreaker(Counted(Timeout(store)))`.
+    /// The tier's store with its layers: `CircuitBreaker(Timeout(store))` (the breaker layer
+    /// also counts errors).
     guarded: Arc<dyn Store>,
     /// The same without the breaker, for the repair task's probes.
     unguarded: Arc<dyn Store>,
@@ -234,15 +235,13 @@ impl TierState {
             stats.clone(),
             wake.clone(),
         ));
-        let unguarded: Arc<dyn Store> = match tier.timeout {
-            Some(limit) => Arc::new(Counted::new(
-                TimeoutLayer::new(limit).layer(tier.store.clone()),
-                stats.clone(),
-            )),
-            None => Arc::new(Counted::new(tier.store.clone(), stats.clone())),
+        let timed: Arc<dyn Store> = match tier.timeout {
+            Some(limit) => Arc::new(TimeoutLayer::new(limit).layer(tier.store.clone())),
+            None => tier.store.clone(),
         };
+        let unguarded: Arc<dyn Store> = Arc::new(Counted::new(timed.clone(), stats.clone()));
         let guarded: Arc<dyn Store> =
-            Arc::new(CircuitBreaker::new(unguarded.clone(), breaker.clone()));
+            Arc::new(CircuitBreaker::new(timed, breaker.clone(), stats.clone()));
         TierState {
             in_process: capabilities.in_process,
             shared: capabilities.shared,

@@ -6,6 +6,7 @@
 //! again before it caught up). Strict caches return the first error instead, after doing the
 //! same bookkeeping.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,40 @@ pub(crate) enum Lookup<T> {
     /// Nothing fresh; maybe an expired value inside its stale window (fail-safe candidate).
     Miss(Option<T>),
 }
+
+/// A value a read found: shared with a tier that keeps it decoded, or decoded for this read
+/// alone (no `Arc` is made for a value nobody else holds).
+pub(crate) enum Found<T> {
+    /// Shared with an in-process tier.
+    Shared(Arc<T>),
+    /// Decoded for this read.
+    Owned(T),
+}
+
+impl<T> Found<T> {
+    /// The value behind an `Arc` (made here for an owned one).
+    pub(crate) fn into_arc(self) -> Arc<T> {
+        match self {
+            Found::Shared(v) => v,
+            Found::Owned(v) => Arc::new(v),
+        }
+    }
+
+    /// The value itself: moved when it is this read's own, cloned out of its `Arc` when
+    /// it is shared (moved if the tier dropped it meanwhile).
+    pub(crate) fn into_owned(self) -> T
+    where
+        T: Clone,
+    {
+        match self {
+            Found::Shared(v) => Arc::try_unwrap(v).unwrap_or_else(|shared| T::clone(&shared)),
+            Found::Owned(v) => v,
+        }
+    }
+}
+
+/// An entry's envelope without its payload, and where the payload sits in the entry's bytes.
+type Parsed = (Envelope, Range<usize>);
 
 /// When an entry was written and when it expires (ms since the epoch).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +115,17 @@ impl Inner {
     where
         T: DeserializeOwned + Serialize + Send + Sync + 'static,
     {
+        Ok(match self.read_found::<T>(key).await? {
+            Lookup::Fresh(v, life) => Lookup::Fresh(v.into_arc(), life),
+            Lookup::Miss(stale) => Lookup::Miss(stale.map(Found::into_arc)),
+        })
+    }
+
+    /// [`Inner::read`], handing out a value decoded for this read alone without an `Arc`.
+    pub(crate) async fn read_found<T>(&self, key: &str) -> Result<Lookup<Found<T>>>
+    where
+        T: DeserializeOwned + Serialize + Send + Sync + 'static,
+    {
         let timed = sample();
         let started = timed.then(Instant::now);
         let mut clock = started;
@@ -116,11 +162,11 @@ impl Inner {
                                 created_at_ms: entry.meta.created_at_ms,
                                 expires_at_ms: entry.meta.expires_at_ms,
                             };
-                            return Ok(Lookup::Fresh(value, life));
+                            return Ok(Lookup::Fresh(Found::Shared(value), life));
                         }
                         Checked::Stale(value) => {
                             tier.stats.record_miss();
-                            stale.get_or_insert(value);
+                            stale.get_or_insert(Found::Shared(value));
                         }
                         Checked::Dropped => tier.stats.record_miss(),
                     }
@@ -155,15 +201,17 @@ impl Inner {
                     continue;
                 }
             };
-            match self.check(tier, key, raw.clone()) {
-                Checked::Fresh(env) => match self.decode::<T>(tier, key, &env) {
+            match self.check(tier, key, &raw) {
+                Checked::Fresh((env, payload)) => match self
+                    .decode::<T>(tier, key, &env, &raw, payload)
+                {
                     Some(value) => {
                         tier.stats.record_hit();
-                        let value = Arc::new(value);
                         // A decoded entry only where one is kept (this tier, or a tier above
                         // that a write-back fills); a disk-only read hands its value out as is.
                         let keeps = |t: &Arc<TierState>| t.store_raw().as_value_store().is_some();
-                        if values.is_some() || self.tiers[..depth].iter().any(keeps) {
+                        let value = if values.is_some() || self.tiers[..depth].iter().any(keeps) {
+                            let value = Arc::new(value);
                             let decoded = ValueEntry::from_arc(
                                 value.clone(),
                                 EntryMeta::of(&env),
@@ -177,10 +225,14 @@ impl Inner {
                                 let snap = snap.unwrap_or_else(|| self.epochs.snapshot(key));
                                 self.write_back(depth, key, &raw, &env, Some(&decoded), snap).await;
                             }
-                        } else if depth > 0 {
-                            let snap = snap.unwrap_or_else(|| self.epochs.snapshot(key));
-                            self.write_back(depth, key, &raw, &env, None, snap).await;
-                        }
+                            Found::Shared(value)
+                        } else {
+                            if depth > 0 {
+                                let snap = snap.unwrap_or_else(|| self.epochs.snapshot(key));
+                                self.write_back(depth, key, &raw, &env, None, snap).await;
+                            }
+                            Found::Owned(value)
+                        };
                         if let (Some(started), Some(c)) = (started, clock) {
                             self.stats.record_get_latency(c.duration_since(started));
                         }
@@ -192,10 +244,10 @@ impl Inner {
                     }
                     None => tier.stats.record_miss(),
                 },
-                Checked::Stale(env) => {
+                Checked::Stale((env, payload)) => {
                     tier.stats.record_miss();
                     if stale.is_none() {
-                        stale = self.decode::<T>(tier, key, &env).map(Arc::new);
+                        stale = self.decode::<T>(tier, key, &env, &raw, payload).map(Found::Owned);
                     }
                 }
                 Checked::Dropped => tier.stats.record_miss(),
@@ -292,11 +344,11 @@ impl Inner {
     /// Verifies what a tier returned: envelope, marks, freshness. Unreadable and dead entries
     /// of unshared tiers are removed in the background (never from a shared tier, where
     /// another process may have written a fresh value meanwhile; it expires there by itself).
-    fn check(&self, tier: &Arc<TierState>, key: &str, raw: Bytes) -> Checked {
-        let decoded =
-            if tier.in_process { Envelope::decode_trusted(raw) } else { Envelope::decode(raw) };
-        let env = match decoded {
-            Ok(env) => env,
+    /// Parses and checks a tier's entry (checksum unless the tier is in-process, marks,
+    /// freshness): the envelope without its payload, and where the payload sits in `raw`.
+    fn check(&self, tier: &Arc<TierState>, key: &str, raw: &Bytes) -> Checked<Parsed> {
+        let (env, payload) = match Envelope::decode_header(raw, !tier.in_process) {
+            Ok(parsed) => parsed,
             Err(e) => {
                 tier.stats.record_corrupt();
                 self.stats.record_corrupt();
@@ -317,13 +369,13 @@ impl Inner {
             return Checked::Dropped;
         }
         if env.expires_at_ms.is_none() {
-            return Checked::Fresh(env);
+            return Checked::Fresh((env, payload));
         }
         match entry::freshness(&env, now_ms()) {
-            Freshness::Fresh => Checked::Fresh(env),
+            Freshness::Fresh => Checked::Fresh((env, payload)),
             Freshness::Stale => {
                 tier.stats.record_expired();
-                Checked::Stale(env)
+                Checked::Stale((env, payload))
             }
             Freshness::Dead => {
                 tier.stats.record_expired();
@@ -333,7 +385,35 @@ impl Inner {
         }
     }
 
+    /// Decodes the payload of `env`, at `payload` in `raw`, into a `T` (in place unless it
+    /// is compressed); `None`, counted and logged, when it cannot be.
     fn decode<T: DeserializeOwned>(
+        &self,
+        tier: &TierState,
+        key: &str,
+        env: &Envelope,
+        raw: &Bytes,
+        payload: Range<usize>,
+    ) -> Option<T> {
+        let decoded = if env.compression == aurelis_cache_core::Compression::None {
+            env.codec.decode::<T>(&raw[payload])
+        } else {
+            let mut compressed = env.clone();
+            compressed.payload = raw.slice(payload);
+            return self.decode_compressed(tier, key, &compressed);
+        };
+        match decoded {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.stats.record_type_mismatch();
+                tracing::debug!(tier = %tier.name(), key, error = %e, "entry does not decode into the requested type: a miss for this read, entry kept");
+                None
+            }
+        }
+    }
+
+    /// [`Inner::decode`] of a compressed entry (whose payload is in `env`).
+    fn decode_compressed<T: DeserializeOwned>(
         &self,
         tier: &TierState,
         key: &str,

@@ -1,7 +1,7 @@
 //! [`ToKey`]: the one key argument of every [`Cache`](crate::Cache) method.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::Cell;
 
 use aurelis_cache_core::{Key, KeyBuilder, Params, Result};
 
@@ -55,37 +55,62 @@ pub trait ToKey {
     /// category or identifier.
     fn to_key<'a>(&'a self, keys: &KeyBuilder) -> Result<Cow<'a, Key>>;
 
-    /// The hit path's form of [`ToKey::to_key`]: calls `hit` with the key's text and returns
-    /// `None` when it answered `true`, else the key (for the slow path). A
-    /// `(category, identifier)` pair is written into a buffer kept per thread, so a hit
-    /// allocates no [`Key`]; the slow path then builds one (the checks run again).
-    /// Not meant to be called or overridden outside this crate.
+    /// The read path's form of [`ToKey::to_key`]: the key's text, borrowed from a [`Key`] or
+    /// written into `buf` (cleared first) with the same checks, so a `(category, identifier)`
+    /// lookup allocates no [`Key`]. Not meant to be called or overridden outside this crate.
     ///
     /// # Errors
     ///
     /// As [`ToKey::to_key`].
     #[doc(hidden)]
-    fn probe<'a>(
-        &'a self,
-        keys: &KeyBuilder,
-        hit: &mut dyn FnMut(&str) -> bool,
-    ) -> Result<Option<Cow<'a, Key>>> {
-        probe_built(self.to_key(keys)?, hit)
+    fn write_text<'a>(&'a self, keys: &KeyBuilder, buf: &'a mut String) -> Result<&'a str> {
+        let key = self.to_key(keys)?;
+        buf.clear();
+        buf.push_str(key.as_str());
+        Ok(buf.as_str())
     }
 }
 
-/// [`ToKey::probe`] with the key built: `None` when `hit` answered, else the key.
-fn probe_built<'a>(
-    key: Cow<'a, Key>,
-    hit: &mut dyn FnMut(&str) -> bool,
-) -> Result<Option<Cow<'a, Key>>> {
-    Ok(if hit(key.as_str()) { None } else { Some(key) })
+/// A `String` for one key's text, taken from a buffer kept per thread and given back when
+/// dropped (a read that moves to another thread gives it to that thread's), so a read by
+/// `(category, identifier)` allocates nothing once the thread has read before. A read nested
+/// in another (a `Clone` of a cached value that reads the cache) finds the slot empty and
+/// uses a new `String`.
+pub(crate) struct KeyBuf(pub(crate) String);
+
+thread_local! {
+    static KEY_BUF: Cell<String> = const { Cell::new(String::new()) };
+}
+
+/// Buffers longer than this are not kept (a thread keeps at most one, this long).
+const KEY_BUF_KEEP: usize = 1024;
+
+impl KeyBuf {
+    /// This thread's buffer (or a new one).
+    pub(crate) fn take() -> KeyBuf {
+        KeyBuf(KEY_BUF.try_with(Cell::take).unwrap_or_default())
+    }
+}
+
+impl Drop for KeyBuf {
+    fn drop(&mut self) {
+        if self.0.capacity() <= KEY_BUF_KEEP {
+            let buf = std::mem::take(&mut self.0);
+            // During thread shutdown the slot may be gone: the buffer is then just dropped.
+            let _ = KEY_BUF.try_with(|slot| slot.set(buf));
+        }
+    }
 }
 
 impl ToKey for Key {
     #[inline]
     fn to_key<'a>(&'a self, _keys: &KeyBuilder) -> Result<Cow<'a, Key>> {
         Ok(Cow::Borrowed(self))
+    }
+
+    #[inline]
+    fn write_text<'a>(&'a self, _keys: &KeyBuilder, _buf: &'a mut String) -> Result<&'a str> {
+        Ok(self.as_str())
     }
 }
 
@@ -96,12 +121,8 @@ impl<K: ToKey + ?Sized> ToKey for &K {
     }
 
     #[inline]
-    fn probe<'a>(
-        &'a self,
-        keys: &KeyBuilder,
-        hit: &mut dyn FnMut(&str) -> bool,
-    ) -> Result<Option<Cow<'a, Key>>> {
-        (**self).probe(keys, hit)
+    fn write_text<'a>(&'a self, keys: &KeyBuilder, buf: &'a mut String) -> Result<&'a str> {
+        (**self).write_text(keys, buf)
     }
 }
 
@@ -110,34 +131,20 @@ impl<C: AsRef<str>, I: AsRef<str>> ToKey for (C, I) {
         keys.build_key(self.0.as_ref(), self.1.as_ref(), None).map(Cow::Owned)
     }
 
-    fn probe<'a>(
-        &'a self,
-        keys: &KeyBuilder,
-        hit: &mut dyn FnMut(&str) -> bool,
-    ) -> Result<Option<Cow<'a, Key>>> {
-        thread_local! {
-            static BUF: RefCell<String> = const { RefCell::new(String::new()) };
-        }
-        let (category, identifier) = (self.0.as_ref(), self.1.as_ref());
-        // `None`: the buffer is in use further up this thread's stack (a `Clone` of a cached
-        // value that reads the cache); the key is then built as usual.
-        let answered = BUF.with(|buf| match buf.try_borrow_mut() {
-            Ok(mut buf) => {
-                keys.write_key(&mut buf, category, identifier, None).map(|()| Some(hit(&buf)))
-            }
-            Err(_) => Ok(None),
-        })?;
-        match answered {
-            Some(true) => Ok(None),
-            Some(false) => self.to_key(keys).map(Some),
-            None => probe_built(self.to_key(keys)?, hit),
-        }
+    fn write_text<'a>(&'a self, keys: &KeyBuilder, buf: &'a mut String) -> Result<&'a str> {
+        keys.write_key(buf, self.0.as_ref(), self.1.as_ref(), None)?;
+        Ok(buf.as_str())
     }
 }
 
 impl<C: AsRef<str>, I: AsRef<str>, P: ParamsArg> ToKey for (C, I, P) {
     fn to_key<'a>(&'a self, keys: &KeyBuilder) -> Result<Cow<'a, Key>> {
         keys.build_key(self.0.as_ref(), self.1.as_ref(), self.2.params()).map(Cow::Owned)
+    }
+
+    fn write_text<'a>(&'a self, keys: &KeyBuilder, buf: &'a mut String) -> Result<&'a str> {
+        keys.write_key(buf, self.0.as_ref(), self.1.as_ref(), self.2.params())?;
+        Ok(buf.as_str())
     }
 }
 
