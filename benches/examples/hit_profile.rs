@@ -30,6 +30,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let memory = what.starts_with("memory") || what == "raw_moka";
     let redis = what.contains("redis");
+    let memory = memory || (what.starts_with("interleave:") && what.contains("memory"));
     let server = redis.then(|| RedisServer::start().expect("redis-server"));
     let store: Arc<dyn Store> = if memory {
         Arc::new(MokaStore::builder().max_entries(10_000).build().expect("moka"))
@@ -52,6 +53,9 @@ fn main() {
     rt.block_on(moka.insert(key.as_str().to_owned(), value.clone()));
     let db = sled::Config::new().path(dir.path().join("raw")).open().expect("sled");
     db.insert(key.as_str().as_bytes(), value.as_bytes()).expect("insert");
+    let mut checked = value.as_bytes().to_vec();
+    checked.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(value.as_bytes()).to_le_bytes());
+    db.insert(b"checked", checked).expect("insert");
     let conn = server.as_ref().map(|server| {
         let client = redis::Client::open(server.url().as_str()).expect("client");
         // Long time limits: everything is slow under valgrind.
@@ -66,6 +70,29 @@ fn main() {
         rt.block_on(set.query_async::<()>(&mut conn.clone())).expect("SET");
         conn
     });
+    if let Some(ways) = what.strip_prefix("interleave:") {
+        // `interleave:a,b,...`: the reads take turns in blocks of 1000, `n` reads each; the
+        // wall time per read of each, and its ratio to the first.
+        let ways: Vec<&str> = ways.split(',').collect();
+        let mut total = vec![std::time::Duration::ZERO; ways.len()];
+        for _ in 0..n.div_ceil(1000) {
+            for (way, sum) in ways.iter().zip(&mut total) {
+                let started = std::time::Instant::now();
+                for _ in 0..1000 {
+                    one(&rt, way, &cache, &key, &store, &moka, &db, conn.as_ref());
+                }
+                *sum += started.elapsed();
+            }
+        }
+        for (way, sum) in ways.iter().zip(&total) {
+            let per = sum.as_nanos() as f64 / (n.div_ceil(1000) * 1000) as f64;
+            println!(
+                "{way:<22} {per:8.1} ns per read, {:.3}x",
+                sum.as_secs_f64() / total[0].as_secs_f64()
+            );
+        }
+        return;
+    }
     for _ in 0..n {
         one(&rt, &what, &cache, &key, &store, &moka, &db, conn.as_ref());
     }
@@ -105,6 +132,13 @@ fn one(
             }
             "disk_store" | "redis_store" => {
                 black_box(store.get(black_box(key.as_str())).await.unwrap().unwrap());
+            }
+            "raw_sled_checksummed" => {
+                let v = db.get(black_box(&b"checked"[..])).unwrap().unwrap();
+                let (payload, sum) = v.split_at(v.len() - 8);
+                let sum = u64::from_le_bytes(sum.try_into().unwrap());
+                assert_eq!(xxhash_rust::xxh3::xxh3_64(payload), sum, "checksum");
+                black_box(std::str::from_utf8(payload).unwrap().to_owned());
             }
             "raw_sled" => {
                 let v = db.get(black_box(key.as_str()).as_bytes()).unwrap().unwrap();

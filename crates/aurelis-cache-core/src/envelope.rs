@@ -471,7 +471,7 @@ impl Envelope {
         }
         let body_len = bytes.len() - CHECKSUM_LEN;
         if verify {
-            let stored = u64::from_le_bytes(read_array(&bytes, body_len)?);
+            let stored = u64::from_le_bytes(read_array(bytes, body_len)?);
             if xxh3_64(&bytes[..body_len]) != stored {
                 return Err(Error::codec("envelope checksum mismatch"));
             }
@@ -485,10 +485,10 @@ impl Envelope {
         if flags >> 6 != 0 {
             return Err(Error::codec(format!("unknown flag bits in {flags:#010b}")));
         }
-        let created_at_ms = u64::from_le_bytes(read_array(&bytes, 4)?);
-        let expires_at_ms = nonzero(u64::from_le_bytes(read_array(&bytes, 12)?));
-        let stale_until_ms = nonzero(u64::from_le_bytes(read_array(&bytes, 20)?));
-        let tag_count = u16::from_le_bytes(read_array(&bytes, 28)?) as usize;
+        let created_at_ms = u64::from_le_bytes(read_array(bytes, 4)?);
+        let expires_at_ms = nonzero(u64::from_le_bytes(read_array(bytes, 12)?));
+        let stale_until_ms = nonzero(u64::from_le_bytes(read_array(bytes, 20)?));
+        let tag_count = u16::from_le_bytes(read_array(bytes, 28)?) as usize;
         if tag_count > MAX_TAGS {
             return Err(Error::codec(format!("envelope claims {tag_count} tags")));
         }
