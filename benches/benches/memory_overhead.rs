@@ -2,6 +2,11 @@
 //! tier (a `MokaStore` layer written through `Cache::set`) against raw moka, foyer's in-memory
 //! cache and the `cached` crate holding the same keys and `String` values.
 //!
+//! Every row is measured in a child process of its own (this program run again with
+//! `AURELIS_MEMORY_OVERHEAD_ROW` set): memory a dropped store frees later, such as moka's
+//! deferred reclamation, would otherwise be counted against the next store measured (it made
+//! one row read 0 bytes per entry).
+//!
 //! Method: a counting global allocator (`cap::Cap` over the system allocator) gives the bytes
 //! the program has asked for and not yet freed. For each store and value size, the live bytes
 //! are read before building a store with a capacity of [`ENTRIES`] entries and after filling it
@@ -69,7 +74,16 @@ fn per_entry<S>(fill: impl FnOnce() -> (S, usize)) -> f64 {
     after.saturating_sub(before) as f64 / held as f64
 }
 
-fn measure(rt: &tokio::runtime::Runtime, entries: usize, value_len: usize) -> Vec<Row> {
+/// The stores measured, in order (the rows of one value size).
+const STORES: usize = 5;
+
+/// Measures the stores of one value size; `only`: just the store of that index.
+fn measure(
+    rt: &tokio::runtime::Runtime,
+    entries: usize,
+    value_len: usize,
+    only: Option<usize>,
+) -> Vec<Row> {
     let value = value(value_len);
     let keys = KeyBuilder::new("aurelis", "v1").expect("key builder");
     let key = |i: usize| keys.build_key(CATEGORY, &identifier(i), None).expect("key").into_string();
@@ -85,85 +99,95 @@ fn measure(rt: &tokio::runtime::Runtime, entries: usize, value_len: usize) -> Ve
         rows.push(Row { name: name.to_owned(), bytes_per_entry, payload_bytes: payload });
     };
 
-    // Ours: the memory tier, written through the facade (the envelope is what is stored).
-    let facade = per_entry(|| {
-        let store =
-            Arc::new(MokaStore::builder().max_entries(capacity).build().expect("moka store"));
-        let cache = Cache::builder()
-            .tier(Tier::new("memory", store.clone() as Arc<dyn Store>).ttl(TTL))
-            .build()
-            .expect("cache");
-        let held = rt.block_on(async {
-            for i in 0..entries {
-                cache.set((CATEGORY, &identifier(i)), &value).await.expect("set");
-            }
-            store.len().await.expect("len")
+    if only.is_none_or(|o| o == 0) {
+        // Ours: the memory tier, written through the facade (the envelope is what is stored).
+        let facade = per_entry(|| {
+            let store =
+                Arc::new(MokaStore::builder().max_entries(capacity).build().expect("moka store"));
+            let cache = Cache::builder()
+                .tier(Tier::new("memory", store.clone() as Arc<dyn Store>).ttl(TTL))
+                .build()
+                .expect("cache");
+            let held = rt.block_on(async {
+                for i in 0..entries {
+                    cache.set((CATEGORY, &identifier(i)), &value).await.expect("set");
+                }
+                store.len().await.expect("len")
+            });
+            (cache, held as usize)
         });
-        (cache, held as usize)
-    });
-    row(&format!("aurelis facade, memory tier (MokaStore), {value_len} B values"), facade);
+        row(&format!("aurelis facade, memory tier (MokaStore), {value_len} B values"), facade);
+    }
 
-    // Ours, as the memory tier keeps entries once read: decoded (`Arc<String>` and metadata).
-    let decoded = per_entry(|| {
-        let store =
-            Arc::new(MokaStore::builder().max_entries(capacity).build().expect("moka store"));
-        let cache = Cache::builder()
-            .tier(Tier::new("memory", store.clone() as Arc<dyn Store>).ttl(TTL))
-            .build()
-            .expect("cache");
-        let held = rt.block_on(async {
-            for i in 0..entries {
-                cache.set((CATEGORY, &identifier(i)), &value).await.expect("set");
-                let read: Option<String> =
-                    cache.get((CATEGORY, &identifier(i))).await.expect("get");
-                assert!(read.is_some());
-            }
-            store.len().await.expect("len")
+    if only.is_none_or(|o| o == 1) {
+        // Ours, as the memory tier keeps entries once read: decoded (`Arc<String>` and metadata).
+        let decoded = per_entry(|| {
+            let store =
+                Arc::new(MokaStore::builder().max_entries(capacity).build().expect("moka store"));
+            let cache = Cache::builder()
+                .tier(Tier::new("memory", store.clone() as Arc<dyn Store>).ttl(TTL))
+                .build()
+                .expect("cache");
+            let held = rt.block_on(async {
+                for i in 0..entries {
+                    cache.set((CATEGORY, &identifier(i)), &value).await.expect("set");
+                    let read: Option<String> =
+                        cache.get((CATEGORY, &identifier(i))).await.expect("get");
+                    assert!(read.is_some());
+                }
+                store.len().await.expect("len")
+            });
+            (cache, held as usize)
         });
-        (cache, held as usize)
-    });
-    row(
-        &format!("aurelis facade, memory tier, decoded after a read, {value_len} B values"),
-        decoded,
-    );
+        row(
+            &format!("aurelis facade, memory tier, decoded after a read, {value_len} B values"),
+            decoded,
+        );
+    }
 
-    // Raw moka, String keys and values, bounded by entries with a TTL like the memory tier.
-    let raw_moka = per_entry(|| {
-        let moka: moka::future::Cache<String, String> =
-            moka::future::Cache::builder().max_capacity(capacity).time_to_live(TTL).build();
-        let held = rt.block_on(async {
-            for i in 0..entries {
-                moka.insert(key(i), value.clone()).await;
-            }
-            moka.run_pending_tasks().await;
-            moka.entry_count()
+    if only.is_none_or(|o| o == 2) {
+        // Raw moka, String keys and values, bounded by entries with a TTL like the memory tier.
+        let raw_moka = per_entry(|| {
+            let moka: moka::future::Cache<String, String> =
+                moka::future::Cache::builder().max_capacity(capacity).time_to_live(TTL).build();
+            let held = rt.block_on(async {
+                for i in 0..entries {
+                    moka.insert(key(i), value.clone()).await;
+                }
+                moka.run_pending_tasks().await;
+                moka.entry_count()
+            });
+            (moka, held as usize)
         });
-        (moka, held as usize)
-    });
-    row(&format!("raw moka, String to String, {value_len} B values"), raw_moka);
+        row(&format!("raw moka, String to String, {value_len} B values"), raw_moka);
+    }
 
-    // foyer's in-memory cache (its default weigher counts 1 per entry).
-    let foyer_bytes = per_entry(|| {
-        let foyer: foyer::Cache<String, String> = foyer::CacheBuilder::new(entries).build();
-        for i in 0..entries {
-            foyer.insert(key(i), value.clone());
-        }
-        let held = foyer.usage();
-        (foyer, held)
-    });
-    row(&format!("foyer in-memory cache, {value_len} B values"), foyer_bytes);
+    if only.is_none_or(|o| o == 3) {
+        // foyer's in-memory cache (its default weigher counts 1 per entry).
+        let foyer_bytes = per_entry(|| {
+            let foyer: foyer::Cache<String, String> = foyer::CacheBuilder::new(entries).build();
+            for i in 0..entries {
+                foyer.insert(key(i), value.clone());
+            }
+            let held = foyer.usage();
+            (foyer, held)
+        });
+        row(&format!("foyer in-memory cache, {value_len} B values"), foyer_bytes);
+    }
 
-    // The `cached` crate's concurrent bounded store with a TTL.
-    let cached_bytes = per_entry(|| {
-        let cached: cached::ShardedLruTtlCache<String, String> =
-            cached::ShardedLruTtlCache::new(entries, TTL);
-        for i in 0..entries {
-            cached.set(key(i), value.clone());
-        }
-        let held = cached.len();
-        (cached, held)
-    });
-    row(&format!("cached crate ShardedLruTtlCache, {value_len} B values"), cached_bytes);
+    if only.is_none_or(|o| o == 4) {
+        // The `cached` crate's concurrent bounded store with a TTL.
+        let cached_bytes = per_entry(|| {
+            let cached: cached::ShardedLruTtlCache<String, String> =
+                cached::ShardedLruTtlCache::new(entries, TTL);
+            for i in 0..entries {
+                cached.set(key(i), value.clone());
+            }
+            let held = cached.len();
+            (cached, held)
+        });
+        row(&format!("cached crate ShardedLruTtlCache, {value_len} B values"), cached_bytes);
+    }
     rows
 }
 
@@ -182,7 +206,39 @@ fn json(rows: &[Row]) -> String {
     format!("{{\"rows\":[\n{}\n]}}\n", rows.join(",\n"))
 }
 
+/// Set in a child process measuring one row: `store index,value length,entries`.
+const CHILD_ENV: &str = "AURELIS_MEMORY_OVERHEAD_ROW";
+
+/// Measures one row in a child process of its own and returns it: a store dropped in this
+/// process frees part of its memory later (moka's deferred reclamation runs on other caches'
+/// operations), which would otherwise be counted against the next store measured.
+fn measure_in_child(store: usize, value_len: usize, entries: usize) -> Row {
+    let exe = std::env::current_exe().expect("own executable");
+    let out = std::process::Command::new(exe)
+        .env(CHILD_ENV, format!("{store},{value_len},{entries}"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("run the measuring child");
+    assert!(out.status.success(), "memory_overhead: the child measuring store {store} failed");
+    let text = String::from_utf8(out.stdout).expect("UTF-8 output");
+    let line = text.lines().find_map(|l| l.strip_prefix("ROW\t")).expect("a ROW line");
+    let mut fields = line.split('\t');
+    let mut next = || fields.next().expect("a field");
+    let name = next().to_owned();
+    let bytes_per_entry = next().parse().expect("bytes per entry");
+    let payload_bytes = next().parse().expect("payload bytes");
+    Row { name, bytes_per_entry, payload_bytes }
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var(CHILD_ENV) {
+        let n: Vec<usize> = spec.split(',').map(|v| v.parse().expect("a number")).collect();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+        for row in measure(&rt, n[2], n[1], Some(n[0])) {
+            println!("ROW\t{}\t{}\t{}", row.name, row.bytes_per_entry, row.payload_bytes);
+        }
+        return;
+    }
     let quick = match plain_run("memory_overhead") {
         PlainRun::Full => false,
         PlainRun::Quick => true,
@@ -191,13 +247,19 @@ fn main() {
     // `--test` (`cargo test --benches`): a small run, no file.
     let entries = if quick { 1_000 } else { ENTRIES };
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    if quick {
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        for len in VALUE_SIZES {
+            measure(&rt, entries, len, None);
+        }
+        return;
+    }
     let mut rows = Vec::new();
     for len in VALUE_SIZES {
-        rows.extend(measure(&rt, entries, len));
-    }
-    if quick {
-        return;
+        for store in 0..STORES {
+            rows.push(measure_in_child(store, len, entries));
+        }
     }
     write_output("memory_overhead", "memory_overhead.json", &json(&rows));
 }
