@@ -75,7 +75,7 @@ fn per_entry<S>(fill: impl FnOnce() -> (S, usize)) -> f64 {
 }
 
 /// The stores measured, in order (the rows of one value size).
-const STORES: usize = 5;
+const STORES: usize = 8;
 
 /// Measures the stores of one value size; `only`: just the store of that index.
 fn measure(
@@ -188,7 +188,71 @@ fn measure(
         });
         row(&format!("cached crate ShardedLruTtlCache, {value_len} B values"), cached_bytes);
     }
+
+    // Where moka's share goes (informational): the same String to String cache without a
+    // TTL, with a time to live per entry (`expire_after`, as the memory tier has: a
+    // timer-wheel node per entry instead of a write-order node), and with `Arc<String>` values
+    // (a decoded entry's value is shared behind an `Arc`).
+    if only.is_none_or(|o| o == 5) {
+        let bytes = per_entry(|| {
+            let moka: moka::sync::Cache<String, String> =
+                moka::sync::Cache::builder().max_capacity(capacity).build();
+            for i in 0..entries {
+                moka.insert(key(i), value.clone());
+            }
+            moka.run_pending_tasks();
+            let held = moka.entry_count();
+            (moka, held as usize)
+        });
+        row(&format!("raw moka (sync), String to String, no TTL, {value_len} B values"), bytes);
+    }
+    if only.is_none_or(|o| o == 6) {
+        let bytes = per_entry(|| {
+            let moka: moka::sync::Cache<String, String> = moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .expire_after(EveryEntry)
+                .build();
+            for i in 0..entries {
+                moka.insert(key(i), value.clone());
+            }
+            moka.run_pending_tasks();
+            let held = moka.entry_count();
+            (moka, held as usize)
+        });
+        row(
+            &format!("raw moka (sync), String to String, TTL per entry, {value_len} B values"),
+            bytes,
+        );
+    }
+    if only.is_none_or(|o| o == 7) {
+        let bytes = per_entry(|| {
+            let moka: moka::sync::Cache<String, Arc<String>> =
+                moka::sync::Cache::builder().max_capacity(capacity).time_to_live(TTL).build();
+            for i in 0..entries {
+                moka.insert(key(i), Arc::new(value.clone()));
+            }
+            moka.run_pending_tasks();
+            let held = moka.entry_count();
+            (moka, held as usize)
+        });
+        row(&format!("raw moka (sync), String to Arc<String>, TTL, {value_len} B values"), bytes);
+    }
     rows
+}
+
+/// Gives every entry of a raw moka cache its own time to live (the memory tier's [`TTL`]), as
+/// `MokaStore` does.
+struct EveryEntry;
+
+impl<V> moka::Expiry<String, V> for EveryEntry {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        _value: &V,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(TTL)
+    }
 }
 
 fn json(rows: &[Row]) -> String {
