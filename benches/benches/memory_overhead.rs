@@ -101,44 +101,13 @@ fn measure(
 
     if only.is_none_or(|o| o == 0) {
         // Ours: the memory tier, written through the facade (the envelope is what is stored).
-        let facade = per_entry(|| {
-            let store =
-                Arc::new(MokaStore::builder().max_entries(capacity).build().expect("moka store"));
-            let cache = Cache::builder()
-                .tier(Tier::new("memory", store.clone() as Arc<dyn Store>).ttl(TTL))
-                .build()
-                .expect("cache");
-            let held = rt.block_on(async {
-                for i in 0..entries {
-                    cache.set((CATEGORY, &identifier(i)), &value).await.expect("set");
-                }
-                store.len().await.expect("len")
-            });
-            (cache, held as usize)
-        });
+        let facade = facade_per_entry(rt, capacity, entries, &value, false);
         row(&format!("aurelis facade, memory tier (MokaStore), {value_len} B values"), facade);
     }
 
     if only.is_none_or(|o| o == 1) {
         // Ours, as the memory tier keeps entries once read: decoded (`Arc<String>` and metadata).
-        let decoded = per_entry(|| {
-            let store =
-                Arc::new(MokaStore::builder().max_entries(capacity).build().expect("moka store"));
-            let cache = Cache::builder()
-                .tier(Tier::new("memory", store.clone() as Arc<dyn Store>).ttl(TTL))
-                .build()
-                .expect("cache");
-            let held = rt.block_on(async {
-                for i in 0..entries {
-                    cache.set((CATEGORY, &identifier(i)), &value).await.expect("set");
-                    let read: Option<String> =
-                        cache.get((CATEGORY, &identifier(i))).await.expect("get");
-                    assert!(read.is_some());
-                }
-                store.len().await.expect("len")
-            });
-            (cache, held as usize)
-        });
+        let decoded = facade_per_entry(rt, capacity, entries, &value, true);
         row(
             &format!("aurelis facade, memory tier, decoded after a read, {value_len} B values"),
             decoded,
@@ -193,51 +162,73 @@ fn measure(
     // TTL, with a time to live per entry (`expire_after`, as the memory tier has: a
     // timer-wheel node per entry instead of a write-order node), and with `Arc<String>` values
     // (a decoded entry's value is shared behind an `Arc`).
+    let builder = || moka::sync::Cache::builder().max_capacity(capacity);
     if only.is_none_or(|o| o == 5) {
-        let bytes = per_entry(|| {
-            let moka: moka::sync::Cache<String, String> =
-                moka::sync::Cache::builder().max_capacity(capacity).build();
-            for i in 0..entries {
-                moka.insert(key(i), value.clone());
-            }
-            moka.run_pending_tasks();
-            let held = moka.entry_count();
-            (moka, held as usize)
-        });
+        let bytes = sync_moka_per_entry(builder().build(), entries, &key, || value.clone());
         row(&format!("raw moka (sync), String to String, no TTL, {value_len} B values"), bytes);
     }
     if only.is_none_or(|o| o == 6) {
-        let bytes = per_entry(|| {
-            let moka: moka::sync::Cache<String, String> = moka::sync::Cache::builder()
-                .max_capacity(capacity)
-                .expire_after(EveryEntry)
-                .build();
-            for i in 0..entries {
-                moka.insert(key(i), value.clone());
-            }
-            moka.run_pending_tasks();
-            let held = moka.entry_count();
-            (moka, held as usize)
-        });
+        let moka = builder().expire_after(EveryEntry).build();
+        let bytes = sync_moka_per_entry(moka, entries, &key, || value.clone());
         row(
             &format!("raw moka (sync), String to String, TTL per entry, {value_len} B values"),
             bytes,
         );
     }
     if only.is_none_or(|o| o == 7) {
-        let bytes = per_entry(|| {
-            let moka: moka::sync::Cache<String, Arc<String>> =
-                moka::sync::Cache::builder().max_capacity(capacity).time_to_live(TTL).build();
-            for i in 0..entries {
-                moka.insert(key(i), Arc::new(value.clone()));
-            }
-            moka.run_pending_tasks();
-            let held = moka.entry_count();
-            (moka, held as usize)
-        });
+        let moka = moka::sync::Cache::builder().max_capacity(capacity).time_to_live(TTL).build();
+        let bytes = sync_moka_per_entry(moka, entries, &key, || Arc::new(value.clone()));
         row(&format!("raw moka (sync), String to Arc<String>, TTL, {value_len} B values"), bytes);
     }
     rows
+}
+
+/// Bytes per entry of the facade's memory tier holding `entries` values written through
+/// `Cache::set`; with `read_back`, each is read once after its write (so it is kept decoded).
+fn facade_per_entry(
+    rt: &tokio::runtime::Runtime,
+    capacity: u64,
+    entries: usize,
+    value: &str,
+    read_back: bool,
+) -> f64 {
+    per_entry(|| {
+        let store =
+            Arc::new(MokaStore::builder().max_entries(capacity).build().expect("moka store"));
+        let cache = Cache::builder()
+            .tier(Tier::new("memory", store.clone() as Arc<dyn Store>).ttl(TTL))
+            .build()
+            .expect("cache");
+        let held = rt.block_on(async {
+            for i in 0..entries {
+                cache.set((CATEGORY, &identifier(i)), value).await.expect("set");
+                if read_back {
+                    let read: Option<String> =
+                        cache.get((CATEGORY, &identifier(i))).await.expect("get");
+                    assert!(read.is_some());
+                }
+            }
+            store.len().await.expect("len")
+        });
+        (cache, held as usize)
+    })
+}
+
+/// Bytes per entry of the raw (sync) moka cache `moka` filled with `entries` values.
+fn sync_moka_per_entry<V: Clone + Send + Sync + 'static>(
+    moka: moka::sync::Cache<String, V>,
+    entries: usize,
+    key: &dyn Fn(usize) -> String,
+    value: impl Fn() -> V,
+) -> f64 {
+    per_entry(|| {
+        for i in 0..entries {
+            moka.insert(key(i), value());
+        }
+        moka.run_pending_tasks();
+        let held = moka.entry_count();
+        (moka, held as usize)
+    })
 }
 
 /// Gives every entry of a raw moka cache its own time to live (the memory tier's [`TTL`]), as
