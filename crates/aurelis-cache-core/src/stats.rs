@@ -181,13 +181,18 @@ impl Histogram {
             0.0
         };
         let sum = self.sum_ns.load(Relaxed);
+        let max_us = self.max_ns.load(Relaxed) as f64 / 1000.0;
+        // A quantile is its bucket's upper bound, which can lie above the largest value
+        // recorded (one read of 10.3 us sits in a bucket reaching 10.5 us): no quantile is
+        // reported above the maximum.
+        let quantile = |q: f64| quantile(q).min(max_us);
         LatencySummary {
             count,
             mean_us: if count == 0 { 0.0 } else { sum as f64 / count as f64 / 1000.0 },
             p50_us: quantile(0.50),
             p90_us: quantile(0.90),
             p99_us: quantile(0.99),
-            max_us: self.max_ns.load(Relaxed) as f64 / 1000.0,
+            max_us,
         }
     }
 }
@@ -593,6 +598,25 @@ mod tests {
             assert!(upper >= ns, "{ns} -> bucket {i} upper {upper}");
             assert!(upper as f64 <= ns as f64 * 1.125 + 1.0, "{ns} -> {upper}");
         }
+    }
+
+    #[test]
+    fn quantiles_never_exceed_the_maximum() {
+        // 10.3 us falls in a bucket whose upper bound is above it: before quantiles were
+        // capped, one such read reported p99 > max.
+        for ns in [10_300u64, 1_000_001, 77_777, 513] {
+            let h = Histogram::new();
+            h.record(Duration::from_nanos(ns));
+            let s = h.summary();
+            assert_eq!(s.max_us, ns as f64 / 1000.0);
+            assert!(s.p50_us <= s.p90_us && s.p90_us <= s.p99_us && s.p99_us <= s.max_us, "{s:?}");
+        }
+        let h = Histogram::new();
+        for us in 1..=100u64 {
+            h.record(Duration::from_nanos(us * 1000 + 300));
+        }
+        let s = h.summary();
+        assert!(s.p99_us <= s.max_us && s.p50_us >= 50.0 && s.p50_us <= 57.0, "{s:?}");
     }
 
     #[test]
