@@ -9,7 +9,8 @@
 //!
 //! The first argument picks the read (`memory_tuple`, `memory_key`, `memory_shared`,
 //! `raw_moka`, `disk_facade`, `disk_store`, `raw_sled`, `redis_facade`, `redis_store`,
-//! `raw_redis`; the Redis reads start their own `redis-server`), the second how many reads. Run it
+//! `raw_redis`; the Redis reads start their own `redis-server`; `sizes` prints the size of the
+//! read futures instead), the second how many reads. Run it
 //! with two counts and divide the difference of the totals by the difference of the counts
 //! for the cost of one read without the set-up.
 
@@ -70,6 +71,19 @@ fn main() {
         rt.block_on(set.query_async::<()>(&mut conn.clone())).expect("SET");
         conn
     });
+    if what == "sizes" {
+        // The size of the futures a caller holds across a read (their moves show up as
+        // `memcpy` in a profile).
+        let get = cache.get::<String>((CATEGORY, IDENTIFIER));
+        let get_key = cache.get::<String>(&key);
+        let shared = cache.get_shared::<String>(&key);
+        let raw = moka.get(key.as_str());
+        println!("Cache::get (tuple)  {} bytes", std::mem::size_of_val(&get));
+        println!("Cache::get (&Key)   {} bytes", std::mem::size_of_val(&get_key));
+        println!("Cache::get_shared   {} bytes", std::mem::size_of_val(&shared));
+        println!("moka future get     {} bytes", std::mem::size_of_val(&raw));
+        return;
+    }
     if let Some(ways) = what.strip_prefix("interleave:") {
         // `interleave:a,b,...`: the reads take turns in blocks of 1000, `n` reads each; the
         // wall time per read of each, and its ratio to the first.

@@ -227,6 +227,12 @@ pub trait LayeredStore: Debug + Send + Sync + 'static {
         None
     }
 
+    /// Through the layer's [`LayeredStore::get_sync`] unless the layer overrides it (so a
+    /// layer that changes or observes reads is never bypassed).
+    fn get_sync_with(&self, key: &str, read: &mut dyn FnMut(&[u8])) -> Option<Result<bool>> {
+        Some(LayeredStore::get_sync(self, key)?.map(|found| found.map(|b| read(&b)).is_some()))
+    }
+
     fn get_many<'a>(&'a self, keys: &'a [&'a str]) -> BoxFuture<'a, Result<Vec<Option<Bytes>>>> {
         self.around(Operation::GetMany, self.inner().get_many(keys))
     }
@@ -329,6 +335,10 @@ impl<L: LayeredStore> Store for L {
 
     fn get_sync(&self, key: &str) -> Option<Result<Option<Bytes>>> {
         LayeredStore::get_sync(self, key)
+    }
+
+    fn get_sync_with(&self, key: &str, read: &mut dyn FnMut(&[u8])) -> Option<Result<bool>> {
+        LayeredStore::get_sync_with(self, key, read)
     }
 
     fn set<'s, 'k, 'f>(
@@ -499,6 +509,10 @@ impl<S: Store + ?Sized> Store for Arc<S> {
 
     fn get_sync(&self, key: &str) -> Option<Result<Option<Bytes>>> {
         (**self).get_sync(key)
+    }
+
+    fn get_sync_with(&self, key: &str, read: &mut dyn FnMut(&[u8])) -> Option<Result<bool>> {
+        (**self).get_sync_with(key, read)
     }
 
     fn set<'s, 'k, 'f>(

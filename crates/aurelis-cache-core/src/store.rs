@@ -310,6 +310,35 @@ pub trait Store: Debug + Send + Sync + 'static {
         None
     }
 
+    /// [`Store::get_sync`] without handing the bytes out: `read` is called with the entry's
+    /// bytes where the store holds them (no [`Bytes`] made for them), and the answer is
+    /// `Some(Ok(true))` when it was called, `Some(Ok(false))` for a miss, `Some(Err(_))` as
+    /// `get_sync` would fail, and `None` from a store without a synchronous read. The cache
+    /// reads its first tier this way when it only decodes the value. The default goes
+    /// through `get_sync`, so a store need only override it to save the `Bytes`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "testkit")] {
+    /// use aurelis_cache_core::testkit::MemoryMapStore;
+    /// use aurelis_cache_core::{Bytes, Store};
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let store = MemoryMapStore::new("map");
+    /// store.set("k", Bytes::from_static(b"value"), None).await?;
+    /// let mut len = 0;
+    /// assert_eq!(store.get_sync_with("k", &mut |bytes| len = bytes.len()).transpose()?, Some(true));
+    /// assert_eq!(len, 5);
+    /// assert_eq!(store.get_sync_with("other", &mut |_| unreachable!()).transpose()?, Some(false));
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// # }).unwrap();
+    /// # }
+    /// ```
+    fn get_sync_with(&self, key: &str, read: &mut dyn FnMut(&[u8])) -> Option<Result<bool>> {
+        Some(self.get_sync(key)?.map(|found| found.map(|bytes| read(&bytes)).is_some()))
+    }
+
     /// Stores `value` under `key`, replacing what was there; `ttl = None` keeps it until it
     /// is evicted or deleted.
     ///

@@ -119,8 +119,9 @@ pub async fn round_trip(store: &dyn Store) {
     assert_eq!(store.get("rt:a").await.expect("get"), Some(b("alpha")));
 }
 
-/// Where a store answers [`Store::get_sync`], it answers what [`Store::get`] answers: a live
-/// value, a missing key, an overwritten, a deleted and an expired entry.
+/// Where a store answers [`Store::get_sync`] (and [`Store::get_sync_with`]), it answers what
+/// [`Store::get`] answers: a live value, a missing key, an overwritten, a deleted and an
+/// expired entry.
 pub async fn get_sync_agrees_with_get(store: &dyn Store) {
     store.set("sync:live", b("live"), None).await.expect("set");
     store.set("sync:over", b("first"), None).await.expect("set");
@@ -137,6 +138,13 @@ pub async fn get_sync_agrees_with_get(store: &dyn Store) {
         let by_get = store.get(key).await.expect("get");
         if let Some(by_sync) = store.get_sync(key) {
             assert_eq!(by_sync.expect("get_sync"), by_get, "get_sync and get differ on {key}");
+        }
+        let mut seen = None;
+        if let Some(found) =
+            store.get_sync_with(key, &mut |bytes| seen = Some(Bytes::copy_from_slice(bytes)))
+        {
+            assert_eq!(found.expect("get_sync_with"), by_get.is_some(), "get_sync_with on {key}");
+            assert_eq!(seen, by_get, "get_sync_with and get differ on {key}");
         }
     }
     assert_eq!(store.get("sync:over").await.expect("get"), Some(b("second")));

@@ -188,12 +188,29 @@ impl Inner {
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        let Some(stored) = self.live(key)? else {
+            return Ok(None);
+        };
+        Ok(Some(layout::value(stored)))
+    }
+
+    /// [`Inner::get`], calling `read` with the value in place instead of returning it.
+    fn get_with(&self, key: &[u8], read: &mut dyn FnMut(&[u8])) -> Result<bool> {
+        let Some(stored) = self.live(key)? else {
+            return Ok(false);
+        };
+        read(&stored[layout::HEADER_LEN..]);
+        Ok(true)
+    }
+
+    /// The stored form of `key` if it is live (an expired or corrupt one is removed).
+    fn live(&self, key: &[u8]) -> Result<Option<IVec>> {
         let Some(stored) = self.entries.get(key).map_err(self.backend("get"))? else {
             return Ok(None);
         };
         match layout::expires_at(&stored) {
-            Some(0) => Ok(Some(layout::value(stored))),
-            Some(at) if !layout::is_expired(at, now_ms()) => Ok(Some(layout::value(stored))),
+            Some(0) => Ok(Some(stored)),
+            Some(at) if !layout::is_expired(at, now_ms()) => Ok(Some(stored)),
             Some(_) => {
                 self.remove_if_unchanged(key, &stored, Cause::Expired)?;
                 Ok(None)
@@ -1004,6 +1021,11 @@ impl Store for SledStore {
     /// budget around it, as `get` does).
     fn get_sync(&self, key: &str) -> Option<Result<Option<Bytes>>> {
         Some(self.inner.get(key.as_bytes()))
+    }
+
+    /// The value is read where sled keeps it (no `Bytes` made around it).
+    fn get_sync_with(&self, key: &str, read: &mut dyn FnMut(&[u8])) -> Option<Result<bool>> {
+        Some(self.inner.get_with(key.as_bytes(), read))
     }
 
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {

@@ -86,6 +86,10 @@ impl<S: Store> LayeredStore for TimeoutStore<S> {
         self.inner.get_sync(key)
     }
 
+    fn get_sync_with(&self, key: &str, read: &mut dyn FnMut(&[u8])) -> Option<Result<bool>> {
+        self.inner.get_sync_with(key, read)
+    }
+
     fn around<'a, T: Send + 'a>(
         &'a self,
         op: Operation,
@@ -128,6 +132,14 @@ impl<S: Store> LayeredStore for Counted<S> {
 
     fn get_sync(&self, key: &str) -> Option<Result<Option<Bytes>>> {
         let result = self.inner.get_sync(key)?;
+        if let Err(err) = &result {
+            self.count(Operation::Get, err);
+        }
+        Some(result)
+    }
+
+    fn get_sync_with(&self, key: &str, read: &mut dyn FnMut(&[u8])) -> Option<Result<bool>> {
+        let result = self.inner.get_sync_with(key, read)?;
         if let Err(err) = &result {
             self.count(Operation::Get, err);
         }
@@ -320,6 +332,15 @@ impl<S: Store> LayeredStore for CircuitBreaker<S> {
             return Some(Err(self.refusal(Operation::Get)));
         }
         let result = self.inner.get_sync(key)?;
+        self.record(Operation::Get, &result);
+        Some(result)
+    }
+
+    fn get_sync_with(&self, key: &str, read: &mut dyn FnMut(&[u8])) -> Option<Result<bool>> {
+        if !self.breaker.admit() {
+            return Some(Err(self.refusal(Operation::Get)));
+        }
+        let result = self.inner.get_sync_with(key, read)?;
         self.record(Operation::Get, &result);
         Some(result)
     }

@@ -210,6 +210,9 @@ pub(crate) struct TierState {
     pending: Mutex<HashSet<String>>,
     pending_len: AtomicUsize,
     overflow: AtomicBool,
+    /// Cleared the first time the store answers that it has no synchronous read (a store's
+    /// answer never changes), so a network tier's reads do not ask again.
+    pub(crate) sync_read: AtomicBool,
     /// Wakes the repair task.
     pub(crate) wake: Arc<tokio::sync::Notify>,
 }
@@ -256,6 +259,7 @@ impl TierState {
             pending: Mutex::new(HashSet::new()),
             pending_len: AtomicUsize::new(0),
             overflow: AtomicBool::new(false),
+            sync_read: AtomicBool::new(true),
             wake,
         }
     }

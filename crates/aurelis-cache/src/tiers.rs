@@ -7,6 +7,7 @@
 //! same bookkeeping.
 
 use std::ops::Range;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,6 +60,47 @@ impl<T> Found<T> {
             Found::Owned(v) => v,
         }
     }
+}
+
+/// What the first tier answered without waiting (see [`Inner::first_sync`]).
+pub(crate) enum First<T> {
+    /// A fresh hit, decoded for this read.
+    Hit(T),
+    /// Nothing fresh there (counted): the walk goes on from the second tier.
+    Next(Resume<T>),
+    /// The first tier is not read this way: the whole walk.
+    Walk,
+}
+
+/// Where a walk over the tiers starts, and what it carries over from the tiers before.
+pub(crate) struct Resume<T> {
+    /// The first tier to read.
+    from: usize,
+    /// A value in its stale window found above `from`.
+    stale: Option<Found<T>>,
+    /// When the read started, if it is timed.
+    started: Option<Instant>,
+    /// When the last tier call ended, if the read is timed.
+    clock: Option<Instant>,
+}
+
+impl<T> Resume<T> {
+    /// A walk from the first tier; timed one read in [`SAMPLE_EVERY`].
+    pub(crate) fn start() -> Self {
+        let started = sample().then(Instant::now);
+        Resume { from: 0, stale: None, started, clock: started }
+    }
+}
+
+/// What a byte tier's answer turned out to be for a read (see [`Inner::judge`]).
+enum Judged<T, R> {
+    /// Fresh, decoded: the value, its envelope and the entry's bytes (`R = Bytes`) or nothing
+    /// (`R = ()`, judged in place).
+    Hit(T, Envelope, R),
+    /// In its stale window, decoded.
+    Stale(T),
+    /// Nothing this read can use (counted).
+    Nothing,
 }
 
 /// An entry's envelope without its payload, and where the payload sits in the entry's bytes.
@@ -126,12 +168,141 @@ impl Inner {
     where
         T: DeserializeOwned + Serialize + Send + Sync + 'static,
     {
-        let timed = sample();
-        let started = timed.then(Instant::now);
-        let mut clock = started;
+        self.read_from::<T>(key, Resume::start()).await
+    }
+
+    /// The first tier's answer, when it can be had without waiting: a byte store read in
+    /// process ([`Store::get_sync`](aurelis_cache_core::Store::get_sync)) whose entry is fresh
+    /// and decodes is the hit (no future, no write-back: nothing is above the first tier);
+    /// whatever else it answered is judged as the walk would judge it (counted once) and the
+    /// walk goes on from the second tier ([`First::Next`]). Tiers that keep decoded values are
+    /// read by [`Inner::memory_hit`] and the walk, as are network stores and a cache not
+    /// started yet ([`First::Walk`]).
+    pub(crate) fn first_sync<T>(&self, key: &str) -> Result<First<T>>
+    where
+        T: DeserializeOwned,
+    {
+        if !self.ready.initialized() {
+            return Ok(First::Walk);
+        }
+        let Some(tier) = self.tiers.first() else {
+            return Ok(First::Walk);
+        };
+        if !tier.sync_read.load(Relaxed) || tier.store_raw().as_value_store().is_some() {
+            return Ok(First::Walk);
+        }
+        let started = sample().then(Instant::now);
+        let next = |stale, clock| First::Next(Resume { from: 1, stale, started, clock });
+        if !tier.readable(key) {
+            return Ok(next(None, started));
+        }
+        // The entry is judged where the store keeps it: no `Bytes` is made for a value that is
+        // only decoded.
+        let mut judged = Judged::Nothing;
+        let mut judge = |raw: &[u8]| judged = self.judge_entry::<T>(tier, key, (raw, None), true);
+        let Some(answer) = tier.store().get_sync_with(key, &mut judge) else {
+            tier.sync_read.store(false, Relaxed);
+            return Ok(First::Walk);
+        };
+        let clock = started.map(|c| {
+            let now = Instant::now();
+            tier.stats.record_latency(Op::Get, now.duration_since(c));
+            now
+        });
+        match answer {
+            Ok(true) => {}
+            Ok(false) => tier.stats.record_miss(),
+            Err(e) => self.read_error(e)?,
+        }
+        let value = match judged {
+            Judged::Hit(value, _, ()) => value,
+            Judged::Stale(value) => return Ok(next(Some(Found::Owned(value)), clock)),
+            Judged::Nothing => return Ok(next(None, clock)),
+        };
+        tier.stats.record_hit();
+        if let (Some(started), Some(c)) = (started, clock) {
+            self.stats.record_get_latency(c.duration_since(started));
+        }
+        Ok(First::Hit(value))
+    }
+
+    /// Judges what a byte tier answered, as every read does: a fresh entry that decodes into
+    /// `T` is the hit (with its envelope and bytes); a miss, an error (returned in strict
+    /// mode), an unreadable, invalidated, expired or mistyped entry is counted and nothing;
+    /// an entry in its stale window is decoded when `want_stale`.
+    fn judge<T: DeserializeOwned>(
+        &self,
+        tier: &Arc<TierState>,
+        key: &str,
+        result: Result<Option<Bytes>>,
+        want_stale: bool,
+    ) -> Result<Judged<T, Bytes>> {
+        let raw = match result {
+            Ok(Some(raw)) => raw,
+            Ok(None) => {
+                tier.stats.record_miss();
+                return Ok(Judged::Nothing);
+            }
+            Err(e) => {
+                self.read_error(e)?;
+                return Ok(Judged::Nothing);
+            }
+        };
+        Ok(match self.judge_entry::<T>(tier, key, (&raw, Some(&raw)), want_stale) {
+            Judged::Hit(value, env, ()) => Judged::Hit(value, env, raw),
+            Judged::Stale(value) => Judged::Stale(value),
+            Judged::Nothing => Judged::Nothing,
+        })
+    }
+
+    /// A tier's error on a read: counted, and returned in strict mode.
+    fn read_error(&self, e: Error) -> Result<()> {
+        self.stats.record_error();
+        if self.strict {
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// [`Inner::judge`] of an entry's bytes (`raw`, with the `Bytes` they are in if any).
+    fn judge_entry<T: DeserializeOwned>(
+        &self,
+        tier: &Arc<TierState>,
+        key: &str,
+        raw: (&[u8], Option<&Bytes>),
+        want_stale: bool,
+    ) -> Judged<T, ()> {
+        match self.check(tier, key, raw.0) {
+            Checked::Fresh((env, payload)) => match self.decode::<T>(tier, key, &env, raw, payload)
+            {
+                Some(value) => return Judged::Hit(value, env, ()),
+                None => tier.stats.record_miss(),
+            },
+            Checked::Stale((env, payload)) => {
+                tier.stats.record_miss();
+                if want_stale {
+                    if let Some(value) = self.decode::<T>(tier, key, &env, raw, payload) {
+                        return Judged::Stale(value);
+                    }
+                }
+            }
+            Checked::Dropped => tier.stats.record_miss(),
+        }
+        Judged::Nothing
+    }
+
+    /// The walk over the tiers from `resume.from` (see [`Inner::read`]).
+    pub(crate) async fn read_from<T>(
+        &self,
+        key: &str,
+        resume: Resume<T>,
+    ) -> Result<Lookup<Found<T>>>
+    where
+        T: DeserializeOwned + Serialize + Send + Sync + 'static,
+    {
+        let Resume { from, mut stale, started, mut clock } = resume;
         let mut snap = None;
-        let mut stale = None;
-        for (depth, tier) in self.tiers.iter().enumerate() {
+        for (depth, tier) in self.tiers.iter().enumerate().skip(from) {
             if !tier.readable(key) {
                 continue;
             }
@@ -187,71 +358,47 @@ impl Inner {
                 tier.stats.record_latency(Op::Get, now.duration_since(c));
                 clock = Some(now);
             }
-            let raw = match result {
-                Ok(Some(raw)) => raw,
-                Ok(None) => {
-                    tier.stats.record_miss();
+            let (value, env, raw) = match self.judge::<T>(tier, key, result, stale.is_none())? {
+                Judged::Hit(value, env, raw) => (value, env, raw),
+                Judged::Stale(value) => {
+                    stale = Some(Found::Owned(value));
                     continue;
                 }
-                Err(e) => {
-                    self.stats.record_error();
-                    if self.strict {
-                        return Err(e);
-                    }
-                    continue;
-                }
+                Judged::Nothing => continue,
             };
-            match self.check(tier, key, &raw) {
-                Checked::Fresh((env, payload)) => match self
-                    .decode::<T>(tier, key, &env, &raw, payload)
-                {
-                    Some(value) => {
-                        tier.stats.record_hit();
-                        // A decoded entry only where one is kept (this tier, or a tier above
-                        // that a write-back fills); a disk-only read hands its value out as is.
-                        let keeps = |t: &Arc<TierState>| t.store_raw().as_value_store().is_some();
-                        let value = if values.is_some() || self.tiers[..depth].iter().any(keeps) {
-                            let value = Arc::new(value);
-                            let decoded = ValueEntry::from_arc(
-                                value.clone(),
-                                EntryMeta::of(&env),
-                                u32::try_from(raw.len()).unwrap_or(u32::MAX),
-                            );
-                            if let Some(values) = values {
-                                // Decoded once: kept decoded (if it still holds these bytes).
-                                values.upgrade(key, &raw, decoded.clone());
-                            }
-                            if depth > 0 {
-                                let snap = snap.unwrap_or_else(|| self.epochs.snapshot(key));
-                                self.write_back(depth, key, &raw, &env, Some(&decoded), snap).await;
-                            }
-                            Found::Shared(value)
-                        } else {
-                            if depth > 0 {
-                                let snap = snap.unwrap_or_else(|| self.epochs.snapshot(key));
-                                self.write_back(depth, key, &raw, &env, None, snap).await;
-                            }
-                            Found::Owned(value)
-                        };
-                        if let (Some(started), Some(c)) = (started, clock) {
-                            self.stats.record_get_latency(c.duration_since(started));
-                        }
-                        let life = Lifetime {
-                            created_at_ms: env.created_at_ms,
-                            expires_at_ms: env.expires_at_ms,
-                        };
-                        return Ok(Lookup::Fresh(value, life));
-                    }
-                    None => tier.stats.record_miss(),
-                },
-                Checked::Stale((env, payload)) => {
-                    tier.stats.record_miss();
-                    if stale.is_none() {
-                        stale = self.decode::<T>(tier, key, &env, &raw, payload).map(Found::Owned);
-                    }
+            tier.stats.record_hit();
+            // A decoded entry only where one is kept (this tier, or a tier above that a
+            // write-back fills); a disk-only read hands its value out as is.
+            let keeps = |t: &Arc<TierState>| t.store_raw().as_value_store().is_some();
+            let value = if values.is_some() || self.tiers[..depth].iter().any(keeps) {
+                let value = Arc::new(value);
+                let decoded = ValueEntry::from_arc(
+                    value.clone(),
+                    EntryMeta::of(&env),
+                    u32::try_from(raw.len()).unwrap_or(u32::MAX),
+                );
+                if let Some(values) = values {
+                    // Decoded once: kept decoded (if it still holds these bytes).
+                    values.upgrade(key, &raw, decoded.clone());
                 }
-                Checked::Dropped => tier.stats.record_miss(),
+                if depth > 0 {
+                    let snap = snap.unwrap_or_else(|| self.epochs.snapshot(key));
+                    self.write_back(depth, key, &raw, &env, Some(&decoded), snap).await;
+                }
+                Found::Shared(value)
+            } else {
+                if depth > 0 {
+                    let snap = snap.unwrap_or_else(|| self.epochs.snapshot(key));
+                    self.write_back(depth, key, &raw, &env, None, snap).await;
+                }
+                Found::Owned(value)
+            };
+            if let (Some(started), Some(c)) = (started, clock) {
+                self.stats.record_get_latency(c.duration_since(started));
             }
+            let life =
+                Lifetime { created_at_ms: env.created_at_ms, expires_at_ms: env.expires_at_ms };
+            return Ok(Lookup::Fresh(value, life));
         }
         if let (Some(started), Some(c)) = (started, clock) {
             self.stats.record_get_latency(c.duration_since(started));
@@ -346,7 +493,7 @@ impl Inner {
     /// another process may have written a fresh value meanwhile; it expires there by itself).
     /// Parses and checks a tier's entry (checksum unless the tier is in-process, marks,
     /// freshness): the envelope without its payload, and where the payload sits in `raw`.
-    fn check(&self, tier: &Arc<TierState>, key: &str, raw: &Bytes) -> Checked<Parsed> {
+    fn check(&self, tier: &Arc<TierState>, key: &str, raw: &[u8]) -> Checked<Parsed> {
         let (env, payload) = match Envelope::decode_header(raw, !tier.in_process) {
             Ok(parsed) => parsed,
             Err(e) => {
@@ -386,20 +533,24 @@ impl Inner {
     }
 
     /// Decodes the payload of `env`, at `payload` in `raw`, into a `T` (in place unless it
-    /// is compressed); `None`, counted and logged, when it cannot be.
+    /// is compressed: then out of `owner`, the `Bytes` of `raw` if there is one, else a copy);
+    /// `None`, counted and logged, when it cannot be.
     fn decode<T: DeserializeOwned>(
         &self,
         tier: &TierState,
         key: &str,
         env: &Envelope,
-        raw: &Bytes,
+        (raw, owner): (&[u8], Option<&Bytes>),
         payload: Range<usize>,
     ) -> Option<T> {
         let decoded = if env.compression == aurelis_cache_core::Compression::None {
             env.codec.decode::<T>(&raw[payload])
         } else {
             let mut compressed = env.clone();
-            compressed.payload = raw.slice(payload);
+            compressed.payload = match owner {
+                Some(bytes) => bytes.slice(payload),
+                None => Bytes::copy_from_slice(&raw[payload]),
+            };
             return self.decode_compressed(tier, key, &compressed);
         };
         match decoded {

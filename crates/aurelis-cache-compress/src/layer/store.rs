@@ -91,6 +91,10 @@ impl Store for CompressedStore {
         self.inner.get_sync(key)
     }
 
+    fn get_sync_with(&self, key: &str, read: &mut dyn FnMut(&[u8])) -> Option<Result<bool>> {
+        self.inner.get_sync_with(key, read)
+    }
+
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
         let value = self.compress(value);
         self.inner.set(key, value, ttl).await
