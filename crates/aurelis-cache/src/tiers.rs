@@ -344,14 +344,18 @@ impl Inner {
                     continue;
                 }
             }
-            let result = match tier.store().get_sync(key) {
+            let sync = if tier.sync_read.load(Relaxed) { tier.store().get_sync(key) } else { None };
+            let result = match sync {
                 Some(result) => {
                     // The runtime's cooperative budget, as an asynchronous read would spend
                     // it: a task reading hit after hit still yields now and then.
                     tokio::task::consume_budget().await;
                     result
                 }
-                None => tier.store().get(key).await,
+                None => {
+                    tier.sync_read.store(false, Relaxed);
+                    tier.store().get(key).await
+                }
             };
             if let Some(c) = clock {
                 let now = Instant::now();
