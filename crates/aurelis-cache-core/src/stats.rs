@@ -5,51 +5,10 @@
 //! taken while operations run is a consistent-enough snapshot, and recording never blocks.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-
-/// How many cache lines a [`Striped`] counter spreads over.
-const STRIPES: usize = 8;
-
-/// A counter spread over [`STRIPES`] cache lines, each thread adding to its own: threads
-/// counting hits at the same time do not pass one cache line back and forth on every read
-/// (the hot counters of every `get`). Exact: its value is the sum of the stripes.
-#[derive(Debug, Default)]
-struct Striped([Line; STRIPES]);
-
-/// One stripe, alone on its cache line (128 bytes: adjacent-line prefetching pairs lines).
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct Line(AtomicU64);
-
-/// This thread's stripe (threads take stripes in turn as they first count).
-fn stripe() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static STRIPE: usize = NEXT.fetch_add(1, Relaxed) % STRIPES;
-    }
-    STRIPE.with(|s| *s)
-}
-
-impl Striped {
-    fn new(value: u64) -> Self {
-        let counter = Striped::default();
-        counter.0[0].0.store(value, Relaxed);
-        counter
-    }
-
-    /// Adds `n` on this thread's stripe (`AtomicU64::fetch_add`'s shape, for the recorders).
-    fn fetch_add(&self, n: u64, order: Ordering) {
-        self.0[stripe()].0.fetch_add(n, order);
-    }
-
-    /// The sum of the stripes.
-    fn load(&self, order: Ordering) -> u64 {
-        self.0.iter().map(|line| line.0.load(order)).sum()
-    }
-}
 
 /// The operations whose latency is recorded per tier.
 ///
@@ -270,8 +229,8 @@ pub struct LatencySummary {
 #[derive(Debug)]
 pub struct TierStats {
     name: String,
-    hits: Striped,
-    misses: Striped,
+    hits: AtomicU64,
+    misses: AtomicU64,
     writes: AtomicU64,
     deletes: AtomicU64,
     errors: AtomicU64,
@@ -305,8 +264,8 @@ impl TierStats {
     pub fn new(name: impl Into<String>) -> Self {
         TierStats {
             name: name.into(),
-            hits: Striped::new(0),
-            misses: Striped::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
             writes: AtomicU64::new(0),
             deletes: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -409,8 +368,8 @@ impl TierStats {
 /// ```
 #[derive(Debug, Default)]
 pub struct CacheStats {
-    hits: Striped,
-    misses: Striped,
+    hits: AtomicU64,
+    misses: AtomicU64,
     writes: AtomicU64,
     deletes: AtomicU64,
     errors: AtomicU64,
@@ -680,27 +639,5 @@ mod tests {
         let snap = stats.snapshot();
         assert_eq!(snap.hits, 40_000);
         assert_eq!(snap.latency["get"].count, 40_000);
-        let cache = std::sync::Arc::new(CacheStats::new());
-        let threads: Vec<_> = (0..12)
-            .map(|i| {
-                let cache = cache.clone();
-                std::thread::spawn(move || {
-                    for _ in 0..1_000 + i {
-                        cache.record_hit();
-                        cache.record_miss();
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        // More threads than stripes: sums stay exact.
-        let expected = (0..12).map(|i| 1_000 + i).sum::<u64>();
-        let overall = cache.snapshot();
-        assert_eq!(
-            (overall.hits, overall.misses, overall.total_requests),
-            (expected, expected, 2 * expected)
-        );
     }
 }
