@@ -10,7 +10,8 @@
 //! The first argument picks the read (`memory_tuple`, `memory_key`, `memory_shared`,
 //! `raw_moka`, `disk_facade`, `disk_store`, `raw_sled`, `redis_facade`, `redis_store`,
 //! `raw_redis`; the Redis reads start their own `redis-server`; `sizes` prints the size of the
-//! read futures instead), the second how many reads. Run it
+//! read futures instead; `threads:memory_key,raw_moka` has two threads read 10,000 entries at
+//! once), the second how many reads. Run it
 //! with two counts and divide the difference of the totals by the difference of the counts
 //! for the cost of one read without the set-up.
 
@@ -31,10 +32,12 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let memory = what.starts_with("memory") || what == "raw_moka";
     let redis = what.contains("redis");
-    let memory = memory || (what.starts_with("interleave:") && what.contains("memory"));
+    let memory = memory
+        || (what.starts_with("interleave:") && what.contains("memory"))
+        || what.starts_with("threads:");
     let server = redis.then(|| RedisServer::start().expect("redis-server"));
     let store: Arc<dyn Store> = if memory {
-        Arc::new(MokaStore::builder().max_entries(10_000).build().expect("moka"))
+        Arc::new(MokaStore::builder().max_entries(20_000).build().expect("moka"))
     } else if let Some(server) = &server {
         let url = server.url();
         Arc::new(
@@ -50,7 +53,7 @@ fn main() {
     rt.block_on(cache.set((CATEGORY, IDENTIFIER), &value)).expect("set");
     let key = cache.keys().build_key(CATEGORY, IDENTIFIER, None).expect("key");
     let moka: moka::future::Cache<String, String> =
-        moka::future::Cache::builder().max_capacity(10_000).time_to_live(ttl).build();
+        moka::future::Cache::builder().max_capacity(20_000).time_to_live(ttl).build();
     rt.block_on(moka.insert(key.as_str().to_owned(), value.clone()));
     let db = sled::Config::new().path(dir.path().join("raw")).open().expect("sled");
     db.insert(key.as_str().as_bytes(), value.as_bytes()).expect("insert");
@@ -71,6 +74,14 @@ fn main() {
         rt.block_on(set.query_async::<()>(&mut conn.clone())).expect("SET");
         conn
     });
+    if let Some(ways) = what.strip_prefix("threads:") {
+        // `threads:a,b N`: two threads read 10,000 entries at once (pseudo-random keys, as
+        // the `memory_throughput` bench), `N` reads each per turn; the ways take 20 turns
+        // each, alternating, so that they share the machine's changes of speed.
+        let ways: Vec<String> = ways.split(',').map(str::to_owned).collect();
+        threads(&rt, &cache, &moka, &value, &ways, n);
+        return;
+    }
     if what == "sizes" {
         // The size of the futures a caller holds across a read (their moves show up as
         // `memcpy` in a profile).
@@ -109,6 +120,76 @@ fn main() {
     }
     for _ in 0..n {
         one(&rt, &what, &cache, &key, &store, &moka, &db, conn.as_ref());
+    }
+}
+
+/// The `threads:` mode: wall time per read of each way, two threads reading at once.
+fn threads(
+    rt: &tokio::runtime::Runtime,
+    cache: &Cache,
+    moka: &moka::future::Cache<String, String>,
+    value: &str,
+    ways: &[String],
+    n: usize,
+) {
+    const ENTRIES: usize = 10_000;
+    let keys: Arc<Vec<aurelis_cache::Key>> = Arc::new(
+        (0..ENTRIES)
+            .map(|i| cache.keys().build_key(CATEGORY, &format!("item-{i}"), None).unwrap())
+            .collect(),
+    );
+    rt.block_on(async {
+        for key in keys.iter() {
+            cache.set(key, &value.to_owned()).await.unwrap();
+            let _: Option<String> = cache.get(key).await.unwrap();
+            moka.insert(key.as_str().to_owned(), value.to_owned()).await;
+        }
+    });
+    let mut total = vec![std::time::Duration::ZERO; ways.len()];
+    for _ in 0..20 {
+        for (way, sum) in ways.iter().zip(&mut total) {
+            let barrier = Arc::new(std::sync::Barrier::new(3));
+            let handles: Vec<_> = (0..2u64)
+                .map(|t| {
+                    let (cache, moka, keys) = (cache.clone(), moka.clone(), keys.clone());
+                    let (way, barrier) = (way.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                        let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (t + 1);
+                        barrier.wait();
+                        for _ in 0..n {
+                            x ^= x << 13;
+                            x ^= x >> 7;
+                            x ^= x << 17;
+                            let key = &keys[(x % ENTRIES as u64) as usize];
+                            match way.as_str() {
+                                "memory_key" => {
+                                    let v: Option<String> = rt.block_on(cache.get(key)).unwrap();
+                                    black_box(v.unwrap());
+                                }
+                                "raw_moka" => {
+                                    black_box(rt.block_on(moka.get(key.as_str())).unwrap());
+                                }
+                                other => panic!("unknown way {other} (memory_key, raw_moka)"),
+                            }
+                        }
+                    })
+                })
+                .collect();
+            barrier.wait();
+            let started = std::time::Instant::now();
+            for h in handles {
+                h.join().unwrap();
+            }
+            *sum += started.elapsed();
+        }
+    }
+    for (way, sum) in ways.iter().zip(&total) {
+        let per = sum.as_nanos() as f64 / (20 * n) as f64;
+        println!(
+            "{way:<12} {per:8.1} ns per read (two threads), {:.3}x the time of the first",
+            sum.as_secs_f64() / total[0].as_secs_f64()
+        );
     }
 }
 
