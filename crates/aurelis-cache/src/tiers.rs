@@ -172,8 +172,8 @@ impl Inner {
     }
 
     /// The first tier's answer, when it can be had without waiting: a byte store read in
-    /// process ([`Store::get_sync`](aurelis_cache_core::Store::get_sync)) whose entry is fresh
-    /// and decodes is the hit (no future, no write-back: nothing is above the first tier);
+    /// process ([`Store::get_sync_with`](aurelis_cache_core::Store::get_sync_with), the entry
+    /// judged where the store keeps it) whose entry is fresh and decodes is the hit (no future, no write-back: nothing is above the first tier);
     /// whatever else it answered is judged as the walk would judge it (counted once) and the
     /// walk goes on from the second tier ([`First::Next`]). Tiers that keep decoded values are
     /// read by [`Inner::memory_hit`] and the walk, as are network stores and a cache not
