@@ -229,7 +229,7 @@ impl ScanPage {
 ///
 /// Stores never interpret values: the cache hands them encoded envelopes. Every method is
 /// async and object-safe, so tiers are used as `Arc<dyn Store>`. Every backend passes the
-/// conformance suite in [`testkit`](crate::testkit) (feature `testkit`).
+/// conformance suite in the `testkit` module (feature `testkit`).
 ///
 /// Patterns are Redis-style globs: `*` any run of characters, `?` one character, `[abc]` /
 /// `[a-z]` / `[^a]` a class, `\` escapes the next character. [`glob_match`] implements them.

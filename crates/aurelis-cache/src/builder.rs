@@ -186,7 +186,7 @@ impl CacheBuilder {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Config`] when there is no tier, two tiers share a name, the namespace or
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) when there is no tier, two tiers share a name, the namespace or
     /// version is not a valid key part, or `max_value_bytes` is zero.
     pub fn build(self) -> Result<Cache> {
         let keys = KeyBuilder::new(self.namespace, self.version)

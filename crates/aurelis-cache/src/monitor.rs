@@ -472,7 +472,7 @@ impl CacheMonitor {
 
     /// Reports what `models` saved (requests, hits, tokens, cost, provider time per model) in
     /// `model_costs` and, with the `metrics` feature, in the exported metrics
-    /// ([`MODEL_METRIC_NAMES`](crate::llm::MODEL_METRIC_NAMES)). The monitor keeps the
+    /// (`llm::MODEL_METRIC_NAMES`, with that feature). The monitor keeps the
     /// counters, not the model cache.
     ///
     /// # Examples

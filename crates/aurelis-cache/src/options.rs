@@ -66,7 +66,7 @@ impl SetOptions {
         self
     }
 
-    /// Adds a tag, for [`Cache::invalidate_tag`].
+    /// Adds a tag, for [`Cache::invalidate_tag`](crate::Cache::invalidate_tag).
     ///
     /// # Examples
     ///
@@ -79,7 +79,7 @@ impl SetOptions {
         self
     }
 
-    /// How long after expiry the entry may still be served by [`Cache::get_or_compute`]
+    /// How long after expiry the entry may still be served by [`Cache::get_or_compute`](crate::Cache::get_or_compute)
     /// when the loader fails (fail-safe). Needs a TTL.
     ///
     /// # Examples

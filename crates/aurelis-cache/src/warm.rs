@@ -86,7 +86,7 @@ type ProgressFn = dyn Fn(WarmProgress) + Send + Sync;
 /// loader is recorded and does not stop the others, and a progress callback sees every key
 /// finish.
 ///
-/// Each key goes through [`Cache::get_or_compute_key`]: one lookup (a hit means "already
+/// Each key goes through [`Cache::get_or_compute`](crate::Cache::get_or_compute): one lookup (a hit means "already
 /// present"), then the loader, coalesced with any concurrent reader of the same key. Warming
 /// therefore counts as traffic in the cache's stats (a miss and a loader call per key
 /// loaded, a hit per key present).

@@ -1,7 +1,7 @@
 //! The LLM layer: [`ModelResponseCache`] (whole and streamed answers, keyed by a fingerprint
 //! of everything that changes the answer, with a caching policy and cost accounting),
 //! [`FileCacheManager`] (content-addressed files) and, with the `openai` feature, the
-//! async-openai integration ([`openai`]).
+//! async-openai integration (the `openai` module, feature `openai`).
 //!
 //! docs/llm-caching.md is the guide.
 

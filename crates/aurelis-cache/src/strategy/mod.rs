@@ -1,7 +1,7 @@
 //! Write strategies over a system of record: [`WriteThrough`] and [`WriteBehind`].
 //!
 //! Both sit in front of a [`DataStore`] (the database that owns the data) and keep a
-//! [`Cache`](crate::Cache) coherent with it, using only the cache's public API:
+//! [`Cache`] coherent with it, using only the cache's public API:
 //!
 //! - [`WriteThrough`]: a write goes to the store first, then to the cache; a store failure
 //!   leaves the cache untouched. Reads that miss the cache load from the store, coalesced.

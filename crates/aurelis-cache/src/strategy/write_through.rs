@@ -118,7 +118,7 @@ impl<S: DataStore> WriteThrough<S> {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidKey`] for a bad key; [`ErrorKind::Loader`] with the store's error as
+    /// [`ErrorKind::InvalidKey`](crate::ErrorKind::InvalidKey) for a bad key; [`ErrorKind::Loader`](crate::ErrorKind::Loader) with the store's error as
     /// source when the store fails (or a stale copy, if the cache options keep one).
     pub async fn get(&self, category: &str, identifier: &str) -> Result<Option<S::Value>> {
         self.get_record(&RecordKey::new(category, identifier)).await
@@ -142,7 +142,7 @@ impl<S: DataStore> WriteThrough<S> {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidKey`] for a bad key; [`ErrorKind::Backend`] (source: the store's
+    /// [`ErrorKind::InvalidKey`](crate::ErrorKind::InvalidKey) for a bad key; [`ErrorKind::Backend`](crate::ErrorKind::Backend) (source: the store's
     /// error) when the store fails, and then the cache is untouched; the cache's error when
     /// the store took the value but the cache could not (the record is then dropped from the
     /// cache, so no older copy is served).
