@@ -230,6 +230,7 @@ impl Inner {
     /// `T` is the hit (with its envelope and bytes); a miss, an error (returned in strict
     /// mode), an unreadable, invalidated, expired or mistyped entry is counted and nothing;
     /// an entry in its stale window is decoded when `want_stale`.
+    #[inline(always)]
     fn judge<T: DeserializeOwned>(
         &self,
         tier: &Arc<TierState>,
@@ -265,6 +266,7 @@ impl Inner {
     }
 
     /// [`Inner::judge`] of an entry's bytes (`raw`, with the `Bytes` they are in if any).
+    #[inline(always)]
     fn judge_entry<T: DeserializeOwned>(
         &self,
         tier: &Arc<TierState>,
