@@ -357,6 +357,8 @@ impl Cache {
             Ok(v) => return Ok(Some(v)),
             Err(text) => text,
         };
+        // As in `get`, written out: an async helper shared by both adds a nested future,
+        // 25 to 56 instructions per read (callgrind, hit_profile).
         let resume = match self.inner.first_sync::<T>(key)? {
             First::Hit(v) => return Ok(Some(Arc::new(self.sync_hit(v).await))),
             First::Next(resume) => resume,
