@@ -306,6 +306,27 @@ impl TierStats {
         record_skipped => skipped,
     }
 
+    /// The operations counted so far: hits, misses, writes, deletes, write-backs and errors
+    /// (what a circuit breaker's failure rate is taken over, without a count of its own on
+    /// every call).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let t = aurelis_cache_core::TierStats::new("disk");
+    /// t.record_hit();
+    /// t.record_miss();
+    /// t.record_error();
+    /// t.record_timeout(); // a kind of error, already counted
+    /// assert_eq!(t.calls(), 3);
+    /// ```
+    pub fn calls(&self) -> u64 {
+        [&self.hits, &self.misses, &self.writes, &self.deletes, &self.writebacks, &self.errors]
+            .iter()
+            .map(|c| c.load(Relaxed))
+            .fold(0u64, u64::wrapping_add)
+    }
+
     /// Records the latency of one operation.
     ///
     /// # Examples

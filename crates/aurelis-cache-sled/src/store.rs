@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use aurelis_cache_core::envelope::now_ms;
+use aurelis_cache_core::envelope::{coarse_now_ms, now_ms};
 use aurelis_cache_core::store::literal_prefix;
 use aurelis_cache_core::{
     glob_match, Capabilities, Error, ErrorKind, Result, ScanPage, Store, StoreCounters,
@@ -210,7 +210,8 @@ impl Inner {
         };
         match layout::expires_at(&stored) {
             Some(0) => Ok(Some(stored)),
-            Some(at) if !layout::is_expired(at, now_ms()) => Ok(Some(stored)),
+            // The coarse clock: never ahead of the deadline's, at most a tick behind.
+            Some(at) if !layout::is_expired(at, coarse_now_ms()) => Ok(Some(stored)),
             Some(_) => {
                 self.remove_if_unchanged(key, &stored, Cause::Expired)?;
                 Ok(None)

@@ -192,7 +192,9 @@ pub(crate) struct Breaker {
     stats: Arc<TierStats>,
     consecutive: AtomicU32,
     window_start_ms: AtomicU64,
-    window_calls: AtomicU32,
+    /// The tier's [`TierStats::calls`] when the window started: the calls in the window are
+    /// taken from the tier's counters, so a successful call costs the breaker no write.
+    window_base_calls: AtomicU64,
     window_failures: AtomicU32,
     open: AtomicBool,
     /// Wakes the tier's repair task when the breaker opens.
@@ -221,7 +223,7 @@ impl Breaker {
             stats,
             consecutive: AtomicU32::new(0),
             window_start_ms: AtomicU64::new(0),
-            window_calls: AtomicU32::new(0),
+            window_base_calls: AtomicU64::new(0),
             window_failures: AtomicU32::new(0),
             open: AtomicBool::new(false),
             wake,
@@ -246,14 +248,11 @@ impl Breaker {
     pub(crate) fn record(&self, failed: bool) {
         let threshold = self.config.failure_threshold;
         if !failed {
+            // No clock reading and no count on the success path: the call is in the tier's
+            // counters, which the window's count of calls is taken from; the next failure
+            // restarts the window if it is over (the rate is only judged on failures).
             if self.consecutive.load(SeqCst) != 0 {
                 self.consecutive.store(0, SeqCst);
-            }
-            if threshold > 0 {
-                // No clock reading on the success path: the call joins the current window,
-                // which the next failure restarts if it is over (the rate is only judged
-                // on failures).
-                self.window_calls.fetch_add(1, SeqCst);
             }
             return;
         }
@@ -263,7 +262,8 @@ impl Breaker {
         }
         let (calls, failures) = self.count_failure_in_window();
         let rate = u64::from(self.config.failure_rate_percent.clamp(1, 100));
-        let by_rate = failures >= threshold && u64::from(failures) * 100 >= u64::from(calls) * rate;
+        let by_rate =
+            failures >= threshold && u64::from(failures) * 100 >= calls.saturating_mul(rate);
         if (consecutive >= threshold || by_rate) && !self.open.swap(true, SeqCst) {
             tracing::error!(
                 tier = %self.name,
@@ -276,26 +276,28 @@ impl Breaker {
         }
     }
 
-    /// Counts a failed call in the current one-second window (restarted first when it is
-    /// over); returns (calls, failures) so far.
-    fn count_failure_in_window(&self) -> (u32, u32) {
+    /// Counts a failed call (already counted as an error in the tier's stats) in the current
+    /// one-second window (restarted first when it is over); returns (calls, failures) so far.
+    fn count_failure_in_window(&self) -> (u64, u32) {
         let now = now_ms();
         let start = self.window_start_ms.load(SeqCst);
         if now.saturating_sub(start) >= WINDOW_MS
             && self.window_start_ms.compare_exchange(start, now, SeqCst, SeqCst).is_ok()
         {
-            self.window_calls.store(0, SeqCst);
+            // This failure is the window's first call.
+            self.window_base_calls.store(self.stats.calls().wrapping_sub(1), SeqCst);
             self.window_failures.store(0, SeqCst);
         }
-        let calls = self.window_calls.fetch_add(1, SeqCst) + 1;
         let failures = self.window_failures.fetch_add(1, SeqCst) + 1;
-        (calls, failures)
+        let calls = self.stats.calls().wrapping_sub(self.window_base_calls.load(SeqCst));
+        // Failures are calls: never fewer calls than failures (a count read mid-update).
+        (calls.max(u64::from(failures)), failures)
     }
 
     /// Puts the tier back in use.
     pub(crate) fn close(&self) {
         self.consecutive.store(0, SeqCst);
-        self.window_calls.store(0, SeqCst);
+        self.window_base_calls.store(self.stats.calls(), SeqCst);
         self.window_failures.store(0, SeqCst);
         if self.open.swap(false, SeqCst) {
             tracing::info!(tier = %self.name, "tier answers again and caught up: circuit breaker closed");

@@ -21,7 +21,8 @@ use crate::layer::{Breaker, CircuitBreaker, Counted, TimeoutLayer};
 /// time); a refused operation (a value too large, a key of the wrong type) does not. The
 /// breaker opens after `failure_threshold` consecutive failures, or when, within one second,
 /// at least `failure_threshold` calls failed and they were at least `failure_rate_percent` of
-/// the calls (so one dead shard of a cluster, failing a third of the calls, opens it). While
+/// the calls (so one dead shard of a cluster, failing a third of the calls, opens it; the calls
+/// are those the tier's stats count: hits, misses, writes, deletes, write-backs, errors). While
 /// open, the tier is skipped: reads go to the other tiers and the loader, and the keys written
 /// or invalidated meanwhile are remembered. A background task probes the tier every
 /// `probe_interval_ms`; once it answers, the task first removes every remembered key from it

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aurelis_cache_core::envelope::now_ms;
+use aurelis_cache_core::envelope::{coarse_now_ms, now_ms};
 use aurelis_cache_core::{
     Bytes, EntryMeta, Envelope, Error, ErrorKind, Invalidation, Op, Result, ValueEntry,
 };
@@ -442,7 +442,7 @@ impl Inner {
             return None;
         }
         if meta.expires_at_ms.is_some()
-            && entry::freshness_of(meta.expires_at_ms, meta.stale_until_ms, now_ms())
+            && entry::freshness_of(meta.expires_at_ms, meta.stale_until_ms, coarse_now_ms())
                 != Freshness::Fresh
         {
             return None;
@@ -471,7 +471,9 @@ impl Inner {
         }
         let freshness = match meta.expires_at_ms {
             None => Freshness::Fresh,
-            Some(_) => entry::freshness_of(meta.expires_at_ms, meta.stale_until_ms, now_ms()),
+            Some(_) => {
+                entry::freshness_of(meta.expires_at_ms, meta.stale_until_ms, coarse_now_ms())
+            }
         };
         let value = match entry.get_arc::<T>() {
             Some(v) => v,
@@ -524,7 +526,7 @@ impl Inner {
         if env.expires_at_ms.is_none() {
             return Checked::Fresh((env, payload));
         }
-        match entry::freshness(&env, now_ms()) {
+        match entry::freshness(&env, coarse_now_ms()) {
             Freshness::Fresh => Checked::Fresh((env, payload)),
             Freshness::Stale => {
                 tier.stats.record_expired();

@@ -236,3 +236,80 @@ async fn synchronous_reads_are_counted_and_break_like_asynchronous_ones() {
     faults.fail_reads(false);
     assert_eq!(cache.get::<u8>(("doc", "d")).await.unwrap(), Some(1));
 }
+
+/// A store whose reads fail, one in `every`, as reads of a dead shard's keys do (transport
+/// errors): failures are never consecutive when `every > 1`, so only the breaker's failure
+/// rate can open it.
+#[derive(Debug)]
+struct DeadShard {
+    inner: Arc<dyn Store>,
+    every: u64,
+    reads: AtomicU64,
+}
+
+impl DeadShard {
+    fn over_memory(every: u64) -> Arc<dyn Store> {
+        let inner = Arc::new(aurelis_cache::core::testkit::MemoryMapStore::new("shards"));
+        Arc::new(DeadShard { inner, every, reads: AtomicU64::new(0) })
+    }
+}
+
+impl LayeredStore for DeadShard {
+    type Inner = dyn Store;
+
+    fn inner(&self) -> &dyn Store {
+        &*self.inner
+    }
+
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<aurelis_cache::core::Bytes>>> {
+        if self.reads.fetch_add(1, Ordering::SeqCst) % self.every == self.every - 1 {
+            return Box::pin(async {
+                Err(aurelis_cache::Error::new(aurelis_cache::ErrorKind::Unavailable, "shard down"))
+            });
+        }
+        self.inner.get(key)
+    }
+
+    // No synchronous read (the default): every read goes through `get` above.
+    fn as_value_store(&self) -> Option<&dyn aurelis_cache::core::value::ValueStore> {
+        None
+    }
+}
+
+fn shard_cache(store: Arc<dyn Store>) -> Cache {
+    // Opens at 5 failures that are 25 % of the calls in one second (the default rate).
+    let breaker = BreakerConfig::new(5, Duration::from_secs(60));
+    Cache::builder().tier(Tier::new("shards", store).breaker(breaker)).build().expect("cache")
+}
+
+#[tokio::test]
+async fn the_failure_rate_opens_the_breaker_of_a_tier_failing_one_read_in_three() {
+    let cache = shard_cache(DeadShard::over_memory(3));
+    let mut reads = 0;
+    while !cache.is_tier_down("shards") {
+        assert_eq!(cache.get::<u8>(("doc", &reads.to_string())).await.unwrap(), None);
+        reads += 1;
+        assert!(reads < 100, "one read in three failing never opened the breaker");
+    }
+    // Failures 1 to 5 at reads 3, 6, ..., 15: the fifth is 5 of the 13 calls since the
+    // window started at the first (38 % >= 25 %).
+    assert_eq!(reads, 15);
+}
+
+#[tokio::test]
+async fn a_failure_rate_below_the_limit_leaves_the_breaker_closed() {
+    // One read in ten fails: 10 % of the calls, under the 25 % limit. The successful reads
+    // (misses here) are what the rate is taken over: were they not counted, five failures
+    // would be 100 % of the calls and open the breaker.
+    let cache = shard_cache(DeadShard::over_memory(10));
+    for i in 0..400 {
+        assert_eq!(cache.get::<u8>(("doc", &i.to_string())).await.unwrap(), None);
+        assert!(!cache.is_tier_down("shards"), "opened after {} reads", i + 1);
+    }
+    let report = cache.stats_report().await;
+    assert_eq!(report.tiers[0].errors, 40);
+    assert_eq!(report.tiers[0].misses, 360);
+}
