@@ -7,7 +7,7 @@
 //! than the facade's own cost. Here the three ways of reading one 1 KiB value, a raw `GET` on
 //! a held multiplexed connection, `RedisStore::get` and the facade's `get`, take turns in
 //! rounds of 200 reads (140 measured rounds after one warm-up round, a few milliseconds per
-//! turn), on the same runtime as the criterion benches, so that they share every change of
+//! turn, each round started by the next way), on the same runtime as the criterion benches, so that they share every change of
 //! conditions. It prints, for each, the wall time per read, the ratio to the raw `GET`, and
 //! the bench thread's CPU time per read (from `/proc/thread-self/schedstat`, when present).
 //!
@@ -21,41 +21,32 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aurelis_cache::{Cache, RedisStore, Store, Tier};
 use aurelis_cache_benches::{
-    json_string, plain_run, runtime, value, write_output, PlainRun, CATEGORY, IDENTIFIER, VALUE_LEN,
+    interleave, plain_run, runtime, value, PlainRun, Turns, Way, CATEGORY, IDENTIFIER, VALUE_LEN,
 };
 use aurelis_redis_harness::RedisServer;
 
-/// Reads per round and per way of reading.
-const READS: u32 = 200;
-/// Rounds, the first of which only warms up.
-const ROUNDS: u32 = 141;
+/// Reads per turn, and rounds (the first of which only warms up).
+const TURNS: Turns = Turns { reads: 200, rounds: 141 };
 /// The raw row's key.
 const RAW_KEY: &str = "raw:item-42";
-/// The ways of reading, in the order they take turns: the name in the JSON file (the
-/// `redis_hit` criterion function of the same read) and the label printed on stderr.
-const WAYS: [(&str, &str); 3] = [
+/// The ways of reading (named like their `redis_hit` criterion functions); the first is the
+/// one the others are compared with.
+const WAYS: [Way; 3] = [
     ("raw_redis_held_conn", "raw GET, held connection"),
     ("redis_store", "RedisStore::get"),
     ("aurelis_facade", "facade get"),
 ];
 
-/// Nanoseconds this thread has spent on a CPU, when the kernel tells.
-fn thread_cpu_ns() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    stat.split_whitespace().next()?.parse().ok()
-}
-
 fn main() {
-    let full = match plain_run("redis_interleaved") {
-        PlainRun::Full => true,
-        PlainRun::Quick => false,
+    let (turns, file) = match plain_run("redis_interleaved") {
+        PlainRun::Full => (TURNS, Some("redis_interleaved.json")),
+        PlainRun::Quick => (Turns { reads: 10, rounds: 2 }, None),
         PlainRun::Skip => return,
     };
-    let (reads, rounds) = if full { (READS, ROUNDS) } else { (10, 2) };
     let server = RedisServer::start().unwrap_or_else(|e| panic!("redis_interleaved: {e}"));
     let url = server.url();
     let value = value(VALUE_LEN);
@@ -79,74 +70,31 @@ fn main() {
             .await
             .expect("SET");
 
-        let mut wall_ns = [0u128; 3];
-        let mut cpu_ns = [Some(0u64); 3];
-        let mut measured = 0u64;
-        for round in 0..rounds {
-            for (way, (wall, cpu)) in wall_ns.iter_mut().zip(cpu_ns.iter_mut()).enumerate() {
-                let cpu_before = thread_cpu_ns();
-                let started = Instant::now();
-                for _ in 0..reads {
-                    match way {
-                        0 => {
-                            let mut conn = conn.clone();
-                            let hit: Option<String> = redis::cmd("GET")
-                                .arg(RAW_KEY)
-                                .query_async(&mut conn)
-                                .await
-                                .expect("GET");
-                            black_box(hit.expect("hit"));
-                        }
-                        1 => {
-                            black_box(store.get(key.as_str()).await.expect("get").expect("hit"));
-                        }
-                        _ => {
-                            let hit: Option<String> =
-                                cache.get((CATEGORY, IDENTIFIER)).await.expect("get");
-                            black_box(hit.expect("hit"));
-                        }
+        interleave("redis_interleaved", file, &WAYS, turns, |way| {
+            let (conn, store, cache, key) = (&conn, &store, &cache, &key);
+            async move {
+                match way {
+                    0 => {
+                        let mut conn = conn.clone();
+                        let hit: Option<String> = redis::cmd("GET")
+                            .arg(RAW_KEY)
+                            .query_async(&mut conn)
+                            .await
+                            .expect("GET");
+                        black_box(hit.expect("hit"));
+                    }
+                    1 => {
+                        black_box(store.get(key.as_str()).await.expect("get").expect("hit"));
+                    }
+                    _ => {
+                        let hit: Option<String> =
+                            cache.get((CATEGORY, IDENTIFIER)).await.expect("get");
+                        black_box(hit.expect("hit"));
                     }
                 }
-                let elapsed = started.elapsed();
-                if round == 0 {
-                    continue;
-                }
-                *wall += elapsed.as_nanos();
-                *cpu = match (*cpu, cpu_before, thread_cpu_ns()) {
-                    (Some(sum), Some(before), Some(after)) => Some(sum + (after - before)),
-                    _ => None,
-                };
             }
-            if round > 0 {
-                measured += u64::from(reads);
-            }
-        }
-        let per_read = |ns: f64| ns / measured as f64 / 1_000.0;
-        eprintln!("redis_interleaved: {measured} reads each, in {} rounds", rounds - 1);
-        let mut rows = Vec::new();
-        for (i, (name, label)) in WAYS.iter().enumerate() {
-            let wall_us = per_read(wall_ns[i] as f64);
-            let cpu_us = cpu_ns[i].map(|ns| per_read(ns as f64));
-            let cpu = cpu_us
-                .map(|us| format!("{us:6.2} µs CPU"))
-                .unwrap_or_else(|| "CPU time unknown".into());
-            eprintln!(
-                "redis_interleaved: {label:<26} {wall_us:7.2} µs per read ({:.3}× raw), {cpu}",
-                wall_ns[i] as f64 / wall_ns[0] as f64,
-            );
-            let cpu_us = cpu_us.map_or_else(|| "null".to_owned(), |us| format!("{us:.4}"));
-            rows.push(format!(
-                "{{\"name\":{},\"us_per_read\":{wall_us:.4},\"cpu_us_per_read\":{cpu_us}}}",
-                json_string(name)
-            ));
-        }
-        if full {
-            let json = format!(
-                "{{\"reads_per_way\":{measured},\"reads_per_turn\":{reads},\"rows\":[\n{}\n]}}\n",
-                rows.join(",\n")
-            );
-            write_output("redis_interleaved", "redis_interleaved.json", &json);
-        }
+        })
+        .await;
     });
     drop(rt);
     drop(server);

@@ -153,3 +153,97 @@ pub fn json_string(text: &str) -> String {
     out.push('"');
     out
 }
+
+/// Nanoseconds the calling thread has spent on a CPU, when the kernel tells
+/// (`/proc/thread-self/schedstat`).
+pub fn thread_cpu_ns() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    stat.split_whitespace().next()?.parse().ok()
+}
+
+/// One way of reading in an interleaved measurement: its name in the JSON file (the criterion
+/// function of the same read) and the label printed on stderr.
+pub type Way = (&'static str, &'static str);
+
+/// How long an interleaved measurement runs: `reads` per turn, `rounds` rounds (the first only
+/// warms up). [`PlainRun::Quick`] gets a tiny one that only checks the code runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Turns {
+    /// Reads of one way before the next takes its turn.
+    pub reads: u32,
+    /// Rounds of turns, the first of which is not measured.
+    pub rounds: u32,
+}
+
+/// Measures `ways` of reading the same thing taking turns: every round gives each way a turn
+/// of `turns.reads` calls of `read(way)` (the round starting with the next way each time), so
+/// that all of them share every change of the machine's speed, which criterion's rows,
+/// measured one after another for several seconds each, do not. Prints each way's wall and
+/// CPU time per read and its ratio to the first way; with `file`, writes them to that file of
+/// [`output_dir`] as `{"reads_per_way":N,"reads_per_turn":N,"rows":[{"name":..,
+/// "us_per_read":..,"cpu_us_per_read":..|null}]}`, which `cargo xtask bench` reads.
+pub async fn interleave<F, Fut>(
+    bench: &str,
+    file: Option<&str>,
+    ways: &[Way],
+    turns: Turns,
+    mut read: F,
+) where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let n = ways.len();
+    let mut wall_ns = vec![0u128; n];
+    let mut cpu_ns = vec![Some(0u64); n];
+    let mut measured = 0u64;
+    for round in 0..turns.rounds {
+        for i in 0..n {
+            let way = (round as usize + i) % n;
+            let cpu_before = thread_cpu_ns();
+            let started = std::time::Instant::now();
+            for _ in 0..turns.reads {
+                read(way).await;
+            }
+            let elapsed = started.elapsed();
+            if round == 0 {
+                continue;
+            }
+            wall_ns[way] += elapsed.as_nanos();
+            cpu_ns[way] = match (cpu_ns[way], cpu_before, thread_cpu_ns()) {
+                (Some(sum), Some(before), Some(after)) => Some(sum + (after - before)),
+                _ => None,
+            };
+        }
+        if round > 0 {
+            measured += u64::from(turns.reads);
+        }
+    }
+    let per_read = |ns: f64| ns / measured.max(1) as f64 / 1_000.0;
+    eprintln!("{bench}: {measured} reads per way, in {} rounds", turns.rounds.saturating_sub(1));
+    let mut rows = Vec::new();
+    for (i, (name, label)) in ways.iter().enumerate() {
+        let wall_us = per_read(wall_ns[i] as f64);
+        let cpu_us = cpu_ns[i].map(|ns| per_read(ns as f64));
+        let cpu = cpu_us
+            .map(|us| format!("{us:8.3} µs CPU"))
+            .unwrap_or_else(|| "CPU time unknown".into());
+        eprintln!(
+            "{bench}: {label:<30} {wall_us:8.3} µs per read ({:.3}× {}), {cpu}",
+            wall_ns[i] as f64 / wall_ns[0].max(1) as f64,
+            ways[0].0,
+        );
+        let cpu_us = cpu_us.map_or_else(|| "null".to_owned(), |us| format!("{us:.5}"));
+        rows.push(format!(
+            "{{\"name\":{},\"us_per_read\":{wall_us:.5},\"cpu_us_per_read\":{cpu_us}}}",
+            json_string(name)
+        ));
+    }
+    if let Some(file) = file {
+        let json = format!(
+            "{{\"reads_per_way\":{measured},\"reads_per_turn\":{},\"rows\":[\n{}\n]}}\n",
+            turns.reads,
+            rows.join(",\n")
+        );
+        write_output(bench, file, &json);
+    }
+}

@@ -26,14 +26,27 @@ pub(crate) struct RatioRow {
     pub(crate) peer: String,
     pub(crate) goal: Goal,
     /// `judged_on = "interleaved"`: the row keeps its target and shows whether this run's
-    /// criterion numbers meet it, but the target is judged on the interleaved table.
+    /// criterion numbers meet it, but the target is judged on the interleaved table of its
+    /// criterion group (`[interleaved.<group>]`).
     pub(crate) judged_on_interleaved: bool,
 }
 
-/// The `[interleaved]` table: how the `redis_interleaved` results are compared.
+impl RatioRow {
+    /// The criterion group of `ours` (the part before the first `/`).
+    pub(crate) fn group(&self) -> &str {
+        self.ours.split('/').next().unwrap_or_default()
+    }
+}
+
+/// An `[interleaved.<group>]` table: how the interleaved results of one criterion group's
+/// reads (a file a bench target writes) are compared.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct InterleavedConfig {
+    /// The section's title in the report ("Redis hit").
+    pub(crate) title: String,
+    /// The file in `<target>/aurelis-bench` the bench writes (`redis_interleaved.json`).
+    pub(crate) file: String,
     /// The way every other way is divided by; `None`: the file's first row.
     #[serde(default)]
     pub(crate) baseline: Option<String>,
@@ -48,8 +61,8 @@ pub(crate) struct InterleavedConfig {
 pub(crate) struct BenchConfig {
     /// The `[[ratio]]` tables, in file order.
     pub(crate) ratios: Vec<RatioRow>,
-    /// The `[interleaved]` table, when present.
-    pub(crate) interleaved: Option<InterleavedConfig>,
+    /// The `[interleaved.<group>]` tables, by criterion group.
+    pub(crate) interleaved: BTreeMap<String, InterleavedConfig>,
 }
 
 /// The file as written.
@@ -58,7 +71,8 @@ pub(crate) struct BenchConfig {
 struct RatiosFile {
     #[serde(default)]
     ratio: Vec<RatioEntry>,
-    interleaved: Option<InterleavedConfig>,
+    #[serde(default)]
+    interleaved: BTreeMap<String, InterleavedConfig>,
 }
 
 /// One `[[ratio]]` as written.
@@ -87,36 +101,46 @@ fn positive(x: f64) -> bool {
 /// Reads `benches/ratios.toml`. A key the format does not know is an error that names it.
 pub(crate) fn parse_ratios(text: &str) -> Result<BenchConfig, String> {
     let file: RatiosFile = toml::from_str(text).map_err(|e| e.to_string().trim().to_owned())?;
-    if let Some(interleaved) = &file.interleaved {
-        if interleaved.baseline.as_deref().is_some_and(|b| b.trim().is_empty()) {
-            return Err("[interleaved]: `baseline` must be a non-empty string".into());
-        }
-        for (way, max) in &interleaved.targets {
-            if !positive(*max) {
-                return Err(format!("[interleaved]: target of `{way}` must be a positive number"));
-            }
-        }
-        if let Some(baseline) = &interleaved.baseline {
-            if interleaved.targets.contains_key(baseline) {
-                return Err(format!(
-                    "[interleaved]: the baseline `{baseline}` cannot have a target"
-                ));
-            }
-        }
+    for (group, table) in &file.interleaved {
+        check_interleaved(table).map_err(|e| format!("[interleaved.{group}]: {e}"))?;
     }
     let ratios = file
         .ratio
         .into_iter()
         .enumerate()
         .map(|(i, entry)| {
-            check_row(entry, file.interleaved.is_some())
-                .map_err(|e| format!("[[ratio]] #{}: {e}", i + 1))
+            check_row(entry, &file.interleaved).map_err(|e| format!("[[ratio]] #{}: {e}", i + 1))
         })
         .collect::<Result<_, _>>()?;
     Ok(BenchConfig { ratios, interleaved: file.interleaved })
 }
 
-fn check_row(entry: RatioEntry, has_interleaved: bool) -> Result<RatioRow, String> {
+fn check_interleaved(table: &InterleavedConfig) -> Result<(), String> {
+    for (key, value) in [("title", &table.title), ("file", &table.file)] {
+        if value.trim().is_empty() {
+            return Err(format!("`{key}` must be a non-empty string"));
+        }
+    }
+    if table.baseline.as_deref().is_some_and(|b| b.trim().is_empty()) {
+        return Err("`baseline` must be a non-empty string".into());
+    }
+    for (way, max) in &table.targets {
+        if !positive(*max) {
+            return Err(format!("target of `{way}` must be a positive number"));
+        }
+    }
+    if let Some(baseline) = &table.baseline {
+        if table.targets.contains_key(baseline) {
+            return Err(format!("the baseline `{baseline}` cannot have a target"));
+        }
+    }
+    Ok(())
+}
+
+fn check_row(
+    entry: RatioEntry,
+    interleaved: &BTreeMap<String, InterleavedConfig>,
+) -> Result<RatioRow, String> {
     for (key, value) in [("name", &entry.name), ("ours", &entry.ours), ("peer", &entry.peer)] {
         if value.trim().is_empty() {
             return Err(format!("`{key}` must be a non-empty string"));
@@ -137,16 +161,31 @@ fn check_row(entry: RatioEntry, has_interleaved: bool) -> Result<RatioRow, Strin
     if judged_on_interleaved && goal == Goal::Info {
         return Err("`judged_on` needs a `target` or `target_min`".into());
     }
-    if judged_on_interleaved && !has_interleaved {
-        return Err("`judged_on = \"interleaved\"` needs an [interleaved] table".into());
-    }
-    Ok(RatioRow {
+    let row = RatioRow {
         name: entry.name,
         ours: entry.ours,
         peer: entry.peer,
         goal,
         judged_on_interleaved,
-    })
+    };
+    if judged_on_interleaved {
+        // The table of the row's group judges it: it must name the row's way and peer.
+        let group = row.group();
+        let Some(table) = interleaved.get(group) else {
+            return Err(format!(
+                "`judged_on = \"interleaved\"` needs an [interleaved.{group}] table"
+            ));
+        };
+        let way = row.ours.strip_prefix(group).unwrap_or_default().trim_start_matches('/');
+        if !table.targets.contains_key(way) {
+            return Err(format!("[interleaved.{group}] has no target for `{way}`"));
+        }
+        let peer = row.peer.strip_prefix(group).unwrap_or_default().trim_start_matches('/');
+        if table.baseline.as_deref().is_some_and(|b| b != peer) {
+            return Err(format!("[interleaved.{group}]'s baseline is not the row's peer `{peer}`"));
+        }
+    }
+    Ok(row)
 }
 
 #[cfg(test)]
@@ -202,7 +241,7 @@ mod tests {
         let cases = [
             (format!("{ROW}traget = 1\n"), "traget"),
             ("[ratios]\nname = \"x\"\n".to_owned(), "ratios"),
-            ("[interleaved]\nbasline = \"raw\"\n".to_owned(), "basline"),
+            (format!("{TABLE}basline = \"raw\"\n"), "basline"),
             ("colour = 1\n".to_owned(), "colour"),
         ];
         for (text, key) in cases {
@@ -232,47 +271,76 @@ mod tests {
         assert!(both.starts_with("[[ratio]] #2: "), "{both}");
     }
 
+    const TABLE: &str = "[interleaved.g]\ntitle = \"G\"\nfile = \"g.json\"\n";
+
     #[test]
-    fn parses_interleaved_table_and_judged_on() {
+    fn parses_interleaved_tables_and_judged_on() {
+        let row = "[[ratio]]\nname = \"x\"\nours = \"g/facade\"\npeer = \"g/raw\"\n";
         let text = format!(
-            "{ROW}target = 1.1\njudged_on = \"interleaved\"\n\n{ROW}\n\
-             [interleaved]\nbaseline = \"raw\"\ntargets = {{ facade = 1.1, store = 2 }}\n"
+            "{row}target = 1.1\njudged_on = \"interleaved\"\n\n{ROW}\n\
+             {TABLE}baseline = \"raw\"\ntargets = {{ facade = 1.1, store = 2 }}\n\n\
+             [interleaved.h]\ntitle = \"H\"\nfile = \"h.json\"\n"
         );
         let config = parse_ratios(&text).unwrap();
         assert_eq!(config.ratios.len(), 2);
         assert!(config.ratios[0].judged_on_interleaved);
+        assert_eq!(config.ratios[0].group(), "g");
         assert_eq!(config.ratios[0].goal, Goal::AtMost(1.1));
         assert!(!config.ratios[1].judged_on_interleaved);
-        let interleaved = config.interleaved.unwrap();
-        assert_eq!(interleaved.baseline.as_deref(), Some("raw"));
+        assert_eq!(config.interleaved.keys().collect::<Vec<_>>(), ["g", "h"]);
+        let g = &config.interleaved["g"];
+        assert_eq!((g.title.as_str(), g.file.as_str()), ("G", "g.json"));
+        assert_eq!(g.baseline.as_deref(), Some("raw"));
         assert_eq!(
-            interleaved.targets.into_iter().collect::<Vec<_>>(),
+            g.targets.clone().into_iter().collect::<Vec<_>>(),
             [("facade".to_owned(), 1.1), ("store".to_owned(), 2.0)]
         );
-        // Every key is optional.
-        let bare = parse_ratios("[interleaved]\n").unwrap();
-        assert_eq!(bare.interleaved, Some(InterleavedConfig::default()));
-        assert_eq!(parse_ratios(ROW).unwrap().interleaved, None);
+        // Baseline and targets are optional.
+        assert_eq!(config.interleaved["h"].baseline, None);
+        assert!(config.interleaved["h"].targets.is_empty());
+        assert!(parse_ratios(ROW).unwrap().interleaved.is_empty());
     }
 
     #[test]
     fn rejects_bad_interleaved_settings() {
+        let row = "[[ratio]]\nname = \"x\"\nours = \"g/facade\"\npeer = \"g/raw\"\n";
         let bad = [
-            // judged_on: only "interleaved", only with a target and an [interleaved] table.
-            format!("{ROW}target = 1\njudged_on = \"interleaved\""),
-            format!("[interleaved]\n{ROW}judged_on = \"interleaved\""),
-            format!("[interleaved]\n{ROW}target = 1\njudged_on = \"criterion\""),
-            format!("[interleaved]\n{ROW}target = 1\njudged_on = true"),
-            // [interleaved]: a table of known keys, positive targets, none on the baseline.
+            // judged_on: only "interleaved", only with a target and a table of the row's
+            // group that has a target for the row's way and the row's peer as baseline.
+            format!("{row}target = 1\njudged_on = \"interleaved\""),
+            format!("{TABLE}targets = {{ facade = 1 }}\n{row}judged_on = \"interleaved\""),
+            format!(
+                "{TABLE}targets = {{ facade = 1 }}\n{row}target = 1\njudged_on = \"criterion\""
+            ),
+            format!("{TABLE}targets = {{ facade = 1 }}\n{row}target = 1\njudged_on = true"),
+            format!(
+                "{TABLE}targets = {{ store = 1 }}\n{row}target = 1\njudged_on = \"interleaved\""
+            ),
+            format!(
+                "{TABLE}baseline = \"other\"\ntargets = {{ facade = 1 }}\n\
+                 {row}target = 1\njudged_on = \"interleaved\""
+            ),
+            format!(
+                "[interleaved.h]\ntitle = \"H\"\nfile = \"h.json\"\ntargets = {{ facade = 1 }}\n\
+                 {row}target = 1\njudged_on = \"interleaved\""
+            ),
+            // [interleaved.<group>]: known keys, a title and a file, positive targets, none on
+            // the baseline.
             "interleaved = 1".into(),
-            "[interleaved]\nbaseline = \"\"".into(),
-            "[interleaved]\ntargets = 1.1".into(),
-            "[interleaved]\ntargets = { facade = 0 }".into(),
-            "[interleaved]\ntargets = { facade = \"1.1\" }".into(),
-            "[interleaved]\nbaseline = \"raw\"\ntargets = { raw = 1.1 }".into(),
+            "[interleaved]\nbaseline = \"raw\"".into(),
+            "[interleaved.g]\nfile = \"g.json\"".into(),
+            "[interleaved.g]\ntitle = \"G\"".into(),
+            "[interleaved.g]\ntitle = \" \"\nfile = \"g.json\"".into(),
+            format!("{TABLE}baseline = \"\""),
+            format!("{TABLE}targets = 1.1"),
+            format!("{TABLE}targets = {{ facade = 0 }}"),
+            format!("{TABLE}targets = {{ facade = \"1.1\" }}"),
+            format!("{TABLE}baseline = \"raw\"\ntargets = {{ raw = 1.1 }}"),
         ];
         for text in bad {
             assert!(parse_ratios(&text).is_err(), "accepted: {text}");
         }
+        let error = parse_ratios(&format!("{TABLE}targets = {{ facade = 0 }}")).unwrap_err();
+        assert!(error.starts_with("[interleaved.g]: "), "{error}");
     }
 }

@@ -417,7 +417,7 @@ impl Xtask {
         fs::write(&doc_path, updated)
             .map_err(|e| Failure::new(format!("cannot write {}: {e}", doc_path.display())))?;
 
-        print_summary(&report.rows, report.interleaved.as_ref(), &report.measured);
+        print_summary(&report.rows, &report.interleaved, &report.measured);
         eprintln!("xtask bench: wrote {}", doc_path.display());
         Ok(())
     }
@@ -499,7 +499,7 @@ impl Xtask {
 
 fn print_summary(
     rows: &[report::Evaluated],
-    interleaved: Option<&report::InterleavedReport>,
+    interleaved: &[report::InterleavedReport],
     measured: &BTreeMap<String, results::Measurement>,
 ) {
     if measured.is_empty() {
@@ -517,10 +517,13 @@ fn print_summary(
         };
         lines.push((e.row.name.clone(), ratio, target, status));
     }
-    for way in interleaved.map(|i| i.ways.as_slice()).unwrap_or_default() {
-        let (ratio, target) = report::interleaved_cells(way);
-        let status = format!("{:?}", way.status);
-        lines.push((format!("redis hit, interleaved: {}", way.name), ratio, target, status));
+    for table in interleaved {
+        for way in &table.ways {
+            let (ratio, target) = report::interleaved_cells(way);
+            let status = format!("{:?}", way.status);
+            let name = format!("{}, interleaved: {}", table.title.to_lowercase(), way.name);
+            lines.push((name, ratio, target, status));
+        }
     }
     let width = lines.iter().map(|(name, ..)| name.chars().count()).max().unwrap_or(0);
     for (name, ratio, target, status) in lines {

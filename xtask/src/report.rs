@@ -99,11 +99,15 @@ pub(crate) struct InterleavedWay {
     pub(crate) status: Status,
 }
 
-/// The interleaved table: the run's figures (none when it was not measured) checked against
-/// `[interleaved]`.
+/// One interleaved table: the run's figures (none when it was not measured) checked against
+/// its `[interleaved.<group>]`.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct InterleavedReport {
-    /// `None`: no `redis_interleaved.json` from this run.
+    /// The section's title ("Redis hit").
+    pub(crate) title: String,
+    /// The file the figures come from.
+    pub(crate) file: String,
+    /// `None`: no file from this run.
     pub(crate) reads_per_way: Option<u64>,
     pub(crate) reads_per_turn: Option<u64>,
     /// The way the others are divided by, when known.
@@ -172,6 +176,8 @@ pub(crate) fn evaluate_interleaved(
         }
     }
     InterleavedReport {
+        title: config.title.clone(),
+        file: config.file.clone(),
         reads_per_way: run.map(|r| r.reads_per_way),
         reads_per_turn: run.and_then(|r| r.reads_per_turn),
         baseline,
@@ -281,8 +287,8 @@ pub(crate) fn ratio_cells(e: &Evaluated) -> (String, String) {
 pub(crate) struct Report {
     /// The `[[ratio]]` rows with their numbers.
     pub(crate) rows: Vec<Evaluated>,
-    /// The interleaved table, when set up in ratios.toml or measured.
-    pub(crate) interleaved: Option<InterleavedReport>,
+    /// The interleaved tables set up in ratios.toml, in the order of their groups' names.
+    pub(crate) interleaved: Vec<InterleavedReport>,
     /// Every criterion result used, by id.
     pub(crate) measured: BTreeMap<String, Measurement>,
     /// Criterion results left out because an earlier run wrote them.
@@ -320,18 +326,12 @@ pub(crate) fn gather(sources: Sources<'_>) -> Result<Report, String> {
         parse_memory,
         &mut notes,
     )?;
-    let run = read_fresh(
-        &sources.bench_files.join("redis_interleaved.json"),
-        sources.since,
-        parse_interleaved,
-        &mut notes,
-    )?;
-    // The table is shown when it is set up or measured (without [interleaved]: no targets,
-    // ratios to the file's first row).
-    let interleaved = (config.interleaved.is_some() || run.is_some()).then(|| {
-        let settings = config.interleaved.clone().unwrap_or_default();
-        evaluate_interleaved(&settings, run.as_ref())
-    });
+    let mut interleaved = Vec::new();
+    for table in config.interleaved.values() {
+        let path = sources.bench_files.join(&table.file);
+        let run = read_fresh(&path, sources.since, parse_interleaved, &mut notes)?;
+        interleaved.push(evaluate_interleaved(table, run.as_ref()));
+    }
     let rows = config.ratios.iter().map(|r| evaluate(r, &measured)).collect();
     Ok(Report { rows, interleaved, measured, older, memory, notes })
 }
@@ -386,8 +386,8 @@ pub(crate) fn render_measured(report: &Report, machine: &MachineInfo) -> String 
             );
         }
     }
-    if let Some(interleaved) = &report.interleaved {
-        render_interleaved(w, interleaved);
+    for table in &report.interleaved {
+        render_interleaved(w, table);
     }
     let _ = writeln!(w);
     let _ = writeln!(w, "### Every measurement");
@@ -445,14 +445,17 @@ pub(crate) fn render_measured(report: &Report, machine: &MachineInfo) -> String 
     out
 }
 
-/// The "Redis hit, interleaved" section.
+/// The "<title>, interleaved" section of one table.
 fn render_interleaved(w: &mut String, report: &InterleavedReport) {
     let _ = writeln!(w);
-    let _ = writeln!(w, "### Redis hit, interleaved");
+    let _ = writeln!(w, "### {}, interleaved", report.title);
     let _ = writeln!(w);
     let Some(reads) = report.reads_per_way else {
-        let _ =
-            writeln!(w, "Not measured (no `aurelis-bench/redis_interleaved.json` from this run).");
+        let _ = writeln!(
+            w,
+            "Not measured (no `aurelis-bench/{}` from this run).",
+            md_cell(&report.file)
+        );
         return;
     };
     let mut caption = format!("{reads} reads per way");
@@ -465,7 +468,7 @@ fn render_interleaved(w: &mut String, report: &InterleavedReport) {
     let _ = writeln!(w, "{caption}.");
     let _ = writeln!(w);
     if report.ways.is_empty() {
-        let _ = writeln!(w, "`redis_interleaved.json` has no rows.");
+        let _ = writeln!(w, "`{}` has no rows.", md_cell(&report.file));
         return;
     }
     let _ = writeln!(w, "| Way | µs per read | CPU µs per read | ratio | target | status |");
@@ -638,7 +641,14 @@ mod tests {
 
     /// A report of `rows` with `measured` and nothing else.
     fn report(rows: Vec<Evaluated>, measured: BTreeMap<String, Measurement>) -> Report {
-        Report { rows, interleaved: None, measured, older: 0, memory: None, notes: Vec::new() }
+        Report {
+            rows,
+            interleaved: Vec::new(),
+            measured,
+            older: 0,
+            memory: None,
+            notes: Vec::new(),
+        }
     }
 
     #[test]
@@ -677,8 +687,13 @@ mod tests {
         judged.judged_on_interleaved = true;
         let mut full = report(vec![evaluate(&judged, &m)], m);
         let run = parse_interleaved(INTERLEAVED_JSON).unwrap();
-        full.interleaved = Some(evaluate_interleaved(&InterleavedConfig::default(), Some(&run)));
+        full.interleaved = vec![
+            evaluate_interleaved(&interleaved_config(Some("raw_redis_held_conn"), &[]), Some(&run)),
+            evaluate_interleaved(&interleaved_config(None, &[("facade", 1.2)]), None),
+        ];
         let text = render_measured(&full, &test_machine());
+        assert!(text.contains("### Redis hit, interleaved"), "{text}");
+        assert!(text.contains("Not measured (no `aurelis-bench/redis_interleaved.json`"), "{text}");
         let mut paragraph = 0;
         for line in text.lines() {
             let prose = !(line.is_empty()
@@ -696,6 +711,8 @@ mod tests {
 
     fn interleaved_config(baseline: Option<&str>, targets: &[(&str, f64)]) -> InterleavedConfig {
         InterleavedConfig {
+            title: "Redis hit".into(),
+            file: "redis_interleaved.json".into(),
             baseline: baseline.map(str::to_owned),
             targets: targets.iter().map(|(w, t)| (w.to_string(), *t)).collect(),
         }
@@ -769,7 +786,7 @@ mod tests {
         let run = parse_interleaved(INTERLEAVED_JSON).unwrap();
         let config = interleaved_config(Some("raw_redis_held_conn"), &[("aurelis_facade", 1.1)]);
         let mut full = report(rows, m);
-        full.interleaved = Some(evaluate_interleaved(&config, Some(&run)));
+        full.interleaved = vec![evaluate_interleaved(&config, Some(&run))];
         let text = render_measured(&full, &test_machine());
         for expected in [
             "| 1.300 | 1.000 | 1.30× | ≤ 1.1× | missed here (judged on the interleaved table) |",
@@ -786,7 +803,7 @@ mod tests {
         // The interleaved table comes before the raw measurements.
         assert!(text.find("### Redis hit").unwrap() < text.find("### Every measurement").unwrap());
 
-        full.interleaved = Some(evaluate_interleaved(&config, None));
+        full.interleaved = vec![evaluate_interleaved(&config, None)];
         let text = render_measured(&full, &test_machine());
         assert!(text.contains("Not measured (no `aurelis-bench/redis_interleaved.json`"), "{text}");
         assert!(!text.contains("| `aurelis_facade` |"), "{text}");
@@ -822,8 +839,8 @@ mod tests {
              target_min = 10\n\n\
              [[ratio]]\nname = \"redis\"\nours = \"redis_hit/aurelis_facade\"\n\
              peer = \"redis_hit/raw_redis_held_conn\"\ntarget = 1.1\njudged_on = \"interleaved\"\n\n\
-             [interleaved]\nbaseline = \"raw_redis_held_conn\"\n\
-             targets = { aurelis_facade = 1.1 }\n",
+             [interleaved.redis_hit]\ntitle = \"Redis hit\"\nfile = \"redis_interleaved.json\"\n\
+             baseline = \"raw_redis_held_conn\"\ntargets = { aurelis_facade = 1.1 }\n",
         );
         let criterion = dir.join("target/criterion");
         put(&criterion.join("memory_hit/ours_v1/new/estimates.json"), &estimates(120.0));
