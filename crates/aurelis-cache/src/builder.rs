@@ -208,13 +208,18 @@ impl CacheBuilder {
         }
         // Stable sort: equal priorities keep insertion order.
         tiers.sort_by_key(|t| std::cmp::Reverse(t.priority.unwrap_or(0)));
+        let tiers: Vec<Arc<TierState>> =
+            tiers.into_iter().map(|t| Arc::new(TierState::new(t))).collect();
+        let stats = CacheStats::new();
+        // The first tier's hits that answer a read count once, for it and for the cache.
+        stats.count_hits_answered_by(tiers[0].stats.clone());
         Ok(Cache::from_inner(Inner {
-            tiers: tiers.into_iter().map(|t| Arc::new(TierState::new(t))).collect(),
+            tiers,
             keys,
             codec: self.codec,
             max_value_bytes: self.max_value_bytes,
             strict: self.strict,
-            stats: CacheStats::new(),
+            stats,
             flights: Flights::default(),
             epochs: Epochs::new(),
             marks: Marks::new(),

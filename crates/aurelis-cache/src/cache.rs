@@ -307,8 +307,8 @@ impl Cache {
     where
         T: DeserializeOwned + Serialize + Clone + Send + Sync + 'static,
     {
-        let mut buf = KeyBuf::take();
-        let key = match self.hit_or_text(&key, &mut buf.0, |e| e.get::<T>().cloned())? {
+        let mut buf = KeyBuf::default();
+        let key = match self.hit_or_text(&key, &mut buf, |e| e.get::<T>().cloned())? {
             Ok(v) => return Ok(Some(v)),
             Err(text) => text,
         };
@@ -352,8 +352,8 @@ impl Cache {
     where
         T: DeserializeOwned + Serialize + Send + Sync + 'static,
     {
-        let mut buf = KeyBuf::take();
-        let key = match self.hit_or_text(&key, &mut buf.0, |e| e.get_arc::<T>())? {
+        let mut buf = KeyBuf::default();
+        let key = match self.hit_or_text(&key, &mut buf, |e| e.get_arc::<T>())? {
             Ok(v) => return Ok(Some(v)),
             Err(text) => text,
         };
@@ -373,24 +373,23 @@ impl Cache {
     fn hit_or_text<'k, K: ToKey, R>(
         &self,
         key: &'k K,
-        buf: &'k mut String,
+        buf: &'k mut KeyBuf,
         take: impl FnOnce(&ValueEntry) -> Option<R>,
     ) -> Result<std::result::Result<R, &'k str>> {
-        let text = key.write_text(&self.inner.keys, buf)?;
+        let text = buf.text(key, &self.inner.keys)?;
         if self.inner.has_memory_front() {
-            if let Some(v) = self.inner.memory_hit(text, take) {
-                self.inner.stats.record_hit();
+            // Counted once, for the tier and the cache.
+            if let Some(v) = self.inner.memory_hit(text, true, take) {
                 return Ok(Ok(v));
             }
         }
         Ok(Err(text))
     }
 
-    /// A hit the first tier answered synchronously ([`Inner::first_sync`]): counted, and the
-    /// runtime's cooperative budget spent as an asynchronous read would spend it (a task
+    /// A hit the first tier answered synchronously ([`Inner::first_sync`], which counted it):
+    /// the runtime's cooperative budget spent as an asynchronous read would spend it (a task
     /// reading hit after hit from disk still yields now and then).
     async fn sync_hit<T>(&self, value: T) -> T {
-        self.inner.stats.record_hit();
         tokio::task::consume_budget().await;
         value
     }
@@ -556,8 +555,8 @@ impl Cache {
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         if self.inner.has_memory_front() {
-            let mut buf = KeyBuf::take();
-            if let Ok(v) = self.hit_or_text(&key, &mut buf.0, |e| e.get::<T>().cloned())? {
+            let mut buf = KeyBuf::default();
+            if let Ok(v) = self.hit_or_text(&key, &mut buf, |e| e.get::<T>().cloned())? {
                 return Ok(v);
             }
         }
@@ -612,7 +611,7 @@ impl Cache {
             let in_memory =
                 inner.tiers.first().is_some_and(|t| t.store_raw().as_value_store().is_some());
             if in_memory {
-                if let Some(v) = inner.memory_hit(key.as_str(), |e| e.get::<T>().cloned()) {
+                if let Some(v) = inner.memory_hit(key.as_str(), false, |e| e.get::<T>().cloned()) {
                     return Ok(v);
                 }
             } else if let Lookup::Fresh(v, _) = inner.read::<T>(key.as_str()).await? {

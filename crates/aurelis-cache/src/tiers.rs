@@ -219,7 +219,8 @@ impl Inner {
             Judged::Stale(value) => return Ok(next(Some(Found::Owned(value)), clock)),
             Judged::Nothing => return Ok(next(None, clock)),
         };
-        tier.stats.record_hit();
+        // The hit answers the caller's read: one count for the tier and the cache.
+        tier.stats.record_answered_hit();
         if let (Some(started), Some(c)) = (started, clock) {
             self.stats.record_get_latency(c.duration_since(started));
         }
@@ -422,9 +423,14 @@ impl Inner {
     /// requested type under `key` (`take` gets it out of the entry). Anything else (a miss, an
     /// expired or invalidated entry, another type, a cache not started yet) is `None` with no
     /// side effect, and the full read runs.
+    ///
+    /// `answered`: the hit answers the caller's `get`, and is counted once for the tier and
+    /// the cache ([`TierStats::record_answered_hit`](aurelis_cache_core::TierStats::record_answered_hit));
+    /// otherwise it is the tier's alone.
     pub(crate) fn memory_hit<R>(
         &self,
         key: &str,
+        answered: bool,
         take: impl FnOnce(&ValueEntry) -> Option<R>,
     ) -> Option<R> {
         if !self.ready.initialized() {
@@ -448,7 +454,11 @@ impl Inner {
             return None;
         }
         let value = take(&entry)?;
-        tier.stats.record_hit();
+        if answered {
+            tier.stats.record_answered_hit();
+        } else {
+            tier.stats.record_hit();
+        }
         if let Some(started) = started {
             let took = started.elapsed();
             tier.stats.record_latency(Op::Get, took);

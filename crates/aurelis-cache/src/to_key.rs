@@ -69,14 +69,23 @@ pub trait ToKey {
         buf.push_str(key.as_str());
         Ok(buf.as_str())
     }
+
+    /// The [`Key`] this argument is, when it is one already (so its text needs no buffer).
+    /// Not meant to be called or overridden outside this crate.
+    #[doc(hidden)]
+    fn prebuilt(&self) -> Option<&Key> {
+        None
+    }
 }
 
-/// A `String` for one key's text, taken from a buffer kept per thread and given back when
-/// dropped (a read that moves to another thread gives it to that thread's), so a read by
-/// `(category, identifier)` allocates nothing once the thread has read before. A read nested
-/// in another (a `Clone` of a cached value that reads the cache) finds the slot empty and
-/// uses a new `String`.
-pub(crate) struct KeyBuf(pub(crate) String);
+/// A `String` for one key's text, taken from a buffer kept per thread when a key is first
+/// written into it ([`KeyBuf::text`]) and given back when dropped (a read that moves to another
+/// thread gives it to that thread's), so a read by `(category, identifier)` allocates nothing
+/// once the thread has read before, and a read by a prebuilt [`Key`] does not touch the
+/// thread's slot at all. A read nested in another (a `Clone` of a cached value that reads the
+/// cache) finds the slot empty and uses a new `String`.
+#[derive(Default)]
+pub(crate) struct KeyBuf(Option<String>);
 
 thread_local! {
     static KEY_BUF: Cell<String> = const { Cell::new(String::new()) };
@@ -86,16 +95,24 @@ thread_local! {
 const KEY_BUF_KEEP: usize = 1024;
 
 impl KeyBuf {
-    /// This thread's buffer (or a new one).
-    pub(crate) fn take() -> KeyBuf {
-        KeyBuf(KEY_BUF.try_with(Cell::take).unwrap_or_default())
+    /// The text of `key`: a prebuilt key's own, else written into this thread's buffer (taken
+    /// now) with the checks of [`ToKey::write_text`].
+    pub(crate) fn text<'a, K: ToKey + ?Sized>(
+        &'a mut self,
+        key: &'a K,
+        keys: &KeyBuilder,
+    ) -> Result<&'a str> {
+        if let Some(key) = key.prebuilt() {
+            return Ok(key.as_str());
+        }
+        let buf = self.0.get_or_insert_with(|| KEY_BUF.try_with(Cell::take).unwrap_or_default());
+        key.write_text(keys, buf)
     }
 }
 
 impl Drop for KeyBuf {
     fn drop(&mut self) {
-        if self.0.capacity() <= KEY_BUF_KEEP {
-            let buf = std::mem::take(&mut self.0);
+        if let Some(buf) = self.0.take().filter(|b| b.capacity() <= KEY_BUF_KEEP) {
             // During thread shutdown the slot may be gone: the buffer is then just dropped.
             let _ = KEY_BUF.try_with(|slot| slot.set(buf));
         }
@@ -112,6 +129,11 @@ impl ToKey for Key {
     fn write_text<'a>(&'a self, _keys: &KeyBuilder, _buf: &'a mut String) -> Result<&'a str> {
         Ok(self.as_str())
     }
+
+    #[inline]
+    fn prebuilt(&self) -> Option<&Key> {
+        Some(self)
+    }
 }
 
 impl<K: ToKey + ?Sized> ToKey for &K {
@@ -123,6 +145,11 @@ impl<K: ToKey + ?Sized> ToKey for &K {
     #[inline]
     fn write_text<'a>(&'a self, keys: &KeyBuilder, buf: &'a mut String) -> Result<&'a str> {
         (**self).write_text(keys, buf)
+    }
+
+    #[inline]
+    fn prebuilt(&self) -> Option<&Key> {
+        (**self).prebuilt()
     }
 }
 
