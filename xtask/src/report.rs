@@ -258,8 +258,12 @@ pub(crate) fn fmt_us(ns: f64) -> String {
 fn fmt_ratio(ratio: f64) -> String {
     if ratio >= 10.0 {
         format!("{ratio:.1}")
-    } else {
+    } else if ratio >= 0.01 || ratio <= 0.0 {
         format!("{ratio:.2}")
+    } else {
+        // Two significant digits, so that a ratio far below 1 does not print as 0.00.
+        let decimals = (-ratio.log10()).floor() as usize + 2;
+        format!("{ratio:.decimals$}")
     }
 }
 
@@ -608,6 +612,11 @@ mod tests {
         assert_eq!(fmt_us(12_345.0), "12.35");
         assert_eq!(fmt_us(123_456.0), "123.5");
         assert_eq!(fmt_us(250.0), "0.2500");
+        assert_eq!(fmt_ratio(12.34), "12.3");
+        assert_eq!(fmt_ratio(1.234), "1.23");
+        assert_eq!(fmt_ratio(0.0123), "0.01");
+        assert_eq!(fmt_ratio(0.0042), "0.0042");
+        assert_eq!(fmt_ratio(0.000_31), "0.00031");
         assert_eq!(utc_timestamp(0), "1970-01-01 00:00 UTC");
         assert_eq!(utc_timestamp(951_827_696), "2000-02-29 12:34 UTC");
         assert_eq!(utc_timestamp(1_767_225_599), "2025-12-31 23:59 UTC");

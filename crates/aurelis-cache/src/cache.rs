@@ -377,11 +377,10 @@ impl Cache {
         take: impl FnOnce(&ValueEntry) -> Option<R>,
     ) -> Result<std::result::Result<R, &'k str>> {
         let text = buf.text(key, &self.inner.keys)?;
-        if self.inner.has_memory_front() {
-            // Counted once, for the tier and the cache.
-            if let Some(v) = self.inner.memory_hit(text, true, take) {
-                return Ok(Ok(v));
-            }
+        // `None` at once unless the first tier keeps decoded values. Counted once, for the
+        // tier and the cache.
+        if let Some(v) = self.inner.memory_hit(text, true, take) {
+            return Ok(Ok(v));
         }
         Ok(Err(text))
     }
@@ -608,8 +607,7 @@ impl Cache {
         if recheck {
             // With a memory tier that keeps decoded values, a load that just finished is
             // there: a synchronous look, which counts no second miss in every tier.
-            let in_memory =
-                inner.tiers.first().is_some_and(|t| t.store_raw().as_value_store().is_some());
+            let in_memory = inner.tiers.first().is_some_and(|t| t.keeps_values);
             if in_memory {
                 if let Some(v) = inner.memory_hit(key.as_str(), false, |e| e.get::<T>().cloned()) {
                     return Ok(v);

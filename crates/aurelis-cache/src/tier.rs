@@ -198,6 +198,9 @@ pub(crate) struct TierState {
     pub(crate) config: Tier,
     pub(crate) stats: Arc<TierStats>,
     pub(crate) in_process: bool,
+    /// Whether the store keeps decoded values ([`Store::as_value_store`], a property of the
+    /// store, asked once): the hot path then skips the virtual call where there are none.
+    pub(crate) keeps_values: bool,
     pub(crate) shared: bool,
     pub(crate) persistent: bool,
     pub(crate) conditional_write: bool,
@@ -248,6 +251,7 @@ impl TierState {
             Arc::new(CircuitBreaker::new(timed, breaker.clone(), stats.clone()));
         TierState {
             in_process: capabilities.in_process,
+            keeps_values: tier.store.as_value_store().is_some(),
             shared: capabilities.shared,
             persistent: capabilities.persistent,
             conditional_write: capabilities.conditional_write,

@@ -188,7 +188,7 @@ impl Inner {
         let Some(tier) = self.tiers.first() else {
             return Ok(First::Walk);
         };
-        if !tier.sync_read.load(Relaxed) || tier.store_raw().as_value_store().is_some() {
+        if !tier.sync_read.load(Relaxed) || tier.keeps_values {
             return Ok(First::Walk);
         }
         let started = sample().then(Instant::now);
@@ -376,7 +376,7 @@ impl Inner {
             tier.stats.record_hit();
             // A decoded entry only where one is kept (this tier, or a tier above that a
             // write-back fills); a disk-only read hands its value out as is.
-            let keeps = |t: &Arc<TierState>| t.store_raw().as_value_store().is_some();
+            let keeps = |t: &Arc<TierState>| t.keeps_values;
             let value = if values.is_some() || self.tiers[..depth].iter().any(keeps) {
                 let value = Arc::new(value);
                 let decoded = ValueEntry::from_arc(
@@ -416,7 +416,7 @@ impl Inner {
     /// Whether the first tier keeps decoded values (so a hit may be answered by
     /// [`Inner::memory_hit`] before anything else).
     pub(crate) fn has_memory_front(&self) -> bool {
-        self.tiers.first().is_some_and(|t| t.store_raw().as_value_store().is_some())
+        self.tiers.first().is_some_and(|t| t.keeps_values)
     }
 
     /// The synchronous hit: the first tier keeps decoded values and holds a fresh one of the
@@ -436,7 +436,7 @@ impl Inner {
         if !self.ready.initialized() {
             return None;
         }
-        let tier = self.tiers.first()?;
+        let tier = self.tiers.first().filter(|t| t.keeps_values)?;
         let values = tier.store_raw().as_value_store()?;
         if !tier.readable_quietly(key) {
             return None;
