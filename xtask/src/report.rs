@@ -449,7 +449,7 @@ pub(crate) fn render_measured(report: &Report, machine: &MachineInfo) -> String 
     out
 }
 
-/// The "<title>, interleaved" section of one table.
+/// The "`title`, interleaved" section of one table.
 fn render_interleaved(w: &mut String, report: &InterleavedReport) {
     let _ = writeln!(w);
     let _ = writeln!(w, "### {}, interleaved", report.title);
