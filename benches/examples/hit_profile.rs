@@ -8,7 +8,7 @@
 //! ```
 //!
 //! The first argument picks the read (`memory_tuple`, `memory_key`, `memory_shared`,
-//! `raw_moka`, `disk_facade`, `disk_store`, `raw_sled`, `redis_facade`, `redis_store`,
+//! `raw_moka`, `raw_moka_sync` (moka's sync cache, which `MokaStore` uses), `disk_facade`, `disk_store`, `raw_sled`, `redis_facade`, `redis_store`,
 //! `raw_redis`; the Redis reads start their own `redis-server`; `sizes` prints the size of the
 //! read futures instead; `threads:memory_key,raw_moka` has two threads read 10,000 entries at
 //! once), the second how many reads. Run it
@@ -30,7 +30,7 @@ fn main() {
     let rt = runtime();
     let value = value(VALUE_LEN);
     let dir = tempfile::tempdir().expect("temp dir");
-    let memory = what.starts_with("memory") || what == "raw_moka";
+    let memory = what.starts_with("memory") || what.starts_with("raw_moka");
     let redis = what.contains("redis");
     let memory = memory
         || (what.starts_with("interleave:") && what.contains("memory"))
@@ -55,6 +55,9 @@ fn main() {
     let moka: moka::future::Cache<String, String> =
         moka::future::Cache::builder().max_capacity(20_000).time_to_live(ttl).build();
     rt.block_on(moka.insert(key.as_str().to_owned(), value.clone()));
+    let moka_sync: moka::sync::Cache<String, String> =
+        moka::sync::Cache::builder().max_capacity(20_000).time_to_live(ttl).build();
+    moka_sync.insert(key.as_str().to_owned(), value.clone());
     let db = sled::Config::new().path(dir.path().join("raw")).open().expect("sled");
     db.insert(key.as_str().as_bytes(), value.as_bytes()).expect("insert");
     let mut checked = value.as_bytes().to_vec();
@@ -104,7 +107,7 @@ fn main() {
             for (way, sum) in ways.iter().zip(&mut total) {
                 let started = std::time::Instant::now();
                 for _ in 0..1000 {
-                    one(&rt, way, &cache, &key, &store, &moka, &db, conn.as_ref());
+                    one(&rt, way, &cache, &key, &store, (&moka, &moka_sync), &db, conn.as_ref());
                 }
                 *sum += started.elapsed();
             }
@@ -119,7 +122,7 @@ fn main() {
         return;
     }
     for _ in 0..n {
-        one(&rt, &what, &cache, &key, &store, &moka, &db, conn.as_ref());
+        one(&rt, &what, &cache, &key, &store, (&moka, &moka_sync), &db, conn.as_ref());
     }
 }
 
@@ -203,7 +206,7 @@ fn one(
     cache: &Cache,
     key: &aurelis_cache::Key,
     store: &Arc<dyn Store>,
-    moka: &moka::future::Cache<String, String>,
+    (moka, moka_sync): (&moka::future::Cache<String, String>, &moka::sync::Cache<String, String>),
     db: &sled::Db,
     conn: Option<&redis::aio::MultiplexedConnection>,
 ) {
@@ -224,6 +227,9 @@ fn one(
             }
             "raw_moka" => {
                 black_box(moka.get(black_box(key.as_str())).await.unwrap());
+            }
+            "raw_moka_sync" => {
+                black_box(moka_sync.get(black_box(key.as_str())).unwrap());
             }
             "disk_store" | "redis_store" => {
                 black_box(store.get(black_box(key.as_str())).await.unwrap().unwrap());
