@@ -218,8 +218,24 @@ pub async fn interleave<F, Fut>(
             measured += u64::from(turns.reads);
         }
     }
-    let per_read = |ns: f64| ns / measured.max(1) as f64 / 1_000.0;
     eprintln!("{bench}: {measured} reads per way, in {} rounds", turns.rounds.saturating_sub(1));
+    report_interleaved(bench, file, ways, turns.reads, measured, &wall_ns, &cpu_ns);
+}
+
+/// Prints the figures of an interleaved measurement (each way's wall and CPU time per read,
+/// its ratio to the first way) and, with `file`, writes them to that file of [`output_dir`]
+/// in the format [`interleave`] describes. `wall_ns` and `cpu_ns` are each way's totals over
+/// `measured` reads.
+pub fn report_interleaved(
+    bench: &str,
+    file: Option<&str>,
+    ways: &[Way],
+    reads_per_turn: u32,
+    measured: u64,
+    wall_ns: &[u128],
+    cpu_ns: &[Option<u64>],
+) {
+    let per_read = |ns: f64| ns / measured.max(1) as f64 / 1_000.0;
     let mut rows = Vec::new();
     for (i, (name, label)) in ways.iter().enumerate() {
         let wall_us = per_read(wall_ns[i] as f64);
@@ -240,8 +256,7 @@ pub async fn interleave<F, Fut>(
     }
     if let Some(file) = file {
         let json = format!(
-            "{{\"reads_per_way\":{measured},\"reads_per_turn\":{},\"rows\":[\n{}\n]}}\n",
-            turns.reads,
+            "{{\"reads_per_way\":{measured},\"reads_per_turn\":{reads_per_turn},\"rows\":[\n{}\n]}}\n",
             rows.join(",\n")
         );
         write_output(bench, file, &json);
