@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use aurelis_cache::{Cache, MokaStore, SledStore, Store, Tier};
 use aurelis_cache_benches::{
-    criterion, interleave, plain_run, runtime, value, PlainRun, Turns, Way, CATEGORY, IDENTIFIER,
+    criterion, interleave, interleaved_turns, runtime, value, Turns, Way, CATEGORY, IDENTIFIER,
     VALUE_LEN,
 };
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -194,10 +194,10 @@ fn disk_hit_interleaved(
     raw_get: &dyn Fn(&str) -> String,
     checked_get: &dyn Fn(&str) -> String,
 ) {
-    let (turns, file) = match plain_run("disk_hit_interleaved") {
-        PlainRun::Full => (INTERLEAVED, Some("disk_hit_interleaved.json")),
-        PlainRun::Quick => (Turns { reads: 10, rounds: 2 }, None),
-        PlainRun::Skip => return,
+    let Some((turns, file)) =
+        interleaved_turns("disk_hit_interleaved", INTERLEAVED, "disk_hit_interleaved.json")
+    else {
+        return;
     };
     let ways: [Way; 4] = [
         ("raw_sled_checksummed", "raw sled get + xxh3 check"),

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use aurelis_cache::{Cache, MokaStore, Tier};
 use aurelis_cache_benches::{
-    criterion, interleave, plain_run, runtime, value, PlainRun, Turns, Way, CATEGORY, IDENTIFIER,
+    criterion, interleave, interleaved_turns, runtime, value, Turns, Way, CATEGORY, IDENTIFIER,
     VALUE_LEN,
 };
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -110,10 +110,10 @@ fn memory_hit(c: &mut Criterion) {
     // The same reads of ours and raw moka's taking turns of 1,000 (see `interleave`), so
     // that they share the machine's changes of speed: `memory_hit_interleaved.json`, the
     // table the memory hit targets are judged on.
-    let (turns, file) = match plain_run("memory_hit_interleaved") {
-        PlainRun::Full => (INTERLEAVED, Some("memory_hit_interleaved.json")),
-        PlainRun::Quick => (Turns { reads: 10, rounds: 2 }, None),
-        PlainRun::Skip => return,
+    let Some((turns, file)) =
+        interleaved_turns("memory_hit_interleaved", INTERLEAVED, "memory_hit_interleaved.json")
+    else {
+        return;
     };
     let ways: [Way; 4] = [
         ("raw_moka", "raw moka get"),

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use aurelis_cache::{Cache, RedisStore, Store, Tier};
 use aurelis_cache_benches::{
-    interleave, plain_run, runtime, value, PlainRun, Turns, Way, CATEGORY, IDENTIFIER, VALUE_LEN,
+    interleave, interleaved_turns, runtime, value, Turns, Way, CATEGORY, IDENTIFIER, VALUE_LEN,
 };
 use aurelis_redis_harness::RedisServer;
 
@@ -42,10 +42,10 @@ const WAYS: [Way; 3] = [
 ];
 
 fn main() {
-    let (turns, file) = match plain_run("redis_interleaved") {
-        PlainRun::Full => (TURNS, Some("redis_interleaved.json")),
-        PlainRun::Quick => (Turns { reads: 10, rounds: 2 }, None),
-        PlainRun::Skip => return,
+    let Some((turns, file)) =
+        interleaved_turns("redis_interleaved", TURNS, "redis_interleaved.json")
+    else {
+        return;
     };
     let server = RedisServer::start().unwrap_or_else(|e| panic!("redis_interleaved: {e}"));
     let url = server.url();

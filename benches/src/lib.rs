@@ -175,6 +175,21 @@ pub struct Turns {
     pub rounds: u32,
 }
 
+/// What the interleaved measurement `name` of a bench target runs: `full` turns written to
+/// `file` on a full run, a tiny run that writes nothing under `--test`, nothing (`None`) when
+/// a filter leaves it out (see [`plain_run`]).
+pub fn interleaved_turns(
+    name: &str,
+    full: Turns,
+    file: &'static str,
+) -> Option<(Turns, Option<&'static str>)> {
+    match plain_run(name) {
+        PlainRun::Full => Some((full, Some(file))),
+        PlainRun::Quick => Some((Turns { reads: 10, rounds: 2 }, None)),
+        PlainRun::Skip => None,
+    }
+}
+
 /// Measures `ways` of reading the same thing taking turns: every round gives each way a turn
 /// of `turns.reads` calls of `read(way)` (the round starting with the next way each time), so
 /// that all of them share every change of the machine's speed, which criterion's rows,
