@@ -123,6 +123,11 @@ impl Expiry<String, Entry> for EntryExpiry {
     }
 }
 
+/// The hasher of the store's keys: aHash, keyed at random per store (keys cannot be chosen to
+/// collide without seeing the hashes), about a tenth of std's SipHash-1-3 on a 24-byte key (173
+/// instructions less per hit, callgrind over `hit_profile`). A memory hit hashes its key once.
+type Hasher = ahash::RandomState;
+
 /// How the store bounds itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Capacity {
@@ -166,7 +171,7 @@ struct Counters {
 /// ```
 #[derive(Clone)]
 pub struct MokaStore {
-    cache: Cache<String, Entry>,
+    cache: Cache<String, Entry, Hasher>,
     name: Arc<str>,
     capacity: Capacity,
     counters: Arc<Counters>,
@@ -616,7 +621,12 @@ impl MokaStoreBuilder {
                 })
             }
         };
-        Ok(MokaStore { cache: builder.build(), name: self.name.into(), capacity, counters })
+        Ok(MokaStore {
+            cache: builder.build_with_hasher(Hasher::new()),
+            name: self.name.into(),
+            capacity,
+            counters,
+        })
     }
 }
 
