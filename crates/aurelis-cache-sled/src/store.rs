@@ -188,33 +188,41 @@ impl Inner {
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
-        let Some(stored) = self.live(key)? else {
-            return Ok(None);
-        };
-        Ok(Some(layout::value(stored)))
+        match self.entries.get(key).map_err(self.backend("get"))? {
+            Some(stored) if self.is_live(key, &stored)? => Ok(Some(layout::value(stored))),
+            _ => Ok(None),
+        }
     }
 
     /// [`Inner::get`], calling `read` with the value in place instead of returning it.
+    ///
+    /// The entry is looked at where sled returned it (matched by reference, never moved): an
+    /// `IVec` moved through `Option` and `Result` wrappers was copied at byte offsets that
+    /// stalled the next load (store forwarding; about 8% of a facade disk hit's samples in
+    /// `perf record`).
     fn get_with(&self, key: &[u8], read: &mut dyn FnMut(&[u8])) -> Result<bool> {
-        let Some(stored) = self.live(key)? else {
-            return Ok(false);
+        let found = self.entries.get(key);
+        let stored = match &found {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return Ok(false),
+            Err(_) => return Err(self.backend("get")(found.unwrap_err())),
         };
+        if !self.is_live(key, stored)? {
+            return Ok(false);
+        }
         read(&stored[layout::HEADER_LEN..]);
         Ok(true)
     }
 
-    /// The stored form of `key` if it is live (an expired or corrupt one is removed).
-    fn live(&self, key: &[u8]) -> Result<Option<IVec>> {
-        let Some(stored) = self.entries.get(key).map_err(self.backend("get"))? else {
-            return Ok(None);
-        };
-        match layout::expires_at(&stored) {
-            Some(0) => Ok(Some(stored)),
+    /// Whether `stored`, just read under `key`, is live (an expired or corrupt one is removed).
+    fn is_live(&self, key: &[u8], stored: &IVec) -> Result<bool> {
+        match layout::expires_at(stored) {
+            Some(0) => Ok(true),
             // The coarse clock: never ahead of the deadline's, at most a tick behind.
-            Some(at) if !layout::is_expired(at, coarse_now_ms()) => Ok(Some(stored)),
+            Some(at) if !layout::is_expired(at, coarse_now_ms()) => Ok(true),
             Some(_) => {
-                self.remove_if_unchanged(key, &stored, Cause::Expired)?;
-                Ok(None)
+                self.remove_if_unchanged(key, stored, Cause::Expired)?;
+                Ok(false)
             }
             None => {
                 tracing::warn!(
@@ -223,8 +231,8 @@ impl Inner {
                     len = stored.len(),
                     "corrupt entry (shorter than its 8-byte header) removed"
                 );
-                self.remove_if_unchanged(key, &stored, Cause::Corrupt)?;
-                Ok(None)
+                self.remove_if_unchanged(key, stored, Cause::Corrupt)?;
+                Ok(false)
             }
         }
     }
