@@ -273,6 +273,57 @@ pub struct KeyBuilder {
     prefix: String,
 }
 
+/// A reusable buffer for key text ([`KeyBuilder::write_key_into`]), for callers who build
+/// keys often, such as one per thread: no allocation per key once it has grown, and a key of
+/// the category it held last skips the category's checks.
+///
+/// # Examples
+///
+/// ```
+/// use aurelis_cache_core::{KeyBuilder, KeyWriter};
+/// let keys = KeyBuilder::default();
+/// let mut w = KeyWriter::new();
+/// for id in ["1", "2", "3"] {
+///     let text = keys.write_key_into(&mut w, "user", id, None)?;
+///     assert_eq!(text, keys.build_key("user", id, None)?.as_str());
+/// }
+/// assert_eq!(w.as_str(), "aurelis:v1:user:3");
+/// # Ok::<(), aurelis_cache_core::Error>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct KeyWriter {
+    text: String,
+    /// The length of `text`'s `namespace:version:category:` head when it was written by
+    /// [`KeyBuilder::write_key_into`] after the category's checks (0: none). Private, so
+    /// only that method vouches for it.
+    head: usize,
+}
+
+impl KeyWriter {
+    /// An empty writer.
+    pub const fn new() -> Self {
+        KeyWriter { text: String::new(), head: 0 }
+    }
+
+    /// The text written last.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Holds `key`'s text (a key built elsewhere; the next write starts afresh).
+    pub fn set(&mut self, key: &Key) -> &str {
+        self.head = 0;
+        self.text.clear();
+        self.text.push_str(key.as_str());
+        &self.text
+    }
+
+    /// The bytes the buffer holds room for.
+    pub fn capacity(&self) -> usize {
+        self.text.capacity()
+    }
+}
+
 impl Default for KeyBuilder {
     fn default() -> Self {
         KeyBuilder {
@@ -406,6 +457,69 @@ impl KeyBuilder {
             out.push_str(&params.hash_hex());
         }
         check_len(out)
+    }
+
+    /// Writes the key [`KeyBuilder::build_key`] would build into `writer` and returns its
+    /// text, with the same checks. The writer remembers the head of the last key it held
+    /// (`namespace:version:category:`, checked when it was written): a key of the same
+    /// category from the same builder only checks and writes its identifier (and params).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aurelis_cache_core::{KeyBuilder, KeyWriter};
+    /// let keys = KeyBuilder::default();
+    /// let mut w = KeyWriter::new();
+    /// assert_eq!(keys.write_key_into(&mut w, "user", "42", None)?, "aurelis:v1:user:42");
+    /// // Same category: the head is kept, the identifier is still checked.
+    /// assert_eq!(keys.write_key_into(&mut w, "user", "a:b", None)?, "aurelis:v1:user:a%3Ab");
+    /// assert!(keys.write_key_into(&mut w, "user", "", None).is_err());
+    /// assert!(keys.write_key_into(&mut w, "bad category", "1", None).is_err());
+    /// // Another builder's prefix is never taken for this one's.
+    /// let other = KeyBuilder::new("app", "v2")?;
+    /// assert_eq!(other.write_key_into(&mut w, "user", "42", None)?, "app:v2:user:42");
+    /// assert_eq!(keys.write_key_into(&mut w, "user", "42", None)?, "aurelis:v1:user:42");
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`KeyBuilder::build_key`]; the writer then holds no key (its text is unspecified).
+    pub fn write_key_into<'w>(
+        &self,
+        writer: &'w mut KeyWriter,
+        category: &str,
+        identifier: &str,
+        params: Option<&Params>,
+    ) -> Result<&'w str> {
+        let prefix = self.prefix.as_bytes();
+        let head = prefix.len() + category.len() + 1;
+        let text = writer.text.as_bytes();
+        let kept = writer.head == head
+            && text.len() >= head
+            && text[head - 1] == b':'
+            && text[prefix.len()..head - 1] == *category.as_bytes()
+            && text[..prefix.len()] == *prefix;
+        if !kept {
+            // `head` is only set once the category has passed its checks.
+            writer.head = 0;
+            validate_category(category)?;
+            writer.text.clear();
+            writer.text.push_str(&self.prefix);
+            writer.text.push_str(category);
+            writer.text.push(':');
+            writer.head = head;
+        }
+        let plain = validate_identifier(identifier)?;
+        let out = &mut writer.text;
+        out.truncate(head);
+        push_escaped(out, identifier, plain);
+        if let Some(params) = params.filter(|p| !p.is_empty()) {
+            out.push(':');
+            out.push_str(&params.hash_hex());
+        }
+        check_len(out)?;
+        Ok(out.as_str())
     }
 
     /// Builds the key of a model request: `namespace:version:@model:<model>:<hash>`, where the

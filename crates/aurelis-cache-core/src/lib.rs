@@ -23,7 +23,7 @@ pub use bytes::Bytes;
 pub use codec::Codec;
 pub use envelope::{Compression, Envelope};
 pub use error::{Error, ErrorKind, Result};
-pub use key::{Key, KeyBuilder, Params};
+pub use key::{Key, KeyBuilder, KeyWriter, Params};
 pub use layer::{Layer, LayeredStore};
 pub use stats::{
     CacheStats, LatencySummary, Op, OverallReport, StatsReport, TierReport, TierStats,

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::cell::Cell;
 
-use aurelis_cache_core::{Key, KeyBuilder, Params, Result};
+use aurelis_cache_core::{Key, KeyBuilder, KeyWriter, Params, Result};
 
 /// Anything that names one cache entry: what every key-taking [`Cache`](crate::Cache) method
 /// accepts.
@@ -63,11 +63,9 @@ pub trait ToKey {
     ///
     /// As [`ToKey::to_key`].
     #[doc(hidden)]
-    fn write_text<'a>(&'a self, keys: &KeyBuilder, buf: &'a mut String) -> Result<&'a str> {
+    fn write_text<'a>(&'a self, keys: &KeyBuilder, buf: &'a mut KeyWriter) -> Result<&'a str> {
         let key = self.to_key(keys)?;
-        buf.clear();
-        buf.push_str(key.as_str());
-        Ok(buf.as_str())
+        Ok(buf.set(&key))
     }
 
     /// The [`Key`] this argument is, when it is one already (so its text needs no buffer).
@@ -78,17 +76,18 @@ pub trait ToKey {
     }
 }
 
-/// A `String` for one key's text, taken from a buffer kept per thread when a key is first
+/// A [`KeyWriter`] for one key's text, taken from a buffer kept per thread when a key is first
 /// written into it ([`KeyBuf::text`]) and given back when dropped (a read that moves to another
 /// thread gives it to that thread's), so a read by `(category, identifier)` allocates nothing
 /// once the thread has read before, and a read by a prebuilt [`Key`] does not touch the
 /// thread's slot at all. A read nested in another (a `Clone` of a cached value that reads the
-/// cache) finds the slot empty and uses a new `String`.
+/// cache) finds the slot empty and uses a new writer. The writer keeps the head of the last
+/// key (`namespace:version:category:`), so reads of one category check only identifiers.
 #[derive(Default)]
-pub(crate) struct KeyBuf(Option<String>);
+pub(crate) struct KeyBuf(Option<KeyWriter>);
 
 thread_local! {
-    static KEY_BUF: Cell<String> = const { Cell::new(String::new()) };
+    static KEY_BUF: Cell<KeyWriter> = const { Cell::new(KeyWriter::new()) };
 }
 
 /// Buffers longer than this are not kept (a thread keeps at most one, this long).
@@ -126,7 +125,7 @@ impl ToKey for Key {
     }
 
     #[inline]
-    fn write_text<'a>(&'a self, _keys: &KeyBuilder, _buf: &'a mut String) -> Result<&'a str> {
+    fn write_text<'a>(&'a self, _keys: &KeyBuilder, _buf: &'a mut KeyWriter) -> Result<&'a str> {
         Ok(self.as_str())
     }
 
@@ -143,7 +142,7 @@ impl<K: ToKey + ?Sized> ToKey for &K {
     }
 
     #[inline]
-    fn write_text<'a>(&'a self, keys: &KeyBuilder, buf: &'a mut String) -> Result<&'a str> {
+    fn write_text<'a>(&'a self, keys: &KeyBuilder, buf: &'a mut KeyWriter) -> Result<&'a str> {
         (**self).write_text(keys, buf)
     }
 
@@ -158,9 +157,8 @@ impl<C: AsRef<str>, I: AsRef<str>> ToKey for (C, I) {
         keys.build_key(self.0.as_ref(), self.1.as_ref(), None).map(Cow::Owned)
     }
 
-    fn write_text<'a>(&'a self, keys: &KeyBuilder, buf: &'a mut String) -> Result<&'a str> {
-        keys.write_key(buf, self.0.as_ref(), self.1.as_ref(), None)?;
-        Ok(buf.as_str())
+    fn write_text<'a>(&'a self, keys: &KeyBuilder, buf: &'a mut KeyWriter) -> Result<&'a str> {
+        keys.write_key_into(buf, self.0.as_ref(), self.1.as_ref(), None)
     }
 }
 
@@ -169,9 +167,8 @@ impl<C: AsRef<str>, I: AsRef<str>, P: ParamsArg> ToKey for (C, I, P) {
         keys.build_key(self.0.as_ref(), self.1.as_ref(), self.2.params()).map(Cow::Owned)
     }
 
-    fn write_text<'a>(&'a self, keys: &KeyBuilder, buf: &'a mut String) -> Result<&'a str> {
-        keys.write_key(buf, self.0.as_ref(), self.1.as_ref(), self.2.params())?;
-        Ok(buf.as_str())
+    fn write_text<'a>(&'a self, keys: &KeyBuilder, buf: &'a mut KeyWriter) -> Result<&'a str> {
+        keys.write_key_into(buf, self.0.as_ref(), self.1.as_ref(), self.2.params())
     }
 }
 
