@@ -877,6 +877,40 @@ mod tests {
         assert_eq!(pa.hash_hex(), pb.hash_hex());
     }
 
+    #[test]
+    fn a_key_writer_writes_what_build_key_builds_in_any_order() {
+        // A seeded walk over builders, categories (valid and not), identifiers (plain,
+        // escaped, empty, with control characters) and params: the writer's text is always
+        // `build_key`'s, and its errors are `build_key`'s.
+        // Prefixes of other lengths, and one of the same length (told apart by its bytes).
+        let builders = [
+            KeyBuilder::default(),
+            KeyBuilder::new("app", "v2").unwrap(),
+            KeyBuilder::new("aurelis", "v1x").unwrap(),
+            KeyBuilder::new("aurelis", "v2").unwrap(),
+        ];
+        let categories = ["user", "users", "use", "user:x", "bad cat", "@model", "", "u"];
+        let identifiers = ["42", "a:b", "50%", "", "x\u{1}", "long identifier with spaces", "é"];
+        let params = Params::new().with("k", 1);
+        let mut writer = KeyWriter::new();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..5_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let keys = &builders[(state % 4) as usize];
+            let category = categories[(state >> 8) as usize % categories.len()];
+            let identifier = identifiers[(state >> 16) as usize % identifiers.len()];
+            let params = ((state >> 24) % 3 == 0).then_some(&params);
+            let built = keys.build_key(category, identifier, params);
+            match (keys.write_key_into(&mut writer, category, identifier, params), built) {
+                (Ok(text), Ok(key)) => assert_eq!(text, key.as_str()),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+                (a, b) => panic!("{category:?} {identifier:?}: {a:?} against {b:?}"),
+            }
+        }
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
 
