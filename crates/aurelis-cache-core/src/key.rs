@@ -901,7 +901,7 @@ mod tests {
             let keys = &builders[(state % 4) as usize];
             let category = categories[(state >> 8) as usize % categories.len()];
             let identifier = identifiers[(state >> 16) as usize % identifiers.len()];
-            let params = ((state >> 24) % 3 == 0).then_some(&params);
+            let params = (state >> 24).is_multiple_of(3).then_some(&params);
             let built = keys.build_key(category, identifier, params);
             match (keys.write_key_into(&mut writer, category, identifier, params), built) {
                 (Ok(text), Ok(key)) => assert_eq!(text, key.as_str()),
