@@ -451,12 +451,7 @@ impl KeyBuilder {
         out.push_str(&self.prefix);
         out.push_str(category);
         out.push(':');
-        push_escaped(out, identifier, plain);
-        if let Some(params) = params.filter(|p| !p.is_empty()) {
-            out.push(':');
-            out.push_str(&params.hash_hex());
-        }
-        check_len(out)
+        push_tail(out, identifier, plain, params)
     }
 
     /// Writes the key [`KeyBuilder::build_key`] would build into `writer` and returns its
@@ -511,15 +506,9 @@ impl KeyBuilder {
             writer.head = head;
         }
         let plain = validate_identifier(identifier)?;
-        let out = &mut writer.text;
-        out.truncate(head);
-        push_escaped(out, identifier, plain);
-        if let Some(params) = params.filter(|p| !p.is_empty()) {
-            out.push(':');
-            out.push_str(&params.hash_hex());
-        }
-        check_len(out)?;
-        Ok(out.as_str())
+        writer.text.truncate(head);
+        push_tail(&mut writer.text, identifier, plain, params)?;
+        Ok(writer.text.as_str())
     }
 
     /// Builds the key of a model request: `namespace:version:@model:<model>:<hash>`, where the
@@ -843,6 +832,22 @@ pub fn push_json_string(out: &mut String, s: &str) {
 
 /// Writes a checked identifier, escaping `:` and `%` unless [`validate_identifier`] found it
 /// `plain` (none there).
+/// Appends what follows a key's `namespace:version:category:` head (the identifier, escaped
+/// unless `plain`, and the params' hash) and checks the key's length.
+fn push_tail(
+    out: &mut String,
+    identifier: &str,
+    plain: bool,
+    params: Option<&Params>,
+) -> Result<()> {
+    push_escaped(out, identifier, plain);
+    if let Some(params) = params.filter(|p| !p.is_empty()) {
+        out.push(':');
+        out.push_str(&params.hash_hex());
+    }
+    check_len(out)
+}
+
 fn push_escaped(out: &mut String, identifier: &str, plain: bool) {
     if plain {
         out.push_str(identifier);
