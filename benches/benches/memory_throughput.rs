@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use aurelis_cache::{Cache, MokaStore, Tier};
 use aurelis_cache_benches::{
-    criterion, plain_run, report_interleaved, value, PlainRun, Way, CATEGORY, VALUE_LEN,
+    criterion, interleaved_turns, report_interleaved, value, Turns, Way, CATEGORY, VALUE_LEN,
 };
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -139,10 +139,13 @@ fn throughput(c: &mut Criterion) {
     }
     group.finish();
 
-    let (rounds, file) = match plain_run("memory_throughput_interleaved") {
-        PlainRun::Full => (INTERLEAVED_ROUNDS, Some("memory_throughput_interleaved.json")),
-        PlainRun::Quick => (2, None),
-        PlainRun::Skip => return,
+    let reads = (THREADS * READS_PER_THREAD) as u32;
+    let Some((Turns { rounds, .. }, file)) = interleaved_turns(
+        "memory_throughput_interleaved",
+        Turns { reads, rounds: INTERLEAVED_ROUNDS },
+        "memory_throughput_interleaved.json",
+    ) else {
+        return;
     };
     let ways: [Way; 2] = [
         ("raw_moka", "raw moka get, 2 threads"),
@@ -159,14 +162,13 @@ fn throughput(c: &mut Criterion) {
             }
         }
     }
-    let reads = (THREADS * READS_PER_THREAD) as u64;
-    let measured = u64::from(rounds.saturating_sub(1)) * reads;
+    let measured = u64::from(rounds.saturating_sub(1)) * u64::from(reads);
     eprintln!("memory_throughput_interleaved: {} rounds of both ways", rounds.saturating_sub(1));
     report_interleaved(
         "memory_throughput_interleaved",
         file,
         &ways,
-        reads as u32,
+        reads,
         measured,
         &wall_ns,
         &[None, None],

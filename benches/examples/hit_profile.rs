@@ -8,8 +8,8 @@
 //! ```
 //!
 //! The first argument picks the read (`memory_tuple`, `memory_key`, `memory_shared`,
-//! `raw_moka`, `raw_moka_sync` (moka's sync cache, which `MokaStore` uses), `disk_facade`, `disk_store`, `raw_sled`, `redis_facade`, `redis_store`,
-//! `raw_redis`; the Redis reads start their own `redis-server`; `sizes` prints the size of the
+//! `raw_moka`, `raw_moka_sync` (moka's sync cache, which `MokaStore` uses), `disk_facade`,
+//! `disk_store`, `raw_sled`, `redis_facade`, `redis_store`, `raw_redis`; the Redis reads start their own `redis-server`; `sizes` prints the size of the
 //! read futures instead; `threads:memory_key,raw_moka` has two threads read 10,000 entries at
 //! once), the second how many reads. Run it
 //! with two counts and divide the difference of the totals by the difference of the counts

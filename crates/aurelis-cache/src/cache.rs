@@ -607,8 +607,7 @@ impl Cache {
         if recheck {
             // With a memory tier that keeps decoded values, a load that just finished is
             // there: a synchronous look, which counts no second miss in every tier.
-            let in_memory = inner.tiers.first().is_some_and(|t| t.keeps_values);
-            if in_memory {
+            if inner.has_memory_front() {
                 if let Some(v) = inner.memory_hit(key.as_str(), false, |e| e.get::<T>().cloned()) {
                     return Ok(v);
                 }
