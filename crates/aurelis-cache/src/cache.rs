@@ -579,6 +579,7 @@ impl Cache {
             .flights
             .run(
                 key.as_str(),
+                snap,
                 || inner.stats.record_coalesced_waiter(),
                 || self.lead_load(key, options, loader, true, snap),
             )
@@ -845,6 +846,7 @@ impl Cache {
                 .flights
                 .run(
                     key.as_str(),
+                    snap,
                     || inner.stats.record_coalesced_waiter(),
                     || cache.lead_load(&key, &options, loader, recheck, snap),
                 )

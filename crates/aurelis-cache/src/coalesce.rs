@@ -6,6 +6,12 @@
 //! cancelled hands the lead to a waiter (tokio's `OnceCell` runs the next waiter's init), and
 //! the last caller to leave an unfinished flight removes it from the map (drop guard), so the
 //! map never keeps a dead entry.
+//!
+//! A caller joins a flight only when nothing touched the key between the flight's start and
+//! its own (their epoch snapshots are equal): a load that began before a write, delete or
+//! invalidation may not be stored (see `Cache::load_and_store`), and it is not handed to a
+//! caller that came after the change either. Such a caller starts a flight of its own, which
+//! takes the key's place in the map (the older one finishes for its own callers).
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -16,12 +22,16 @@ use aurelis_cache_core::{Error, Result};
 use parking_lot::Mutex;
 use tokio::sync::OnceCell;
 
+use crate::invalidation::EpochSnapshot;
+
 type Shared = std::result::Result<Arc<dyn Any + Send + Sync>, Error>;
 type FlightKey = (String, TypeId);
 
 /// One load in flight.
 struct Flight {
     cell: OnceCell<Shared>,
+    /// The epochs its first caller saw before reading the cache.
+    snap: EpochSnapshot,
 }
 
 /// The loads in flight.
@@ -37,11 +47,13 @@ impl Flights {
         self.map.lock().len()
     }
 
-    /// Runs `init` for `key` unless another caller of the same `T` is already running it, in
-    /// which case this waits for its result. `on_wait` is called when this caller waits.
+    /// Runs `init` for `key` unless another caller of the same `T` is already running it
+    /// and nothing touched the key since that caller's `snap`, in which case this waits for
+    /// its result. `on_wait` is called when this caller waits.
     pub(crate) async fn run<T, F, Fut>(
         &self,
         key: &str,
+        snap: EpochSnapshot,
         on_wait: impl FnOnce(),
         init: F,
     ) -> Result<T>
@@ -54,9 +66,10 @@ impl Flights {
         let (flight, leader) = {
             let mut map = self.map.lock();
             match map.get(&fkey) {
-                Some(f) => (f.clone(), false),
-                None => {
-                    let f = Arc::new(Flight { cell: OnceCell::new() });
+                Some(f) if f.snap == snap => (f.clone(), false),
+                // None, or a flight that began before the key was last touched.
+                _ => {
+                    let f = Arc::new(Flight { cell: OnceCell::new(), snap });
                     map.insert(fkey.clone(), f.clone());
                     (f, true)
                 }
@@ -114,7 +127,14 @@ impl Drop for Guard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::invalidation::Epochs;
     use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    /// The snapshot of `k` in a fresh set of epochs (equal for every call).
+    fn snap() -> EpochSnapshot {
+        static EPOCHS: std::sync::OnceLock<Epochs> = std::sync::OnceLock::new();
+        EPOCHS.get_or_init(Epochs::new).snapshot("k")
+    }
 
     #[tokio::test]
     async fn one_init_for_concurrent_callers_of_one_type() {
@@ -128,6 +148,7 @@ mod tests {
                 flights
                     .run(
                         "k",
+                        snap(),
                         || {},
                         || async move {
                             calls.fetch_add(1, SeqCst);
@@ -156,8 +177,8 @@ mod tests {
     #[tokio::test]
     async fn different_types_do_not_share() {
         let flights = Flights::default();
-        let a = flights.run("k", || {}, || async { Ok(1u8) });
-        let b = flights.run("k", || {}, || async { Ok("x".to_string()) });
+        let a = flights.run("k", snap(), || {}, || async { Ok(1u8) });
+        let b = flights.run("k", snap(), || {}, || async { Ok("x".to_string()) });
         let (a, b) = tokio::join!(a, b);
         assert_eq!((a.unwrap(), b.unwrap()), (1u8, "x".to_string()));
     }
@@ -172,6 +193,7 @@ mod tests {
                 flights
                     .run(
                         "k",
+                        snap(),
                         || {},
                         || async move {
                             started.notify_one();
@@ -186,6 +208,66 @@ mod tests {
         task.abort();
         let _ = task.await;
         assert_eq!(flights.len(), 0, "the cancelled leader's flight is gone");
-        assert_eq!(flights.run("k", || {}, || async { Ok(3u8) }).await.unwrap(), 3);
+        assert_eq!(flights.run("k", snap(), || {}, || async { Ok(3u8) }).await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_saw_the_key_touched_does_not_join_an_older_flight() {
+        let epochs = Epochs::new();
+        let flights = Arc::new(Flights::default());
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let started = Arc::new(tokio::sync::Notify::new());
+        let before = epochs.snapshot("k");
+        let old = {
+            let (flights, gate, started) = (flights.clone(), gate.clone(), started.clone());
+            tokio::spawn(async move {
+                flights
+                    .run(
+                        "k",
+                        before,
+                        || {},
+                        || async move {
+                            started.notify_one();
+                            gate.notified().await;
+                            Ok(1u8)
+                        },
+                    )
+                    .await
+            })
+        };
+        started.notified().await;
+        epochs.bump_key("k"); // a write or delete of the key while the old load runs
+        let waited = AtomicUsize::new(0);
+        let after = epochs.snapshot("k");
+        assert_ne!(after, before);
+        let new = flights.run(
+            "k",
+            after,
+            || {
+                waited.fetch_add(1, SeqCst);
+            },
+            || async { Ok(2u8) },
+        );
+        // Were the later caller to join the older flight, this opens its gate, so the test
+        // fails on the value instead of hanging.
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let new = async {
+            let v = new.await;
+            done.store(true, SeqCst);
+            v
+        };
+        let opener = async {
+            while !done.load(SeqCst) && waited.load(SeqCst) == 0 {
+                tokio::task::yield_now().await;
+            }
+            gate.notify_one();
+        };
+        let (new, ()) = tokio::join!(new, opener);
+        assert_eq!(new.unwrap(), 2, "the later caller ran its own load");
+        assert_eq!(waited.load(SeqCst), 0, "it did not wait for the older flight");
+        // The older flight finishes for its own caller (the gate is open), and leaves nothing
+        // behind.
+        assert_eq!(old.await.unwrap().unwrap(), 1);
+        assert_eq!(flights.len(), 0);
     }
 }

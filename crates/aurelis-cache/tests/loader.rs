@@ -230,6 +230,78 @@ async fn a_value_loaded_across_a_delete_is_returned_but_not_stored() {
     assert_eq!(cache.stats().snapshot().served_uncached, 1);
 }
 
+/// A caller that arrives after a delete, a write or an invalidation of the key does not wait
+/// for a load that began before it (whose value is as old as the change it missed): it runs
+/// the loader itself. The earlier caller still gets its own load's value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_arriving_after_a_change_does_not_share_a_load_begun_before_it() {
+    let t = tiers();
+    let cache = t.cache();
+    cache.set(("doc", "other"), &"unrelated".to_string()).await.unwrap();
+    for (round, change) in
+        ["delete", "set", "invalidate_category", "invalidate_tag", "clear"].into_iter().enumerate()
+    {
+        let id = format!("racy-{round}");
+        let started = Arc::new(tokio::sync::Notify::new());
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let waiters_before = cache.stats().snapshot().coalesced_waiters;
+        let first = {
+            let (cache, started, gate, id) =
+                (cache.clone(), started.clone(), gate.clone(), id.clone());
+            tokio::spawn(async move {
+                let options = SetOptions::new().tag("t");
+                cache
+                    .get_or_compute_with(("doc", &id), &options, || async move {
+                        started.notify_one();
+                        let _open = gate.acquire().await;
+                        Ok::<_, std::io::Error>("read before the change".to_string())
+                    })
+                    .await
+            })
+        };
+        started.notified().await;
+        match change {
+            "delete" => drop(cache.delete(("doc", &id)).await.unwrap()),
+            "set" => cache.set(("doc", &id), &"written".to_string()).await.unwrap(),
+            "invalidate_category" => cache.invalidate_category("doc").await.unwrap(),
+            "invalidate_tag" => cache.invalidate_tag("t").await.unwrap(),
+            _ => cache.clear().await.unwrap(),
+        }
+        let second = {
+            let (cache, id) = (cache.clone(), id.clone());
+            tokio::spawn(async move {
+                cache
+                    .get_or_compute(("doc", &id), || async {
+                        Ok::<_, std::io::Error>("read after the change".to_string())
+                    })
+                    .await
+            })
+        };
+        // Were the second caller to wait on the first load, the gate opens and the test
+        // fails on the value (not on a hang).
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !second.is_finished() && cache.stats().snapshot().coalesced_waiters == waiters_before
+        {
+            assert!(std::time::Instant::now() < deadline, "{change}: the second call hangs");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        gate.add_permits(1);
+        let expected = if change == "set" { "written" } else { "read after the change" };
+        assert_eq!(second.await.unwrap().unwrap(), expected, "after {change}");
+        assert_eq!(first.await.unwrap().unwrap(), "read before the change", "after {change}");
+        assert_eq!(
+            cache.stats().snapshot().coalesced_waiters,
+            waiters_before,
+            "after {change}: the second caller waited on the older load"
+        );
+        assert_eq!(
+            cache.get::<String>(("doc", &id)).await.unwrap().as_deref(),
+            Some(expected),
+            "after {change}: the older load was stored over what came after it"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_value_no_tier_can_store_is_still_returned() {
     let t = tiers();
