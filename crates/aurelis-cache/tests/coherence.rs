@@ -7,6 +7,12 @@
 //! A read may return the value of write `w` only if `w` started before the read ended, and no
 //! write, delete or invalidation of that key started after `w` ended and ended before the
 //! read started (that one replaced `w` before the read began). A miss is always allowed.
+//!
+//! The mixed runs also write with `set_many` and read through every read path of the hot
+//! path: `get_shared`, `get_many`, `get_or_compute_with` (whose loader writes a new value, a
+//! write spanning the call, tagged as `set` tags) and a read as another type (which must miss:
+//! no such value was ever written), so that decoded memory entries, their upgrades from bytes
+//! and loads stored across deletes are judged by the same oracle.
 
 mod common;
 
@@ -39,6 +45,9 @@ enum Kind {
 #[derive(Clone, Debug)]
 struct Event {
     key: u64,
+    /// The operation that made it (for the failure message).
+    #[allow(dead_code, reason = "read through `Debug` in the failure messages")]
+    op: &'static str,
     kind: Kind,
     start: u64,
     end: u64,
@@ -84,6 +93,11 @@ fn fixture() -> Fixture {
 }
 
 async fn run(seed: u64, outages: bool) -> Vec<Event> {
+    run_with(seed, outages, false).await
+}
+
+/// One seeded run; with `mixed`, reads take every read path (see the module docs).
+async fn run_with(seed: u64, outages: bool, mixed: bool) -> Vec<Event> {
     let f = fixture();
     let clock = Arc::new(AtomicU64::new(0));
     let values = Arc::new(AtomicU64::new(1));
@@ -105,45 +119,55 @@ async fn run(seed: u64, outages: bool) -> Vec<Event> {
                     continue;
                 }
                 let start = clock.fetch_add(1, SeqCst);
-                let events: Vec<(u64, Kind)> = match roll {
+                let (op, events): (&str, Vec<(u64, Kind)>) = match roll {
+                    0..=49 if mixed => mixed_read(&cache, &mut rng, key, &values).await,
                     0..=49 => {
                         let got = cache.get::<u64>((cat, &id)).await.expect("get");
-                        vec![(key, Kind::Read(got))]
+                        ("get", vec![(key, Kind::Read(got))])
+                    }
+                    50..=74 if mixed && rng.below(3) == 0 => {
+                        // Two keys of one tag in one call (one option set for both).
+                        let other = (key + 3) % KEYS;
+                        let other_id = other.to_string();
+                        let (v, w) = (values.fetch_add(1, SeqCst), values.fetch_add(1, SeqCst));
+                        let opts = SetOptions::new().tag(tag(key));
+                        let entries = [((cat, id.as_str()), v), ((category(other), &other_id), w)];
+                        let _ = cache.set_many(&entries, &opts).await;
+                        ("set_many", vec![(key, Kind::Write(v)), (other, Kind::Write(w))])
                     }
                     50..=74 => {
                         let v = values.fetch_add(1, SeqCst);
                         let opts = SetOptions::new().tag(tag(key));
                         // A write may fail only when every tier refused it.
                         match cache.set_with((cat, &id), &v, &opts).await {
-                            Ok(()) => vec![(key, Kind::Write(v))],
-                            Err(_) => vec![(key, Kind::Write(v))],
+                            Ok(()) => ("set", vec![(key, Kind::Write(v))]),
+                            Err(_) => ("set (refused)", vec![(key, Kind::Write(v))]),
                         }
                     }
                     75..=87 => {
                         let _ = cache.delete((cat, &id)).await;
-                        vec![(key, Kind::Remove)]
+                        ("delete", vec![(key, Kind::Remove)])
                     }
                     88..=92 => {
                         cache.invalidate_category(cat).await.expect("invalidate_category");
-                        (0..KEYS)
-                            .filter(|k| category(*k) == cat)
-                            .map(|k| (k, Kind::Remove))
-                            .collect()
+                        let keys = (0..KEYS).filter(|k| category(*k) == cat);
+                        ("invalidate_category", keys.map(|k| (k, Kind::Remove)).collect())
                     }
                     93..=97 => {
                         let tg = tag(key);
                         cache.invalidate_tag(&tg).await.expect("invalidate_tag");
-                        (0..KEYS).filter(|k| tag(*k) == tg).map(|k| (k, Kind::Remove)).collect()
+                        let keys = (0..KEYS).filter(|k| tag(*k) == tg);
+                        ("invalidate_tag", keys.map(|k| (k, Kind::Remove)).collect())
                     }
                     _ => {
                         cache.clear().await.expect("clear");
-                        (0..KEYS).map(|k| (k, Kind::Remove)).collect()
+                        ("clear", (0..KEYS).map(|k| (k, Kind::Remove)).collect())
                     }
                 };
                 let end = clock.fetch_add(1, SeqCst);
                 let mut log = log.lock();
                 for (key, kind) in events {
-                    log.push(Event { key, kind, start, end });
+                    log.push(Event { key, op, kind, start, end });
                 }
             }
         }));
@@ -154,6 +178,70 @@ async fn run(seed: u64, outages: bool) -> Vec<Event> {
     f.middle_faults.fail_all(false);
     let log = log.lock().clone();
     log
+}
+
+/// A read of `key` through one of the read paths, picked by `rng`; the events it makes.
+async fn mixed_read(
+    cache: &Cache,
+    rng: &mut Rng,
+    key: u64,
+    values: &AtomicU64,
+) -> (&'static str, Vec<(u64, Kind)>) {
+    let id = key.to_string();
+    let cat = category(key);
+    match rng.below(5) {
+        0 => {
+            let got = cache.get::<u64>((cat, &id)).await.expect("get");
+            ("get", vec![(key, Kind::Read(got))])
+        }
+        1 => {
+            let got = cache.get_shared::<u64>((cat, &id)).await.expect("get_shared");
+            ("get_shared", vec![(key, Kind::Read(got.map(|v| *v)))])
+        }
+        2 => {
+            let other = rng.below(KEYS);
+            let other_id = other.to_string();
+            let got = cache
+                .get_many::<u64>([(cat, id.as_str()), (category(other), other_id.as_str())])
+                .await
+                .expect("get_many");
+            assert_eq!(got.len(), 2, "get_many answers every key");
+            ("get_many", vec![(key, Kind::Read(got[0])), (other, Kind::Read(got[1]))])
+        }
+        3 => {
+            // The loader takes a while, so that writes, deletes and invalidations land while
+            // it runs; its value is a write spanning the call (stored or not: a load that
+            // raced a change of its key is not kept, which the oracle allows as a miss).
+            let delay = Duration::from_millis(rng.below(4));
+            let loaded = AtomicU64::new(0);
+            // Tagged as `set` tags, so that a tag invalidation removes it too (the oracle's
+            // model: every value of a key carries the key's tag).
+            let options = SetOptions::new().tag(tag(key));
+            let got = cache
+                .get_or_compute_with((cat, &id), &options, || async {
+                    tokio::time::sleep(delay).await;
+                    let v = values.fetch_add(1, SeqCst);
+                    loaded.store(v, SeqCst);
+                    Ok::<u64, std::io::Error>(v)
+                })
+                .await
+                .expect("get_or_compute_with");
+            let mut events = Vec::new();
+            let loaded = loaded.load(SeqCst);
+            if loaded != 0 {
+                events.push((key, Kind::Write(loaded)));
+            }
+            events.push((key, Kind::Read(Some(got))));
+            ("get_or_compute_with", events)
+        }
+        _ => {
+            // Only numbers are ever written: a read as a string must miss, and leaves the
+            // entries it skipped for readers of their own type.
+            let got = cache.get::<String>((cat, &id)).await.expect("get as another type");
+            assert_eq!(got, None, "a read as String found a value no one wrote");
+            ("get as String", Vec::new())
+        }
+    }
 }
 
 fn check(events: &[Event]) -> Result<usize, String> {
@@ -200,6 +288,24 @@ async fn no_read_returns_a_replaced_value() {
 async fn no_read_returns_a_replaced_value_while_a_tier_fails_on_and_off() {
     for seed in 101..=112 {
         let events = run(seed, true).await;
+        let hits = check(&events).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert!(hits > 10, "seed {seed}: only {hits} reads found a value");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_read_path_returns_a_replaced_value() {
+    for seed in 201..=212 {
+        let events = run_with(seed, false, true).await;
+        let hits = check(&events).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert!(hits > 10, "seed {seed}: only {hits} reads found a value");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_read_path_returns_a_replaced_value_while_a_tier_fails_on_and_off() {
+    for seed in 301..=312 {
+        let events = run_with(seed, true, true).await;
         let hits = check(&events).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         assert!(hits > 10, "seed {seed}: only {hits} reads found a value");
     }
