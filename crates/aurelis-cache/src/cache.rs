@@ -663,24 +663,29 @@ impl Cache {
                     .with_source(LoaderError(e.into())));
             }
         };
+        // The check and the store are one step for this key's writes and deletes: they wait
+        // until the store returned, and one in progress is waited for (see `invalidation`).
+        let storing = inner.epochs.storing(key.as_str()).await;
         if !inner.epochs.unchanged(snap) {
             tracing::debug!(key = %key, "key touched while loading: value returned, not stored");
             inner.stats.record_served_uncached();
             return Ok(value);
         }
         let stored = self.store_owned(key, &value, options).await;
-        // The check above and the write are not one step: a write, delete or invalidation of
-        // the key between them would be overwritten by this older value. The write bumps the
-        // key once before and once per tier; anything else means someone else touched it:
-        // remove what this load wrote (a miss, never a replaced value).
+        // Invalidations that are not of one key (marks) take no lock: one made while this
+        // stored covers what it stored (the entry was created before the mark), and what it
+        // wrote is removed again. The write bumps the key once before and once per tier;
+        // anything else means someone else touched it.
         let own = 1 + inner.tiers.len() as u64;
         if stored.is_ok() && !inner.epochs.unchanged_but(snap, own) {
             tracing::debug!(key = %key, "key touched while the loaded value was stored: removed again");
             inner.stats.record_served_uncached();
             let _ = inner.delete_everywhere(key.as_str(), Scope::All).await;
+            drop(storing);
             inner.publish(Invalidation::Key(key.as_str().to_owned()), inner.entry_time());
             return Ok(value);
         }
+        drop(storing);
         if let Err(e) = stored {
             inner.stats.record_served_uncached();
             if inner.strict {
@@ -906,7 +911,11 @@ impl Cache {
         now: u64,
     ) -> Result<()> {
         let lifetime = entry::store_lifetime(env, now);
+        // Shared with other writes of these keys; a load's store or a write-back of one of
+        // them waits (or is skipped) until this returned (see `invalidation`).
+        let changing = self.inner.epochs.changing(entries.iter().map(|(k, _)| *k)).await;
         let written = self.inner.write_all(entries, lifetime, None).await;
+        drop(changing);
         for (key, _) in entries {
             self.inner.stats.record_write();
             self.inner.publish(Invalidation::Key((*key).to_owned()), now);
@@ -1054,7 +1063,9 @@ impl Cache {
     pub async fn delete(&self, key: impl ToKey) -> Result<bool> {
         let key = key.to_key(&self.inner.keys)?;
         self.ready().await?;
+        let changing = self.inner.epochs.changing([key.as_str()]).await;
         let removed = self.inner.delete_everywhere(key.as_str(), Scope::All).await;
+        drop(changing);
         self.inner.stats.record_delete();
         self.inner.publish(Invalidation::Key(key.as_str().to_owned()), now_ms());
         removed

@@ -8,6 +8,12 @@
 //!   only while the snapshot still holds, checking again after the copy (and removing what it
 //!   copied when it no longer holds). So a value replaced or deleted while a read was in flight
 //!   is never written back after the replacement returned.
+//! - **Key locks.** Checking a snapshot and then writing is two steps; a write or delete of the
+//!   key could fall between them and the copy would be visible until it was removed again. So
+//!   the key's writes and deletes hold its lock stripe shared while they run, and a load's
+//!   check-and-store and a write-back's check-and-copy hold it exclusively (a write-back that
+//!   would have to wait is skipped: the read is not held up). Writers never wait for each
+//!   other; a load waits for the writes of its stripe in progress.
 //! - **Marks.** `(invalidation, at_ms)`: every entry created before `at_ms` that the
 //!   invalidation matches is stale, in every tier. They are kept in memory, on the disk tier
 //!   and through the backplane in the shared tier, so processes started later honour them; a
@@ -22,13 +28,23 @@ use aurelis_cache_core::Invalidation;
 use parking_lot::RwLock;
 
 const STRIPES: usize = 4096;
+/// Lock stripes: keys of one epoch stripe share a lock stripe (`STRIPES` is a multiple).
+const LOCK_STRIPES: usize = 1024;
 
 /// Per-key-stripe and global invalidation counters.
 pub(crate) struct Epochs {
     hasher: RandomState,
     stripes: Box<[AtomicU64]>,
     global: AtomicU64,
+    /// See "Key locks" in the module docs.
+    locks: Box<[tokio::sync::RwLock<()>]>,
 }
+
+/// A key lock stripe held shared: writes and deletes of its keys may run, loads and
+/// write-backs wait.
+pub(crate) type Changing<'a> = tokio::sync::RwLockReadGuard<'a, ()>;
+/// A key lock stripe held exclusively: no write or delete of its keys runs meanwhile.
+pub(crate) type Storing<'a> = tokio::sync::RwLockWriteGuard<'a, ()>;
 
 /// What [`Epochs::snapshot`] saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,7 +60,39 @@ impl Epochs {
             hasher: RandomState::new(),
             stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             global: AtomicU64::new(0),
+            locks: (0..LOCK_STRIPES).map(|_| tokio::sync::RwLock::new(())).collect(),
         }
+    }
+
+    fn lock_of(&self, key: &str) -> usize {
+        self.stripe(key) % LOCK_STRIPES
+    }
+
+    /// Holds the lock stripes of `keys` shared, for a write or delete of them: taken in
+    /// stripe order (every holder of several takes them in that order, so none waits in a
+    /// cycle).
+    pub(crate) async fn changing<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k str>,
+    ) -> Vec<Changing<'_>> {
+        let mut stripes: Vec<usize> = keys.into_iter().map(|k| self.lock_of(k)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut guards = Vec::with_capacity(stripes.len());
+        for stripe in stripes {
+            guards.push(self.locks[stripe].read().await);
+        }
+        guards
+    }
+
+    /// Holds `key`'s lock stripe exclusively, for a load's check-and-store.
+    pub(crate) async fn storing(&self, key: &str) -> Storing<'_> {
+        self.locks[self.lock_of(key)].write().await
+    }
+
+    /// [`Epochs::storing`] when no write or delete of the stripe runs now, else `None`.
+    pub(crate) fn try_storing(&self, key: &str) -> Option<Storing<'_>> {
+        self.locks[self.lock_of(key)].try_write().ok()
     }
 
     fn stripe(&self, key: &str) -> usize {

@@ -286,6 +286,7 @@ impl Inner {
                     tracing::debug!(origin = %msg.origin, ?invalidation, "remote invalidation");
                     let applied = match invalidation {
                         Invalidation::Key(k) => {
+                            let _changing = self.epochs.changing([k.as_str()]).await;
                             self.delete_everywhere(k, Scope::Unshared).await.map(drop)
                         }
                         other => self.apply_mark(other, msg.at_ms).await,

@@ -649,6 +649,11 @@ impl Inner {
         if depth == 0 {
             return;
         }
+        // No write or delete of the key runs while the copy is checked and made; with one
+        // in progress the copy is skipped rather than the read held up (see `invalidation`).
+        let Some(_storing) = self.epochs.try_storing(key) else {
+            return;
+        };
         let source_shared = self.tiers[depth].shared;
         let lifetime = entry::store_lifetime(env, now_ms());
         for tier in &self.tiers[..depth] {

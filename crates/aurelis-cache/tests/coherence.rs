@@ -311,6 +311,204 @@ async fn no_read_path_returns_a_replaced_value_while_a_tier_fails_on_and_off() {
     }
 }
 
+/// A store layer whose writes or deletes can be held until released, so a test can stop an
+/// operation half way through the tiers.
+#[derive(Debug)]
+struct Gated {
+    inner: Arc<dyn Store>,
+    sets: Gate,
+    deletes: Gate,
+}
+
+#[derive(Debug)]
+struct Gate {
+    held: tokio::sync::watch::Sender<bool>,
+    /// Calls that found the gate held (they wait until it is released).
+    stopped: AtomicU64,
+}
+
+impl Gate {
+    fn new() -> Self {
+        Gate { held: tokio::sync::watch::Sender::new(false), stopped: AtomicU64::new(0) }
+    }
+
+    fn hold(&self, yes: bool) {
+        self.held.send_replace(yes);
+    }
+
+    async fn pass(&self) {
+        let mut held = self.held.subscribe();
+        if *held.borrow_and_update() {
+            self.stopped.fetch_add(1, SeqCst);
+            held.wait_for(|held| !held).await.expect("the gate outlives its calls");
+        }
+    }
+}
+
+impl aurelis_cache::core::layer::LayeredStore for Gated {
+    type Inner = dyn Store;
+
+    fn inner(&self) -> &dyn Store {
+        &*self.inner
+    }
+
+    fn around<'a, T: Send + 'a>(
+        &'a self,
+        op: aurelis_cache::core::layer::Operation,
+        call: aurelis_cache::core::layer::BoxFuture<'a, aurelis_cache::Result<T>>,
+    ) -> aurelis_cache::core::layer::BoxFuture<'a, aurelis_cache::Result<T>> {
+        use aurelis_cache::core::layer::Operation;
+        Box::pin(async move {
+            match op {
+                Operation::Set | Operation::SetIfAbsent => self.sets.pass().await,
+                Operation::Delete => self.deletes.pass().await,
+                _ => {}
+            }
+            call.await
+        })
+    }
+}
+
+/// Polls `done` every millisecond until it holds or `limit` passed; returns whether it held.
+async fn within(limit: Duration, done: impl Fn() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    true
+}
+
+/// A load whose store is half way through the tiers when the key is deleted: once the delete
+/// returned, no read sees the loaded value (it was written before the delete, or not at all).
+/// Before the key locks, the delete ran past the store, which then wrote the upper tiers and
+/// removed its value again only after a read could find it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_after_a_delete_never_sees_a_load_that_raced_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let memory: Arc<dyn Store> =
+        Arc::new(aurelis_cache::MokaStore::builder().max_entries(100).build().expect("moka"));
+    let middle = Arc::new(Gated {
+        inner: Arc::new(MemoryMapStore::new("middle")),
+        sets: Gate::new(),
+        deletes: Gate::new(),
+    });
+    let disk: Arc<dyn Store> = Arc::new(
+        aurelis_cache::SledStore::builder().path(dir.path().join("db")).build().expect("sled"),
+    );
+    let cache = Cache::builder()
+        .tier(Tier::new("memory", memory).priority(3))
+        .tier(Tier::new("middle", middle.clone()).priority(2))
+        .tier(Tier::new("disk", disk).priority(1))
+        .build()
+        .expect("cache");
+    let key = ("doc", "raced");
+
+    // The load's store stops at the middle tier (the disk, written first, has the value).
+    middle.sets.hold(true);
+    let load = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            cache
+                .get_or_compute(key, || async { Ok::<_, std::io::Error>("loaded".to_string()) })
+                .await
+        })
+    };
+    assert!(
+        within(Duration::from_secs(30), || middle.sets.stopped.load(SeqCst) == 1).await,
+        "the load never reached the middle tier"
+    );
+    let delete = {
+        let cache = cache.clone();
+        tokio::spawn(async move { cache.delete(key).await })
+    };
+    // Without the key locks the delete returns at once; with them it waits for the store.
+    if within(Duration::from_secs(1), || delete.is_finished()).await {
+        // The store's removal of its value, if it makes one, stops at the middle tier: the
+        // memory tier above it then holds what the store wrote.
+        middle.deletes.hold(true);
+    }
+    middle.sets.hold(false);
+    assert!(
+        within(Duration::from_secs(30), || {
+            delete.is_finished() && (load.is_finished() || middle.deletes.stopped.load(SeqCst) > 0)
+        })
+        .await,
+        "the delete or the load never finished"
+    );
+    let seen = cache.get::<String>(key).await.expect("get");
+    middle.deletes.hold(false);
+    assert_eq!(load.await.expect("load").expect("loaded"), "loaded");
+    delete.await.expect("delete").expect("deleted");
+    assert_eq!(seen, None, "a read after the delete returned saw the load that raced it");
+    assert_eq!(cache.get::<String>(key).await.expect("get"), None);
+}
+
+/// A read copying a lower tier's hit up (write-back) while the key is deleted: once the
+/// delete returned, no read sees the deleted value, and none is left in any tier. Before the
+/// key locks, the delete ran past the copy; the copy landed in the middle tier after it, a
+/// later read copied it into the memory tier, and the first read's removal of its own copy
+/// (in the middle tier only) left the deleted value in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_back_racing_a_delete_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let memory: Arc<dyn Store> =
+        Arc::new(aurelis_cache::MokaStore::builder().max_entries(100).build().expect("moka"));
+    let middle_map: Arc<dyn Store> = Arc::new(MemoryMapStore::new("middle"));
+    let middle =
+        Arc::new(Gated { inner: middle_map.clone(), sets: Gate::new(), deletes: Gate::new() });
+    let disk: Arc<dyn Store> = Arc::new(
+        aurelis_cache::SledStore::builder().path(dir.path().join("db")).build().expect("sled"),
+    );
+    let cache = Cache::builder()
+        .tier(Tier::new("memory", memory.clone()).priority(3))
+        .tier(Tier::new("middle", middle.clone()).priority(2))
+        .tier(Tier::new("disk", disk).priority(1))
+        .build()
+        .expect("cache");
+    let key = ("doc", "copied");
+    cache.set(key, &"deleted".to_string()).await.expect("set");
+    // Only the disk tier holds it (as after the upper tiers evicted it).
+    let text = cache.keys().build_key("doc", "copied", None).expect("key");
+    memory.delete(text.as_str()).await.expect("memory delete");
+    middle_map.delete(text.as_str()).await.expect("middle delete");
+
+    // The read's copy into the middle tier stops there (the memory tier is copied first).
+    middle.sets.hold(true);
+    let read = {
+        let cache = cache.clone();
+        tokio::spawn(async move { cache.get::<String>(key).await })
+    };
+    assert!(
+        within(Duration::from_secs(30), || middle.sets.stopped.load(SeqCst) == 1).await,
+        "the read never copied into the middle tier"
+    );
+    let delete = {
+        let cache = cache.clone();
+        tokio::spawn(async move { cache.delete(key).await })
+    };
+    if within(Duration::from_secs(1), || delete.is_finished()).await {
+        // The read's removal of its copy, if it makes one, stops at the middle tier.
+        middle.deletes.hold(true);
+    }
+    middle.sets.hold(false);
+    assert!(
+        within(Duration::from_secs(30), || {
+            delete.is_finished() && (read.is_finished() || middle.deletes.stopped.load(SeqCst) > 0)
+        })
+        .await,
+        "the delete or the read never finished"
+    );
+    let seen = cache.get::<String>(key).await.expect("get");
+    middle.deletes.hold(false);
+    assert_eq!(read.await.expect("read").expect("get").as_deref(), Some("deleted"));
+    delete.await.expect("delete").expect("deleted");
+    assert_eq!(seen, None, "a read after the delete returned saw the deleted value");
+    assert_eq!(cache.get::<String>(key).await.expect("get"), None, "the deleted value is back");
+}
+
 /// The defect of issue 6, by hand: a value replaced while its tier was down comes back once
 /// the tier answers again.
 #[tokio::test]
