@@ -9,10 +9,12 @@
 //! read started (that one replaced `w` before the read began). A miss is always allowed.
 //!
 //! The mixed runs also write with `set_many` and read through every read path of the hot
-//! path: `get_shared`, `get_many`, `get_or_compute_with` (whose loader writes a new value, a
-//! write spanning the call, tagged as `set` tags) and a read as another type (which must miss:
-//! no such value was ever written), so that decoded memory entries, their upgrades from bytes
-//! and loads stored across deletes are judged by the same oracle.
+//! path: `get_shared`, `get_many`, `get_or_compute_with` and a read as another type (which
+//! must miss: no such value was ever written), so that decoded memory entries, their upgrades
+//! from bytes and loads stored across deletes are judged by the same oracle. A loaded value
+//! (tagged as `set` tags) is as old as its loader's start: a read may return it only if no
+//! write or delete of its key began after the loader started and ended before the read began.
+//! It replaces nothing itself (a load that raced a change is returned but not stored).
 
 mod common;
 
@@ -36,6 +38,9 @@ const OPS_PER_TASK: usize = 150;
 enum Kind {
     /// Wrote this value.
     Write(u64),
+    /// A loader made this value, having started at this ticket (its value is as old as
+    /// that). Not a write another read must see: a load that raced a change is not stored.
+    Loaded(u64, u64),
     /// Deleted or invalidated the key.
     Remove,
     /// Read this (None: miss).
@@ -120,7 +125,7 @@ async fn run_with(seed: u64, outages: bool, mixed: bool) -> Vec<Event> {
                 }
                 let start = clock.fetch_add(1, SeqCst);
                 let (op, events): (&str, Vec<(u64, Kind)>) = match roll {
-                    0..=49 if mixed => mixed_read(&cache, &mut rng, key, &values).await,
+                    0..=49 if mixed => mixed_read(&cache, &mut rng, key, &values, &clock).await,
                     0..=49 => {
                         let got = cache.get::<u64>((cat, &id)).await.expect("get");
                         ("get", vec![(key, Kind::Read(got))])
@@ -186,6 +191,7 @@ async fn mixed_read(
     rng: &mut Rng,
     key: u64,
     values: &AtomicU64,
+    clock: &AtomicU64,
 ) -> (&'static str, Vec<(u64, Kind)>) {
     let id = key.to_string();
     let cat = category(key);
@@ -210,15 +216,16 @@ async fn mixed_read(
         }
         3 => {
             // The loader takes a while, so that writes, deletes and invalidations land while
-            // it runs; its value is a write spanning the call (stored or not: a load that
-            // raced a change of its key is not kept, which the oracle allows as a miss).
+            // it runs (see `Kind::Loaded`).
             let delay = Duration::from_millis(rng.below(4));
             let loaded = AtomicU64::new(0);
+            let loader_started = AtomicU64::new(0);
             // Tagged as `set` tags, so that a tag invalidation removes it too (the oracle's
             // model: every value of a key carries the key's tag).
             let options = SetOptions::new().tag(tag(key));
             let got = cache
                 .get_or_compute_with((cat, &id), &options, || async {
+                    loader_started.store(clock.fetch_add(1, SeqCst), SeqCst);
                     tokio::time::sleep(delay).await;
                     let v = values.fetch_add(1, SeqCst);
                     loaded.store(v, SeqCst);
@@ -229,7 +236,7 @@ async fn mixed_read(
             let mut events = Vec::new();
             let loaded = loaded.load(SeqCst);
             if loaded != 0 {
-                events.push((key, Kind::Write(loaded)));
+                events.push((key, Kind::Loaded(loaded, loader_started.load(SeqCst))));
             }
             events.push((key, Kind::Read(Some(got))));
             ("get_or_compute_with", events)
@@ -249,8 +256,16 @@ fn check(events: &[Event]) -> Result<usize, String> {
     for read in events {
         let Kind::Read(Some(v)) = read.kind else { continue };
         reads_with_value += 1;
-        let Some(write) = events.iter().find(|e| matches!(e.kind, Kind::Write(w) if w == v)) else {
+        let Some(write) = events.iter().find(|e| match e.kind {
+            Kind::Write(w) | Kind::Loaded(w, _) => w == v,
+            _ => false,
+        }) else {
             return Err(format!("read {read:?} returned a value never written"));
+        };
+        // Since when a later change replaces the value: a loaded one is as old as its loader.
+        let written = match write.kind {
+            Kind::Loaded(_, at) => at,
+            _ => write.end,
         };
         if write.key != read.key {
             return Err(format!("read {read:?} returned the value of another key: {write:?}"));
@@ -260,8 +275,8 @@ fn check(events: &[Event]) -> Result<usize, String> {
         }
         if let Some(replaced) = events.iter().find(|e| {
             e.key == read.key
-                && !matches!(e.kind, Kind::Read(_))
-                && e.start > write.end
+                && matches!(e.kind, Kind::Write(_) | Kind::Remove)
+                && e.start > written
                 && e.end < read.start
         }) {
             return Err(format!(
