@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::builder::CacheBuilder;
 use crate::coalesce::Flights;
 use crate::entry;
-use crate::invalidation::{EpochSnapshot, Epochs, Marks};
+use crate::invalidation::{Epochs, LoadStart, Marks};
 use crate::options::SetOptions;
 use crate::single_flight::{LeaseGuard, Leased, SingleFlight};
 use crate::sync::SyncState;
@@ -48,6 +48,37 @@ impl Drop for Inner {
         for task in self.sync.tasks.get_mut().drain(..) {
             task.abort();
         }
+    }
+}
+
+impl Inner {
+    /// Where a load of `key` with `options` starts; taken before the cache is read.
+    pub(crate) fn load_start(&self, key: &str, options: &SetOptions) -> LoadStart {
+        LoadStart {
+            snap: self.epochs.snapshot(key),
+            stamp: self.entry_time(),
+            tags: Arc::from(options.tags()),
+        }
+    }
+
+    /// Whether a load that began at `start` must not be stored: its key was written or
+    /// deleted since (or the backplane had a gap), or a mark made since covers it.
+    pub(crate) fn load_outdated(&self, key: &str, start: &LoadStart) -> bool {
+        !self.epochs.unchanged(start.snap)
+            || self.marks.covers(self.keys.prefix(), key, start.stamp, &start.tags, false)
+    }
+
+    /// Whether a caller with `options` may wait for the load that began at `flight`: no mark
+    /// made since covers it, under its tags or the caller's (the epochs were compared).
+    pub(crate) fn load_still_fresh(
+        &self,
+        key: &str,
+        flight: &LoadStart,
+        options: &SetOptions,
+    ) -> bool {
+        let prefix = self.keys.prefix();
+        !self.marks.covers(prefix, key, flight.stamp, &flight.tags, false)
+            && !self.marks.covers(prefix, key, flight.stamp, options.tags(), false)
     }
 }
 
@@ -566,7 +597,7 @@ impl Cache {
         // Before the read: a write, delete or invalidation of the key after this point keeps a
         // value loaded on this miss out of the cache (one that finished before the read is
         // what the read finds).
-        let snap = inner.epochs.snapshot(key.as_str());
+        let start = inner.load_start(key.as_str(), options);
         let stale = match inner.read::<T>(key.as_str()).await? {
             Lookup::Fresh(v, _) => {
                 inner.stats.record_hit();
@@ -579,9 +610,10 @@ impl Cache {
             .flights
             .run(
                 key.as_str(),
-                snap,
+                &start,
+                |flight| inner.load_still_fresh(key.as_str(), flight, options),
                 || inner.stats.record_coalesced_waiter(),
-                || self.lead_load(key, options, loader, true, snap),
+                || self.lead_load(key, options, loader, true, start.clone()),
             )
             .await;
         self.fail_safe(key, outcome, stale)
@@ -595,7 +627,7 @@ impl Cache {
         options: &SetOptions,
         loader: F,
         recheck: bool,
-        snap: EpochSnapshot,
+        start: LoadStart,
     ) -> Result<T>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
@@ -629,7 +661,7 @@ impl Cache {
             None => None,
         };
         let lease = flight.zip(guard.as_ref().map(LeaseGuard::token));
-        let result = self.load_and_store(key, options, loader, lease, snap).await;
+        let result = self.load_and_store(key, options, loader, lease, start).await;
         if let Some(guard) = guard {
             // After the value is stored (or the load failed): waiters find it, or take over.
             guard.release().await;
@@ -645,7 +677,7 @@ impl Cache {
         options: &SetOptions,
         loader: F,
         lease: Option<(&SingleFlight, &str)>,
-        snap: EpochSnapshot,
+        start: LoadStart,
     ) -> Result<T>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
@@ -666,18 +698,19 @@ impl Cache {
         // The check and the store are one step for this key's writes and deletes: they wait
         // until the store returned, and one in progress is waited for (see `invalidation`).
         let storing = inner.epochs.storing(key.as_str()).await;
-        if !inner.epochs.unchanged(snap) {
-            tracing::debug!(key = %key, "key touched while loading: value returned, not stored");
+        // Taken before the check: a mark made before it is seen by the check, one made after
+        // it covers what is stored (marks take no lock).
+        let created = inner.entry_time();
+        if inner.load_outdated(key.as_str(), &start) {
+            tracing::debug!(key = %key, "key changed while loading: value returned, not stored");
             inner.stats.record_served_uncached();
             return Ok(value);
         }
-        let stored = self.store_owned(key, &value, options).await;
-        // Invalidations that are not of one key (marks) take no lock: one made while this
-        // stored covers what it stored (the entry was created before the mark), and what it
-        // wrote is removed again. The write bumps the key once before and once per tier;
-        // anything else means someone else touched it.
+        let stored = self.store_owned(key, &value, options, created).await;
+        // The write bumps the key once before and once per tier; anything else (with the key
+        // locked, a backplane gap) means it changed: what this load wrote is removed again.
         let own = 1 + inner.tiers.len() as u64;
-        if stored.is_ok() && !inner.epochs.unchanged_but(snap, own) {
+        if stored.is_ok() && !inner.epochs.unchanged_but(start.snap, own) {
             tracing::debug!(key = %key, "key touched while the loaded value was stored: removed again");
             inner.stats.record_served_uncached();
             let _ = inner.delete_everywhere(key.as_str(), Scope::All).await;
@@ -757,7 +790,7 @@ impl Cache {
         let key = &*key;
         self.ready().await?;
         let inner = &self.inner;
-        let snap = inner.epochs.snapshot(key.as_str());
+        let start = inner.load_start(key.as_str(), options);
         let stale = match inner.read::<T>(key.as_str()).await? {
             Lookup::Fresh(v, life) => {
                 inner.stats.record_hit();
@@ -766,7 +799,7 @@ impl Cache {
                     if entry::due_for_refresh(life.created_at_ms, life.expires_at_ms, fraction, now)
                     {
                         // Served as it is; one background refresh per key at a time.
-                        drop(self.spawn_load(key, options.clone(), loader, false, snap));
+                        drop(self.spawn_load(key, options.clone(), loader, false, start));
                     }
                 }
                 return Ok(T::clone(&v));
@@ -776,7 +809,7 @@ impl Cache {
         inner.stats.record_miss();
         let soft = options.soft_timeout_value().filter(|_| stale.is_some());
         let hard = options.hard_timeout_value();
-        let mut load = self.spawn_load(key, options.clone(), loader, true, snap);
+        let mut load = self.spawn_load(key, options.clone(), loader, true, start);
         let waited = match (soft, hard) {
             (Some(s), Some(h)) => Some(s.min(h)),
             (s, h) => s.or(h),
@@ -835,7 +868,7 @@ impl Cache {
         options: SetOptions,
         loader: F,
         recheck: bool,
-        snap: EpochSnapshot,
+        start: LoadStart,
     ) -> tokio::task::JoinHandle<Result<T>>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
@@ -851,17 +884,25 @@ impl Cache {
                 .flights
                 .run(
                     key.as_str(),
-                    snap,
+                    &start,
+                    |flight| inner.load_still_fresh(key.as_str(), flight, &options),
                     || inner.stats.record_coalesced_waiter(),
-                    || cache.lead_load(&key, &options, loader, recheck, snap),
+                    || cache.lead_load(&key, &options, loader, recheck, start.clone()),
                 )
                 .await
         })
     }
 
-    /// Stores an owned value: encoded for the byte tiers, decoded as it is for the tiers that
-    /// keep decoded values (so the first hit there needs no decode either).
-    async fn store_owned<T>(&self, key: &Key, value: &T, options: &SetOptions) -> Result<()>
+    /// Stores an owned value created at `created_at_ms` (a moment ago, see
+    /// `load_and_store`): encoded for the byte tiers, decoded as it is for the tiers that keep
+    /// decoded values (so the first hit there needs no decode either).
+    async fn store_owned<T>(
+        &self,
+        key: &Key,
+        value: &T,
+        options: &SetOptions,
+        created_at_ms: u64,
+    ) -> Result<()>
     where
         T: Serialize + Clone + Send + Sync + 'static,
     {
@@ -871,7 +912,7 @@ impl Cache {
             self.inner.max_value_bytes,
             value,
             options,
-            now,
+            created_at_ms.min(now),
         )?;
         let raw = env.encode()?;
         let decoded = aurelis_cache_core::ValueEntry::new(

@@ -22,7 +22,7 @@ use aurelis_cache_core::{Error, Result};
 use parking_lot::Mutex;
 use tokio::sync::OnceCell;
 
-use crate::invalidation::EpochSnapshot;
+use crate::invalidation::LoadStart;
 
 type Shared = std::result::Result<Arc<dyn Any + Send + Sync>, Error>;
 type FlightKey = (String, TypeId);
@@ -30,8 +30,8 @@ type FlightKey = (String, TypeId);
 /// One load in flight.
 struct Flight {
     cell: OnceCell<Shared>,
-    /// The epochs its first caller saw before reading the cache.
-    snap: EpochSnapshot,
+    /// Where its first caller's load started.
+    start: LoadStart,
 }
 
 /// The loads in flight.
@@ -47,13 +47,15 @@ impl Flights {
         self.map.lock().len()
     }
 
-    /// Runs `init` for `key` unless another caller of the same `T` is already running it
-    /// and nothing touched the key since that caller's `snap`, in which case this waits for
+    /// Runs `init` for `key` unless another caller of the same `T` is already running it,
+    /// nothing wrote or deleted the key since that caller's start (equal epoch snapshots) and
+    /// `fresh` says no invalidation since then covers its load, in which case this waits for
     /// its result. `on_wait` is called when this caller waits.
     pub(crate) async fn run<T, F, Fut>(
         &self,
         key: &str,
-        snap: EpochSnapshot,
+        start: &LoadStart,
+        fresh: impl FnOnce(&LoadStart) -> bool,
         on_wait: impl FnOnce(),
         init: F,
     ) -> Result<T>
@@ -66,10 +68,10 @@ impl Flights {
         let (flight, leader) = {
             let mut map = self.map.lock();
             match map.get(&fkey) {
-                Some(f) if f.snap == snap => (f.clone(), false),
-                // None, or a flight that began before the key was last touched.
+                Some(f) if f.start.snap == start.snap && fresh(&f.start) => (f.clone(), false),
+                // None, or a flight that began before the key was last changed.
                 _ => {
-                    let f = Arc::new(Flight { cell: OnceCell::new(), snap });
+                    let f = Arc::new(Flight { cell: OnceCell::new(), start: start.clone() });
                     map.insert(fkey.clone(), f.clone());
                     (f, true)
                 }
@@ -130,10 +132,14 @@ mod tests {
     use crate::invalidation::Epochs;
     use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
-    /// The snapshot of `k` in a fresh set of epochs (equal for every call).
-    fn snap() -> EpochSnapshot {
+    /// The start of a load of `k` in a fresh set of epochs (equal for every call).
+    fn snap() -> LoadStart {
         static EPOCHS: std::sync::OnceLock<Epochs> = std::sync::OnceLock::new();
-        EPOCHS.get_or_init(Epochs::new).snapshot("k")
+        start(EPOCHS.get_or_init(Epochs::new).snapshot("k"))
+    }
+
+    fn start(snap: crate::invalidation::EpochSnapshot) -> LoadStart {
+        LoadStart { snap, stamp: 0, tags: Arc::from(Vec::new()) }
     }
 
     #[tokio::test]
@@ -148,7 +154,8 @@ mod tests {
                 flights
                     .run(
                         "k",
-                        snap(),
+                        &snap(),
+                        |_| true,
                         || {},
                         || async move {
                             calls.fetch_add(1, SeqCst);
@@ -177,8 +184,9 @@ mod tests {
     #[tokio::test]
     async fn different_types_do_not_share() {
         let flights = Flights::default();
-        let a = flights.run("k", snap(), || {}, || async { Ok(1u8) });
-        let b = flights.run("k", snap(), || {}, || async { Ok("x".to_string()) });
+        let start = snap();
+        let a = flights.run("k", &start, |_| true, || {}, || async { Ok(1u8) });
+        let b = flights.run("k", &start, |_| true, || {}, || async { Ok("x".to_string()) });
         let (a, b) = tokio::join!(a, b);
         assert_eq!((a.unwrap(), b.unwrap()), (1u8, "x".to_string()));
     }
@@ -193,7 +201,8 @@ mod tests {
                 flights
                     .run(
                         "k",
-                        snap(),
+                        &snap(),
+                        |_| true,
                         || {},
                         || async move {
                             started.notify_one();
@@ -208,7 +217,10 @@ mod tests {
         task.abort();
         let _ = task.await;
         assert_eq!(flights.len(), 0, "the cancelled leader's flight is gone");
-        assert_eq!(flights.run("k", snap(), || {}, || async { Ok(3u8) }).await.unwrap(), 3);
+        assert_eq!(
+            flights.run("k", &snap(), |_| true, || {}, || async { Ok(3u8) }).await.unwrap(),
+            3
+        );
     }
 
     #[tokio::test]
@@ -224,7 +236,8 @@ mod tests {
                 flights
                     .run(
                         "k",
-                        before,
+                        &start(before),
+                        |_| true,
                         || {},
                         || async move {
                             started.notify_one();
@@ -240,9 +253,11 @@ mod tests {
         let waited = AtomicUsize::new(0);
         let after = epochs.snapshot("k");
         assert_ne!(after, before);
+        let after = start(after);
         let new = flights.run(
             "k",
-            after,
+            &after,
+            |_| true,
             || {
                 waited.fetch_add(1, SeqCst);
             },

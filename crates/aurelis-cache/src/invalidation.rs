@@ -3,7 +3,11 @@
 //! patterns or everything in O(1).
 //!
 //! - **Epochs.** Every local write, delete or invalidation of a key bumps its stripe (4096
-//!   stripes, so unrelated keys rarely share one); non-key invalidations bump a global epoch.
+//!   stripes, so unrelated keys rarely share one); a backplane gap (messages possibly missed)
+//!   bumps a global epoch. Non-key invalidations are marks, judged by creation time: a copy
+//!   keeps its entry's creation time, so a mark made meanwhile covers it; a load checks the
+//!   marks made since it began against its key and tags before it stores (so unrelated marks
+//!   keep nothing out), and one made after that check covers what it stores.
 //!   A read or a load takes a snapshot before it asks any tier and copies a value into a tier
 //!   only while the snapshot still holds, checking again after the copy (and removing what it
 //!   copied when it no longer holds). So a value replaced or deleted while a read was in flight
@@ -45,6 +49,17 @@ pub(crate) struct Epochs {
 pub(crate) type Changing<'a> = tokio::sync::RwLockReadGuard<'a, ()>;
 /// A key lock stripe held exclusively: no write or delete of its keys runs meanwhile.
 pub(crate) type Storing<'a> = tokio::sync::RwLockWriteGuard<'a, ()>;
+
+/// Where a load stands against the changes of its key: the key's epoch snapshot and the time
+/// it began, both taken before the cache was read, and the tags its value is stored with. A
+/// write or delete of the key since, or a mark since that covers an entry created when the
+/// load began, keeps its value out; unrelated marks do not.
+#[derive(Clone, Debug)]
+pub(crate) struct LoadStart {
+    pub(crate) snap: EpochSnapshot,
+    pub(crate) stamp: u64,
+    pub(crate) tags: std::sync::Arc<[String]>,
+}
 
 /// What [`Epochs::snapshot`] saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -813,7 +813,8 @@ impl Inner {
     /// Applies a non-key invalidation made at `at_ms`: a mark, which every tier honours at
     /// once, persisted to the unshared persistent tiers.
     pub(crate) async fn apply_mark(&self, invalidation: &Invalidation, at_ms: u64) -> Result<()> {
-        self.epochs.bump_all();
+        // No epoch bump: what a read copies or a load stores meanwhile is created before the
+        // mark, so the mark covers it (see `invalidation`).
         if !self.marks.add(invalidation, at_ms) {
             return Ok(());
         }

@@ -302,6 +302,55 @@ async fn a_caller_arriving_after_a_change_does_not_share_a_load_begun_before_it(
     }
 }
 
+/// Invalidations of other categories, tags or patterns while a slow load runs (common in a
+/// busy service: every record update invalidates its own tag) do not keep the loaded value
+/// out of the cache; one that covers the key does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_invalidations_covering_the_key_keep_a_load_out() {
+    let t = tiers();
+    let cache = t.cache();
+    let cases: [(&str, bool); 6] = [
+        ("category other", true),
+        ("tag other", true),
+        ("pattern other", true),
+        ("category doc", false),
+        ("tag t", false),
+        ("clear", false),
+    ];
+    for (round, (change, kept)) in cases.into_iter().enumerate() {
+        let id = format!("slow-{round}");
+        let started = Arc::new(tokio::sync::Notify::new());
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let load = {
+            let (cache, started, gate, id) =
+                (cache.clone(), started.clone(), gate.clone(), id.clone());
+            tokio::spawn(async move {
+                let options = SetOptions::new().tag("t");
+                cache
+                    .get_or_compute_with(("doc", &id), &options, || async move {
+                        started.notify_one();
+                        let _open = gate.acquire().await;
+                        Ok::<_, std::io::Error>("answer".to_string())
+                    })
+                    .await
+            })
+        };
+        started.notified().await;
+        match change {
+            "category other" => cache.invalidate_category("other").await.unwrap(),
+            "tag other" => cache.invalidate_tag("u").await.unwrap(),
+            "pattern other" => cache.invalidate_pattern("other:*").await.unwrap(),
+            "category doc" => cache.invalidate_category("doc").await.unwrap(),
+            "tag t" => cache.invalidate_tag("t").await.unwrap(),
+            _ => cache.clear().await.unwrap(),
+        }
+        gate.add_permits(1);
+        assert_eq!(load.await.unwrap().unwrap(), "answer", "{change}");
+        let cached = cache.get::<String>(("doc", &id)).await.unwrap();
+        assert_eq!(cached.is_some(), kept, "{change}: cached {cached:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_value_no_tier_can_store_is_still_returned() {
     let t = tiers();
