@@ -510,7 +510,11 @@ impl Envelope {
                 return Err(Error::codec("envelope checksum mismatch"));
             }
         }
-        let flags = bytes[3];
+        // The fixed header in one bounds check (the length was checked above).
+        let Some(header) = bytes.first_chunk::<HEADER_LEN>() else {
+            return Err(Error::codec("envelope is truncated"));
+        };
+        let flags = header[3];
         let codec = Codec::from_id(flags & 0b111)
             .ok_or_else(|| Error::codec(format!("unknown codec id {}", flags & 0b111)))?;
         let compression = Compression::from_id((flags >> 3) & 0b111).ok_or_else(|| {
@@ -519,10 +523,15 @@ impl Envelope {
         if flags >> 6 != 0 {
             return Err(Error::codec(format!("unknown flag bits in {flags:#010b}")));
         }
-        let created_at_ms = u64::from_le_bytes(read_array(bytes, 4)?);
-        let expires_at_ms = nonzero(u64::from_le_bytes(read_array(bytes, 12)?));
-        let stale_until_ms = nonzero(u64::from_le_bytes(read_array(bytes, 20)?));
-        let tag_count = u16::from_le_bytes(read_array(bytes, 28)?) as usize;
+        let word = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&header[at..at + 8]);
+            u64::from_le_bytes(b)
+        };
+        let created_at_ms = word(4);
+        let expires_at_ms = nonzero(word(12));
+        let stale_until_ms = nonzero(word(20));
+        let tag_count = u16::from_le_bytes([header[28], header[29]]) as usize;
         if tag_count > MAX_TAGS {
             return Err(Error::codec(format!("envelope claims {tag_count} tags")));
         }
