@@ -396,78 +396,17 @@ async fn within(limit: Duration, done: impl Fn() -> bool) -> bool {
     true
 }
 
-/// A load whose store is half way through the tiers when the key is deleted: once the delete
-/// returned, no read sees the loaded value (it was written before the delete, or not at all).
-/// Before the key locks, the delete ran past the store, which then wrote the upper tiers and
-/// removed its value again only after a read could find it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_read_after_a_delete_never_sees_a_load_that_raced_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let memory: Arc<dyn Store> =
-        Arc::new(aurelis_cache::MokaStore::builder().max_entries(100).build().expect("moka"));
-    let middle = Arc::new(Gated {
-        inner: Arc::new(MemoryMapStore::new("middle")),
-        sets: Gate::new(),
-        deletes: Gate::new(),
-    });
-    let disk: Arc<dyn Store> = Arc::new(
-        aurelis_cache::SledStore::builder().path(dir.path().join("db")).build().expect("sled"),
-    );
-    let cache = Cache::builder()
-        .tier(Tier::new("memory", memory).priority(3))
-        .tier(Tier::new("middle", middle.clone()).priority(2))
-        .tier(Tier::new("disk", disk).priority(1))
-        .build()
-        .expect("cache");
-    let key = ("doc", "raced");
-
-    // The load's store stops at the middle tier (the disk, written first, has the value).
-    middle.sets.hold(true);
-    let load = {
-        let cache = cache.clone();
-        tokio::spawn(async move {
-            cache
-                .get_or_compute(key, || async { Ok::<_, std::io::Error>("loaded".to_string()) })
-                .await
-        })
-    };
-    assert!(
-        within(Duration::from_secs(30), || middle.sets.stopped.load(SeqCst) == 1).await,
-        "the load never reached the middle tier"
-    );
-    let delete = {
-        let cache = cache.clone();
-        tokio::spawn(async move { cache.delete(key).await })
-    };
-    // Without the key locks the delete returns at once; with them it waits for the store.
-    if within(Duration::from_secs(1), || delete.is_finished()).await {
-        // The store's removal of its value, if it makes one, stops at the middle tier: the
-        // memory tier above it then holds what the store wrote.
-        middle.deletes.hold(true);
-    }
-    middle.sets.hold(false);
-    assert!(
-        within(Duration::from_secs(30), || {
-            delete.is_finished() && (load.is_finished() || middle.deletes.stopped.load(SeqCst) > 0)
-        })
-        .await,
-        "the delete or the load never finished"
-    );
-    let seen = cache.get::<String>(key).await.expect("get");
-    middle.deletes.hold(false);
-    assert_eq!(load.await.expect("load").expect("loaded"), "loaded");
-    delete.await.expect("delete").expect("deleted");
-    assert_eq!(seen, None, "a read after the delete returned saw the load that raced it");
-    assert_eq!(cache.get::<String>(key).await.expect("get"), None);
+/// Memory over a middle tier whose writes and deletes can be held, over disk.
+struct GatedTiers {
+    cache: Cache,
+    memory: Arc<dyn Store>,
+    /// The middle tier's own store, under the gates.
+    middle_map: Arc<dyn Store>,
+    middle: Arc<Gated>,
+    _dir: tempfile::TempDir,
 }
 
-/// A read copying a lower tier's hit up (write-back) while the key is deleted: once the
-/// delete returned, no read sees the deleted value, and none is left in any tier. Before the
-/// key locks, the delete ran past the copy; the copy landed in the middle tier after it, a
-/// later read copied it into the memory tier, and the first read's removal of its own copy
-/// (in the middle tier only) left the deleted value in memory.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_write_back_racing_a_delete_leaves_nothing_behind() {
+fn gated_tiers() -> GatedTiers {
     let dir = tempfile::tempdir().expect("tempdir");
     let memory: Arc<dyn Store> =
         Arc::new(aurelis_cache::MokaStore::builder().max_entries(100).build().expect("moka"));
@@ -483,45 +422,92 @@ async fn a_write_back_racing_a_delete_leaves_nothing_behind() {
         .tier(Tier::new("disk", disk).priority(1))
         .build()
         .expect("cache");
-    let key = ("doc", "copied");
-    cache.set(key, &"deleted".to_string()).await.expect("set");
-    // Only the disk tier holds it (as after the upper tiers evicted it).
-    let text = cache.keys().build_key("doc", "copied", None).expect("key");
-    memory.delete(text.as_str()).await.expect("memory delete");
-    middle_map.delete(text.as_str()).await.expect("middle delete");
+    GatedTiers { cache, memory, middle_map, middle, _dir: dir }
+}
 
-    // The read's copy into the middle tier stops there (the memory tier is copied first).
-    middle.sets.hold(true);
-    let read = {
-        let cache = cache.clone();
-        tokio::spawn(async move { cache.get::<String>(key).await })
-    };
+/// With `op` held at its write into the middle tier, deletes `key`, lets `op` go on and
+/// reads `key` once the delete returned and `op` finished, or stopped again at the middle
+/// tier on its way to remove what it wrote (held there, so that what it wrote above stays
+/// readable). Returns what that read saw.
+async fn read_after_a_delete_racing<T>(
+    f: &GatedTiers,
+    key: (&'static str, &'static str),
+    op: &tokio::task::JoinHandle<T>,
+) -> Option<String> {
     assert!(
-        within(Duration::from_secs(30), || middle.sets.stopped.load(SeqCst) == 1).await,
-        "the read never copied into the middle tier"
+        within(Duration::from_secs(30), || f.middle.sets.stopped.load(SeqCst) == 1).await,
+        "the operation never reached the middle tier"
     );
     let delete = {
-        let cache = cache.clone();
+        let cache = f.cache.clone();
         tokio::spawn(async move { cache.delete(key).await })
     };
+    // Without the key locks the delete returns at once; with them it waits for `op`.
     if within(Duration::from_secs(1), || delete.is_finished()).await {
-        // The read's removal of its copy, if it makes one, stops at the middle tier.
-        middle.deletes.hold(true);
+        f.middle.deletes.hold(true);
     }
-    middle.sets.hold(false);
+    f.middle.sets.hold(false);
     assert!(
         within(Duration::from_secs(30), || {
-            delete.is_finished() && (read.is_finished() || middle.deletes.stopped.load(SeqCst) > 0)
+            delete.is_finished() && (op.is_finished() || f.middle.deletes.stopped.load(SeqCst) > 0)
         })
         .await,
-        "the delete or the read never finished"
+        "the delete or the operation never finished"
     );
-    let seen = cache.get::<String>(key).await.expect("get");
-    middle.deletes.hold(false);
-    assert_eq!(read.await.expect("read").expect("get").as_deref(), Some("deleted"));
+    let seen = f.cache.get::<String>(key).await.expect("get");
+    f.middle.deletes.hold(false);
     delete.await.expect("delete").expect("deleted");
+    seen
+}
+
+/// A load whose store is half way through the tiers when the key is deleted: once the delete
+/// returned, no read sees the loaded value (it was written before the delete, or not at all).
+/// Before the key locks, the delete ran past the store, which then wrote the upper tiers and
+/// removed its value again only after a read could find it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_after_a_delete_never_sees_a_load_that_raced_it() {
+    let f = gated_tiers();
+    let key = ("doc", "raced");
+    // The load's store stops at the middle tier (the disk, written first, has the value).
+    f.middle.sets.hold(true);
+    let load = {
+        let cache = f.cache.clone();
+        tokio::spawn(async move {
+            cache
+                .get_or_compute(key, || async { Ok::<_, std::io::Error>("loaded".to_string()) })
+                .await
+        })
+    };
+    let seen = read_after_a_delete_racing(&f, key, &load).await;
+    assert_eq!(load.await.expect("load").expect("loaded"), "loaded");
+    assert_eq!(seen, None, "a read after the delete returned saw the load that raced it");
+    assert_eq!(f.cache.get::<String>(key).await.expect("get"), None);
+}
+
+/// A read copying a lower tier's hit up (write-back) while the key is deleted: once the
+/// delete returned, no read sees the deleted value, and none is left in any tier. Before the
+/// key locks, the delete ran past the copy; the copy landed in the middle tier after it, a
+/// later read copied it into the memory tier, and the first read's removal of its own copy
+/// (in the middle tier only) left the deleted value in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_back_racing_a_delete_leaves_nothing_behind() {
+    let f = gated_tiers();
+    let key = ("doc", "copied");
+    f.cache.set(key, &"deleted".to_string()).await.expect("set");
+    // Only the disk tier holds it (as after the upper tiers evicted it).
+    let text = f.cache.keys().build_key("doc", "copied", None).expect("key");
+    f.memory.delete(text.as_str()).await.expect("memory delete");
+    f.middle_map.delete(text.as_str()).await.expect("middle delete");
+    // The read's copy into the middle tier stops there (the memory tier is copied first).
+    f.middle.sets.hold(true);
+    let read = {
+        let cache = f.cache.clone();
+        tokio::spawn(async move { cache.get::<String>(key).await })
+    };
+    let seen = read_after_a_delete_racing(&f, key, &read).await;
+    assert_eq!(read.await.expect("read").expect("get").as_deref(), Some("deleted"));
     assert_eq!(seen, None, "a read after the delete returned saw the deleted value");
-    assert_eq!(cache.get::<String>(key).await.expect("get"), None, "the deleted value is back");
+    assert_eq!(f.cache.get::<String>(key).await.expect("get"), None, "the deleted value is back");
 }
 
 /// The defect of issue 6, by hand: a value replaced while its tier was down comes back once

@@ -230,6 +230,33 @@ async fn a_value_loaded_across_a_delete_is_returned_but_not_stored() {
     assert_eq!(cache.stats().snapshot().served_uncached, 1);
 }
 
+/// Starts `get_or_compute_with(("doc", id))`, tagged `t`, whose loader answers `answer` once
+/// the returned gate gets a permit; returns when the loader runs.
+async fn held_load(
+    cache: &aurelis_cache::Cache,
+    id: &str,
+    answer: &'static str,
+) -> (tokio::task::JoinHandle<aurelis_cache::Result<String>>, Arc<tokio::sync::Semaphore>) {
+    let started = Arc::new(tokio::sync::Notify::new());
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let load = {
+        let (cache, started, gate, id) =
+            (cache.clone(), started.clone(), gate.clone(), id.to_owned());
+        tokio::spawn(async move {
+            let options = SetOptions::new().tag("t");
+            cache
+                .get_or_compute_with(("doc", &id), &options, || async move {
+                    started.notify_one();
+                    let _open = gate.acquire().await;
+                    Ok::<_, std::io::Error>(answer.to_string())
+                })
+                .await
+        })
+    };
+    started.notified().await;
+    (load, gate)
+}
+
 /// A caller that arrives after a delete, a write or an invalidation of the key does not wait
 /// for a load that began before it (whose value is as old as the change it missed): it runs
 /// the loader itself. The earlier caller still gets its own load's value.
@@ -242,24 +269,8 @@ async fn a_caller_arriving_after_a_change_does_not_share_a_load_begun_before_it(
         ["delete", "set", "invalidate_category", "invalidate_tag", "clear"].into_iter().enumerate()
     {
         let id = format!("racy-{round}");
-        let started = Arc::new(tokio::sync::Notify::new());
-        let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let waiters_before = cache.stats().snapshot().coalesced_waiters;
-        let first = {
-            let (cache, started, gate, id) =
-                (cache.clone(), started.clone(), gate.clone(), id.clone());
-            tokio::spawn(async move {
-                let options = SetOptions::new().tag("t");
-                cache
-                    .get_or_compute_with(("doc", &id), &options, || async move {
-                        started.notify_one();
-                        let _open = gate.acquire().await;
-                        Ok::<_, std::io::Error>("read before the change".to_string())
-                    })
-                    .await
-            })
-        };
-        started.notified().await;
+        let (first, gate) = held_load(&cache, &id, "read before the change").await;
         match change {
             "delete" => drop(cache.delete(("doc", &id)).await.unwrap()),
             "set" => cache.set(("doc", &id), &"written".to_string()).await.unwrap(),
@@ -319,23 +330,7 @@ async fn only_invalidations_covering_the_key_keep_a_load_out() {
     ];
     for (round, (change, kept)) in cases.into_iter().enumerate() {
         let id = format!("slow-{round}");
-        let started = Arc::new(tokio::sync::Notify::new());
-        let gate = Arc::new(tokio::sync::Semaphore::new(0));
-        let load = {
-            let (cache, started, gate, id) =
-                (cache.clone(), started.clone(), gate.clone(), id.clone());
-            tokio::spawn(async move {
-                let options = SetOptions::new().tag("t");
-                cache
-                    .get_or_compute_with(("doc", &id), &options, || async move {
-                        started.notify_one();
-                        let _open = gate.acquire().await;
-                        Ok::<_, std::io::Error>("answer".to_string())
-                    })
-                    .await
-            })
-        };
-        started.notified().await;
+        let (load, gate) = held_load(&cache, &id, "answer").await;
         match change {
             "category other" => cache.invalidate_category("other").await.unwrap(),
             "tag other" => cache.invalidate_tag("u").await.unwrap(),
