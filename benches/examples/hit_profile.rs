@@ -101,6 +101,19 @@ fn main() {
         println!("moka future get     {} bytes", std::mem::size_of_val(&raw));
         return;
     }
+    // One read of `way`, through `one` (the function callgrind counts).
+    let read = |way: &str| {
+        one(
+            &rt,
+            way,
+            &cache,
+            &key,
+            &store,
+            (&moka, &moka_sync),
+            (&db, &checked_tree),
+            conn.as_ref(),
+        )
+    };
     if let Some(ways) = what.strip_prefix("interleave:") {
         // `interleave:a,b,...`: the reads take turns in blocks of 1000, `n` reads each; the
         // wall time per read of each, and its ratio to the first.
@@ -110,16 +123,7 @@ fn main() {
             for (way, sum) in ways.iter().zip(&mut total) {
                 let started = std::time::Instant::now();
                 for _ in 0..1000 {
-                    one(
-                        &rt,
-                        way,
-                        &cache,
-                        &key,
-                        &store,
-                        (&moka, &moka_sync),
-                        (&db, &checked_tree),
-                        conn.as_ref(),
-                    );
+                    read(way);
                 }
                 *sum += started.elapsed();
             }
@@ -134,16 +138,7 @@ fn main() {
         return;
     }
     for _ in 0..n {
-        one(
-            &rt,
-            &what,
-            &cache,
-            &key,
-            &store,
-            (&moka, &moka_sync),
-            (&db, &checked_tree),
-            conn.as_ref(),
-        );
+        read(&what);
     }
 }
 

@@ -299,31 +299,29 @@ async fn no_read_returns_a_replaced_value() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn no_read_returns_a_replaced_value_while_a_tier_fails_on_and_off() {
-    for seed in 101..=112 {
-        let events = run(seed, true).await;
+/// Runs and checks the seeded runs of `seeds`; each must find values in enough reads to mean
+/// something.
+async fn check_runs(seeds: std::ops::RangeInclusive<u64>, outages: bool, mixed: bool) {
+    for seed in seeds {
+        let events = run_with(seed, outages, mixed).await;
         let hits = check(&events).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         assert!(hits > 10, "seed {seed}: only {hits} reads found a value");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_read_returns_a_replaced_value_while_a_tier_fails_on_and_off() {
+    check_runs(101..=112, true, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_read_path_returns_a_replaced_value() {
-    for seed in 201..=212 {
-        let events = run_with(seed, false, true).await;
-        let hits = check(&events).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
-        assert!(hits > 10, "seed {seed}: only {hits} reads found a value");
-    }
+    check_runs(201..=212, false, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_read_path_returns_a_replaced_value_while_a_tier_fails_on_and_off() {
-    for seed in 301..=312 {
-        let events = run_with(seed, true, true).await;
-        let hits = check(&events).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
-        assert!(hits > 10, "seed {seed}: only {hits} reads found a value");
-    }
+    check_runs(301..=312, true, true).await;
 }
 
 /// A store layer whose writes or deletes can be held until released, so a test can stop an
