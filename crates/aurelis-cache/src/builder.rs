@@ -221,7 +221,7 @@ impl CacheBuilder {
             strict: self.strict,
             stats,
             flights: Flights::default(),
-            epochs: Epochs::new(),
+            epochs: Arc::new(Epochs::new()),
             marks: Marks::new(),
             sync: SyncState::new(self.backplane),
             instance_id: random_instance_id(),

@@ -35,7 +35,7 @@ pub(crate) struct Inner {
     pub(crate) strict: bool,
     pub(crate) stats: CacheStats,
     pub(crate) flights: Flights,
-    pub(crate) epochs: Epochs,
+    pub(crate) epochs: Arc<Epochs>,
     pub(crate) marks: Marks,
     pub(crate) sync: SyncState,
     pub(crate) instance_id: String,
@@ -1286,8 +1286,7 @@ impl Cache {
 
     async fn apply_invalidation(&self, invalidation: Invalidation) -> Result<()> {
         self.ready().await?;
-        let at = self.inner.fresh_mark_time().await;
-        self.inner.invalidate_everywhere(invalidation, at).await
+        self.inner.invalidate_everywhere(invalidation).await
     }
 
     // ----- lifecycle ---------------------------------------------------------------------

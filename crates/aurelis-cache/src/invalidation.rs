@@ -22,12 +22,19 @@
 //!   invalidation matches is stale, in every tier. They are kept in memory, on the disk tier
 //!   and through the backplane in the shared tier, so processes started later honour them; a
 //!   mark older than the longest lifetime any tier allows is pruned.
+//! - **Mark times.** A mark made here takes the next millisecond (after the clock and every
+//!   mark known), is applied here at once, and is announced, and its call returns, only once
+//!   the clock reached its time (at most a millisecond's wait). Entries are stamped with the
+//!   clock (never below a mark received from elsewhere). So an entry written before a mark
+//!   was made, in any process on the same clock, is older than it, and one written after the
+//!   mark returned is not, even within the same millisecond.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
+use aurelis_cache_core::envelope::now_ms;
 use aurelis_cache_core::Invalidation;
 use parking_lot::RwLock;
 
@@ -163,19 +170,59 @@ struct Table {
 pub(crate) struct Marks {
     /// The latest `at` of any mark: an entry created at or after it is covered by none.
     latest: AtomicU64,
+    /// The latest `at` of the marks made elsewhere (received or loaded): entry stamps are
+    /// not taken below it (see [`crate::cache::Inner::entry_time`]). This process's own marks
+    /// do not raise it: they are made with the next millisecond and returned only once the
+    /// clock reached it, so a stamp pulled up to one would run ahead of the clock and escape
+    /// another process's mark made after it in the same millisecond.
+    floor: AtomicU64,
     table: RwLock<Table>,
 }
 
 impl Marks {
     pub(crate) fn new() -> Self {
-        Marks { latest: AtomicU64::new(0), table: RwLock::new(Table::default()) }
+        Marks {
+            latest: AtomicU64::new(0),
+            floor: AtomicU64::new(0),
+            table: RwLock::new(Table::default()),
+        }
     }
 
-    /// Records `invalidation` at `at_ms` (keeping a later `at` already known). Returns whether
-    /// it changed anything. Key invalidations are not marks and are ignored.
+    /// Records `invalidation`, made elsewhere, at `at_ms` (keeping a later `at` already
+    /// known). Returns whether it changed anything. Key invalidations are not marks and are
+    /// ignored.
     pub(crate) fn add(&self, invalidation: &Invalidation, at_ms: u64) -> bool {
         let mut t = self.table.write();
-        let changed = match invalidation {
+        let changed = Self::record(&mut t, invalidation, at_ms);
+        if changed {
+            self.latest.fetch_max(at_ms, SeqCst);
+            self.floor.fetch_max(at_ms, SeqCst);
+        }
+        changed
+    }
+
+    /// Records a mark made here, now, and returns its time: the next millisecond after the
+    /// clock and after every mark known, taken under the table's lock. So a load that read
+    /// the clock (its store stamp) and then found no covering mark is stamped before this
+    /// mark's time, and one that checks after it finds it. The caller waits for the clock to
+    /// reach the time ([`crate::cache::Inner::wait_for_clock`]) before announcing the mark
+    /// or returning to its own caller.
+    pub(crate) fn add_new(&self, invalidation: &Invalidation) -> u64 {
+        let mut t = self.table.write();
+        let at = now_ms().max(self.latest.load(SeqCst)) + 1;
+        if Self::record(&mut t, invalidation, at) {
+            self.latest.fetch_max(at, SeqCst);
+        }
+        at
+    }
+
+    /// The latest `at` of the marks made elsewhere (0 when there is none).
+    pub(crate) fn floor(&self) -> u64 {
+        self.floor.load(SeqCst)
+    }
+
+    fn record(t: &mut Table, invalidation: &Invalidation, at_ms: u64) -> bool {
+        match invalidation {
             Invalidation::Clear => raise(&mut t.clear, at_ms),
             Invalidation::Prefix(p) => raise(t.prefixes.entry(p.clone()).or_insert(0), at_ms),
             Invalidation::Tag(tag) => raise(t.tags.entry(tag.clone()).or_insert(0), at_ms),
@@ -187,11 +234,7 @@ impl Marks {
                 }
             },
             _ => false,
-        };
-        if changed {
-            self.latest.fetch_max(at_ms, SeqCst);
         }
-        changed
     }
 
     /// The latest `at` of any mark (0 when there is none).

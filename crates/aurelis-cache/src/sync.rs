@@ -14,7 +14,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aurelis_cache_core::envelope::now_ms;
 use aurelis_cache_core::{
@@ -414,32 +414,50 @@ impl Inner {
         Ok(())
     }
 
-    /// A time for a new mark: the next millisecond. Every entry stamped before the mark is
-    /// older than it; every entry stamped after it is not, because entries are stamped with
-    /// [`Inner::entry_time`], which never goes below the latest mark. So no call waits for the
-    /// clock to move on.
-    pub(crate) async fn fresh_mark_time(&self) -> u64 {
+    /// A time for a new mark: the next millisecond after the clock and every mark known.
+    /// The caller waits for the clock to reach it ([`Inner::wait_for_clock`]) before it
+    /// returns, so every entry stamped afterwards is not older than the mark.
+    pub(crate) fn fresh_mark_time(&self) -> u64 {
         now_ms().max(self.marks.latest()) + 1
     }
 
-    /// The creation time of an entry written now: the wall clock, but never earlier than the
-    /// latest mark this process knows (a write made after an invalidation returned is never
-    /// covered by it, even within the same millisecond). A mark more than a second ahead of
-    /// this clock (another machine's clock running ahead) does not pull stamps along: entries
-    /// would live longer than their TTL; they are covered by it instead (misses, never stale).
-    pub(crate) fn entry_time(&self) -> u64 {
-        let now = now_ms();
-        now.max(self.marks.latest().min(now + 1_000))
+    /// Waits until the clock reached `at_ms` (a mark's time, a millisecond or so ahead):
+    /// from then on every entry this or another process on the same clock stamps is not
+    /// covered by the mark.
+    pub(crate) async fn wait_for_clock(&self, at_ms: u64) {
+        let target = Duration::from_millis(at_ms);
+        loop {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+            if now >= target {
+                return;
+            }
+            // A clock set back by more than a second is not waited for.
+            let wait = target - now;
+            if wait > Duration::from_secs(1) {
+                return;
+            }
+            tokio::time::sleep(wait).await;
+        }
     }
 
-    /// Applies a non-key invalidation here, keeps it as a shared mark and tells the others.
-    pub(crate) async fn invalidate_everywhere(
-        &self,
-        invalidation: Invalidation,
-        at: u64,
-    ) -> Result<()> {
+    /// The creation time of an entry written now: the wall clock, never earlier than a mark
+    /// received from another process (whose clock may run ahead of this one), so a write made
+    /// after such an invalidation arrived is not covered by it. A mark more than a second
+    /// ahead of this clock does not pull stamps along: entries would live longer than their
+    /// TTL; they are covered by it instead (misses, never stale). This process's own marks
+    /// never pull stamps: they are not returned before the clock reached them.
+    pub(crate) fn entry_time(&self) -> u64 {
+        let now = now_ms();
+        now.max(self.marks.floor().min(now + 1_000))
+    }
+
+    /// Applies a non-key invalidation made here (a mark with the next millisecond), keeps it
+    /// as a shared mark and tells the others once the clock reached its time.
+    pub(crate) async fn invalidate_everywhere(&self, invalidation: Invalidation) -> Result<()> {
         self.stats.record_invalidation();
-        let applied = self.apply_mark(&invalidation, at).await;
+        let at = self.marks.add_new(&invalidation);
+        let applied = self.persist_marks(&[Mark::new(invalidation.clone(), at)]).await;
+        self.wait_for_clock(at).await;
         self.sync.store_marks(vec![Mark::new(invalidation.clone(), at)]);
         self.publish(invalidation, at);
         applied

@@ -617,19 +617,28 @@ impl Inner {
         }
     }
 
+    /// Removes the unreadable, invalidated or dead entry a read found at `key` in `tier`
+    /// (unless the tier is shared), in a task of its own, unless the key changed since.
     fn remove_in_background(&self, tier: &Arc<TierState>, key: &str) {
         if tier.shared {
             return;
         }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
         let tier = tier.clone();
         let key = key.to_owned();
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                if let Err(e) = tier.store().delete(&key).await {
-                    tracing::debug!(tier = %tier.name(), error = %e, "could not remove a bad entry");
-                }
-            });
-        }
+        // The entry judged is the one there unless the key was written or deleted since: a
+        // value stored meanwhile (a load's, a set's) is not removed with it.
+        let epochs = self.epochs.clone();
+        let snap = epochs.snapshot(&key);
+        rt.spawn(async move {
+            let _storing = epochs.storing(&key).await;
+            if !epochs.unchanged(snap) {
+                return;
+            }
+            if let Err(e) = tier.store().delete(&key).await {
+                tracing::debug!(tier = %tier.name(), error = %e, "could not remove a bad entry");
+            }
+        });
     }
 
     /// Copies a hit found at `depth` into the tiers above it, with its remaining lifetime,
@@ -810,8 +819,8 @@ impl Inner {
         result
     }
 
-    /// Applies a non-key invalidation made at `at_ms`: a mark, which every tier honours at
-    /// once, persisted to the unshared persistent tiers.
+    /// Applies a non-key invalidation another process made at `at_ms` (received, or loaded):
+    /// a mark, which every tier honours at once, persisted to the unshared persistent tiers.
     pub(crate) async fn apply_mark(&self, invalidation: &Invalidation, at_ms: u64) -> Result<()> {
         // No epoch bump: what a read copies or a load stores meanwhile is created before the
         // mark, so the mark covers it (see `invalidation`).
@@ -860,14 +869,15 @@ impl Inner {
             }
         }
         if tier.overflowed() {
-            let at = self.fresh_mark_time().await;
             let flushed = if tier.shared {
                 // Other processes read this tier too: they must stop trusting it as well.
-                self.invalidate_everywhere(Invalidation::Clear, at).await.is_ok()
+                self.invalidate_everywhere(Invalidation::Clear).await.is_ok()
             } else if tier.in_process {
                 tier.store_unguarded().delete_prefix(self.keys.prefix()).await.is_ok()
             } else {
+                let at = self.fresh_mark_time();
                 self.marks.add_local(at);
+                self.wait_for_clock(at).await;
                 true
             };
             if !flushed {

@@ -547,3 +547,38 @@ async fn writes_and_deletes_made_while_a_tier_is_down_are_not_undone_when_it_ret
         "the tier never caught up"
     );
 }
+
+/// A read that finds an invalidated entry removes it in a task of its own. A value stored
+/// under the key before that task ran (by a load or a set right after the read) is not
+/// removed with it: before the removal checked that the key had not changed since, it
+/// deleted the new value (a lost write, and a second load).
+#[tokio::test]
+async fn a_value_stored_after_a_read_found_an_invalidated_entry_is_not_removed_with_it() {
+    for (round, by_load) in [(1u64, true), (2, false)] {
+        let memory: Arc<dyn Store> = Arc::new(aurelis_cache::MokaStore::builder().build().unwrap());
+        let cache = Cache::builder().tier(Tier::new("memory", memory)).build().unwrap();
+        cache.set(("docs", "a"), &0u64).await.unwrap();
+        cache.invalidate_category("docs").await.unwrap();
+        // Finds the invalidated entry and queues its removal (this runtime has one thread:
+        // the removal runs once this task yields).
+        assert_eq!(cache.get::<u64>(("docs", "a")).await.unwrap(), None);
+        if by_load {
+            let loaded = cache
+                .get_or_compute(("docs", "a"), || async { Ok::<_, std::io::Error>(round) })
+                .await
+                .unwrap();
+            assert_eq!(loaded, round);
+        } else {
+            cache.set(("docs", "a"), &round).await.unwrap();
+        }
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            cache.get::<u64>(("docs", "a")).await.unwrap(),
+            Some(round),
+            "the value stored after the read was removed (by_load: {by_load})"
+        );
+    }
+}
