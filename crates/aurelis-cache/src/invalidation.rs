@@ -22,8 +22,8 @@
 //!   invalidation matches is stale, in every tier. They are kept in memory, on the disk tier
 //!   and through the backplane in the shared tier, so processes started later honour them; a
 //!   mark older than the longest lifetime any tier allows is pruned.
-//! - **Mark times.** A mark made here takes the next millisecond (after the clock and every
-//!   mark known), is applied here at once, and is announced, and its call returns, only once
+//! - **Mark times.** A mark made here takes the millisecond after the stamp an entry written
+//!   then would take (marks made at once share it), is applied here at once, and is announced, and its call returns, only once
 //!   the clock reached its time (at most a millisecond's wait). Entries are stamped with the
 //!   clock (never below a mark received from elsewhere). So an entry written before a mark
 //!   was made, in any process on the same clock, is older than it, and one written after the
@@ -201,24 +201,26 @@ impl Marks {
         changed
     }
 
-    /// Records a mark made here, now, and returns its time: the next millisecond after the
-    /// clock and after every mark known, taken under the table's lock. So a load that read
-    /// the clock (its store stamp) and then found no covering mark is stamped before this
-    /// mark's time, and one that checks after it finds it. The caller waits for the clock to
-    /// reach the time ([`crate::cache::Inner::wait_for_clock`]) before announcing the mark
+    /// Records a mark made here, now, and returns its time: the millisecond after the stamp
+    /// an entry written now would take ([`Marks::stamp`]), taken under the table's lock. So a
+    /// load that took its store stamp and then found no covering mark is stamped before this
+    /// mark's time, and one that checks after it finds it. Marks made at once share a time
+    /// (they do not queue behind each other). The caller waits until entries are stamped at
+    /// or after the time ([`crate::cache::Inner::wait_for_clock`]) before announcing the mark
     /// or returning to its own caller.
     pub(crate) fn add_new(&self, invalidation: &Invalidation) -> u64 {
         let mut t = self.table.write();
-        let at = now_ms().max(self.latest.load(SeqCst)) + 1;
+        let at = self.stamp(now_ms()) + 1;
         if Self::record(&mut t, invalidation, at) {
             self.latest.fetch_max(at, SeqCst);
         }
         at
     }
 
-    /// The latest `at` of the marks made elsewhere (0 when there is none).
-    pub(crate) fn floor(&self) -> u64 {
-        self.floor.load(SeqCst)
+    /// The creation time of an entry written at `now_ms`: the clock, but never earlier than a
+    /// mark received from another process, unless that mark is more than a second ahead.
+    pub(crate) fn stamp(&self, now_ms: u64) -> u64 {
+        now_ms.max(self.floor.load(SeqCst).min(now_ms + 1_000))
     }
 
     fn record(t: &mut Table, invalidation: &Invalidation, at_ms: u64) -> bool {
@@ -235,11 +237,6 @@ impl Marks {
             },
             _ => false,
         }
-    }
-
-    /// The latest `at` of any mark (0 when there is none).
-    pub(crate) fn latest(&self) -> u64 {
-        self.latest.load(SeqCst)
     }
 
     /// Marks every entry of unshared persistent tiers created before `at_ms` as unproven.
@@ -326,6 +323,31 @@ mod tests {
         let s = e.snapshot("aurelis:v1:a:1");
         e.bump_all();
         assert!(!e.unchanged(s));
+    }
+
+    #[test]
+    fn local_marks_made_at_once_share_a_time_and_do_not_pull_stamps() {
+        let m = Marks::new();
+        // Marks made back to back within a millisecond take the same time (the millisecond
+        // after the clock), instead of one more each: a burst of invalidations does not make
+        // the last one wait a millisecond per mark before it.
+        let mut shared = 0;
+        for i in 0..50 {
+            let a = m.add_new(&Invalidation::Tag(format!("a{i}")));
+            let b = m.add_new(&Invalidation::Tag(format!("b{i}")));
+            assert!(b == a || b == a + 1, "{a} then {b}");
+            shared += usize::from(a == b);
+            // The mark is ahead of the clock until the caller's wait; stamps stay on the clock.
+            assert!(m.stamp(a - 1) < a);
+        }
+        assert!(shared > 0, "no two marks made at once shared a time");
+        // A mark received from elsewhere, ahead of the clock, pulls stamps up to it (up to a
+        // second ahead), and so do the times of local marks made after it.
+        let now = now_ms();
+        m.add(&Invalidation::Tag("remote".into()), now + 500);
+        assert_eq!(m.stamp(now), now + 500);
+        assert!(m.add_new(&Invalidation::Tag("after".into())) > now + 500);
+        assert_eq!(m.stamp(now - 2_000), now - 2_000 + 1_000);
     }
 
     #[test]

@@ -414,26 +414,25 @@ impl Inner {
         Ok(())
     }
 
-    /// A time for a new mark: the next millisecond after the clock and every mark known.
-    /// The caller waits for the clock to reach it ([`Inner::wait_for_clock`]) before it
-    /// returns, so every entry stamped afterwards is not older than the mark.
+    /// A time for a new mark (one not kept in the table: a backplane-less local flush): the
+    /// millisecond after the stamp an entry written now would take. The caller waits
+    /// ([`Inner::wait_for_clock`]) before it returns, so every entry stamped afterwards is not
+    /// older than the mark.
     pub(crate) fn fresh_mark_time(&self) -> u64 {
-        now_ms().max(self.marks.latest()) + 1
+        self.entry_time() + 1
     }
 
-    /// Waits until the clock reached `at_ms` (a mark's time, a millisecond or so ahead):
-    /// from then on every entry this or another process on the same clock stamps is not
-    /// covered by the mark.
+    /// Waits until entries written from now on are stamped at or after `at_ms` (a mark's
+    /// time, a millisecond or so ahead of the clock): from then on no entry this process, or
+    /// another on the same clock, writes is covered by the mark. Waits a second at most (a
+    /// clock set back is not waited for).
     pub(crate) async fn wait_for_clock(&self, at_ms: u64) {
         let target = Duration::from_millis(at_ms);
-        loop {
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(1);
+        while self.entry_time() < at_ms {
             let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-            if now >= target {
-                return;
-            }
-            // A clock set back by more than a second is not waited for.
-            let wait = target - now;
-            if wait > Duration::from_secs(1) {
+            let wait = target.saturating_sub(now).max(Duration::from_micros(100));
+            if tokio::time::Instant::now() + wait > give_up {
                 return;
             }
             tokio::time::sleep(wait).await;
@@ -447,12 +446,11 @@ impl Inner {
     /// TTL; they are covered by it instead (misses, never stale). This process's own marks
     /// never pull stamps: they are not returned before the clock reached them.
     pub(crate) fn entry_time(&self) -> u64 {
-        let now = now_ms();
-        now.max(self.marks.floor().min(now + 1_000))
+        self.marks.stamp(now_ms())
     }
 
-    /// Applies a non-key invalidation made here (a mark with the next millisecond), keeps it
-    /// as a shared mark and tells the others once the clock reached its time.
+    /// Applies a non-key invalidation made here (a mark a millisecond ahead of the stamps),
+    /// keeps it as a shared mark and tells the others once the stamps reached its time.
     pub(crate) async fn invalidate_everywhere(&self, invalidation: Invalidation) -> Result<()> {
         self.stats.record_invalidation();
         let at = self.marks.add_new(&invalidation);
