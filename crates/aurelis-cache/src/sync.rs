@@ -424,18 +424,22 @@ impl Inner {
 
     /// Waits until entries written from now on are stamped at or after `at_ms` (a mark's
     /// time, a millisecond or so ahead of the clock): from then on no entry this process, or
-    /// another on the same clock, writes is covered by the mark. Waits a second at most (a
-    /// clock set back is not waited for).
+    /// another on the same clock, writes is covered by the mark. The last millisecond is
+    /// waited by yielding to the runtime (tokio's timer rounds a sleep up to its next
+    /// millisecond, and under a paused test clock a sleep would move that clock on); a longer
+    /// wait (a received mark ahead of this clock) sleeps. Waits a second at most (a clock set
+    /// back is not waited for).
     pub(crate) async fn wait_for_clock(&self, at_ms: u64) {
         let target = Duration::from_millis(at_ms);
-        let give_up = tokio::time::Instant::now() + Duration::from_secs(1);
-        while self.entry_time() < at_ms {
+        let give_up = std::time::Instant::now() + Duration::from_secs(1);
+        while self.entry_time() < at_ms && std::time::Instant::now() < give_up {
             let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-            let wait = target.saturating_sub(now).max(Duration::from_micros(100));
-            if tokio::time::Instant::now() + wait > give_up {
-                return;
+            match target.saturating_sub(now) {
+                wait if wait > Duration::from_millis(2) => {
+                    tokio::time::sleep(wait - Duration::from_millis(1)).await
+                }
+                _ => tokio::task::yield_now().await,
             }
-            tokio::time::sleep(wait).await;
         }
     }
 

@@ -582,3 +582,27 @@ async fn a_value_stored_after_a_read_found_an_invalidated_entry_is_not_removed_w
         );
     }
 }
+
+/// An invalidation returns once the clock reached its mark's time, so a value written right
+/// after it returns is never covered by it, even within the same millisecond (here, many
+/// times in a row). Under a paused test clock the wait does not move that clock on (it yields
+/// instead of sleeping), so applications' paused-time tests see no jump.
+#[tokio::test(start_paused = true)]
+async fn a_write_right_after_an_invalidation_returned_is_kept() {
+    let memory: Arc<dyn Store> = Arc::new(aurelis_cache::MokaStore::builder().build().unwrap());
+    let cache = Cache::builder().tier(Tier::new("memory", memory)).build().unwrap();
+    let started = tokio::time::Instant::now();
+    for round in 0..200u64 {
+        cache.invalidate_category("docs").await.unwrap();
+        cache.set(("docs", "a"), &round).await.unwrap();
+        assert_eq!(cache.get::<u64>(("docs", "a")).await.unwrap(), Some(round), "round {round}");
+        cache.invalidate_tag("t").await.unwrap();
+        cache.set_with(("docs", "b"), &round, &SetOptions::new().tag("t")).await.unwrap();
+        assert_eq!(cache.get::<u64>(("docs", "b")).await.unwrap(), Some(round), "round {round}");
+    }
+    assert!(
+        tokio::time::Instant::now() - started < Duration::from_secs(1),
+        "the paused clock moved {:?}",
+        tokio::time::Instant::now() - started
+    );
+}
