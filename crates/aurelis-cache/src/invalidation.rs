@@ -201,6 +201,20 @@ impl Marks {
         changed
     }
 
+    /// Records `invalidation` at `at_ms` as read back from this process's own disk tier (a
+    /// mark this process, or an earlier run of it, kept): like [`Marks::add`], but entry
+    /// stamps are not pulled up to it. A mark of this process that is still waiting for the
+    /// clock may be among them: pulling stamps up to its time would reopen the gap the wait
+    /// closes.
+    pub(crate) fn restore(&self, invalidation: &Invalidation, at_ms: u64) -> bool {
+        let mut t = self.table.write();
+        let changed = Self::record(&mut t, invalidation, at_ms);
+        if changed {
+            self.latest.fetch_max(at_ms, SeqCst);
+        }
+        changed
+    }
+
     /// Records a mark made here, now, and returns its time: the millisecond after the stamp
     /// an entry written now would take ([`Marks::stamp`]), taken under the table's lock. So a
     /// load that took its store stamp and then found no covering mark is stamped before this
@@ -348,6 +362,11 @@ mod tests {
         assert_eq!(m.stamp(now), now + 500);
         assert!(m.add_new(&Invalidation::Tag("after".into())) > now + 500);
         assert_eq!(m.stamp(now - 2_000), now - 2_000 + 1_000);
+        // A mark read back from this process's own disk tier covers, but pulls no stamps.
+        let own = Marks::new();
+        own.restore(&Invalidation::Tag("kept".into()), now + 500);
+        assert!(own.covers(P, "aurelis:v1:a:1", now, &["kept".into()], false));
+        assert_eq!(own.stamp(now), now);
     }
 
     #[test]

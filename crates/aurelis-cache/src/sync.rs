@@ -343,7 +343,7 @@ impl Inner {
                 for value in values.into_iter().flatten() {
                     match serde_json::from_slice::<Mark>(&value) {
                         Ok(mark) => {
-                            self.marks.add(&mark.invalidation, mark.at_ms);
+                            self.marks.restore(&mark.invalidation, mark.at_ms);
                         }
                         Err(e) => {
                             tracing::warn!(tier = %tier.name(), error = %e, "unreadable mark skipped")
