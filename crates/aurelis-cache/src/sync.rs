@@ -311,7 +311,9 @@ impl Inner {
     /// Messages may have been missed: nothing this process keeps on its own is proven fresh.
     pub(crate) async fn on_gap(&self) {
         tracing::warn!("backplane gap: wiping in-process tiers and marking disk entries unproven");
-        let at = now_ms();
+        // Every entry stamped so far, also in this millisecond, is unproven. (Writes made
+        // while this runs may be marked too: a miss, never a stale value.)
+        let at = self.fresh_mark_time();
         self.epochs.bump_all();
         self.marks.add_local(at);
         for tier in self.tiers.iter().filter(|t| t.in_process) {
