@@ -23,11 +23,12 @@
 //!   and through the backplane in the shared tier, so processes started later honour them; a
 //!   mark older than the longest lifetime any tier allows is pruned.
 //! - **Mark times.** A mark made here takes the millisecond after the stamp an entry written
-//!   then would take (marks made at once share it), is applied here at once, and is announced, and its call returns, only once
-//!   the clock reached its time (at most a millisecond's wait). Entries are stamped with the
-//!   clock (never below a mark received from elsewhere). So an entry written before a mark
-//!   was made, in any process on the same clock, is older than it, and one written after the
-//!   mark returned is not, even within the same millisecond.
+//!   then would take (marks made at once share it) and is applied here at once; it is
+//!   announced, and its call returns, only once the clock reached its time (at most a
+//!   millisecond's wait). Entries are stamped with the clock (never below a mark received
+//!   from elsewhere). So an entry written before a mark was made, in any process on the same
+//!   clock, is older than it, and one written after the mark returned is not, even within the
+//!   same millisecond.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
@@ -192,10 +193,8 @@ impl Marks {
     /// known). Returns whether it changed anything. Key invalidations are not marks and are
     /// ignored.
     pub(crate) fn add(&self, invalidation: &Invalidation, at_ms: u64) -> bool {
-        let mut t = self.table.write();
-        let changed = Self::record(&mut t, invalidation, at_ms);
+        let changed = self.restore(invalidation, at_ms);
         if changed {
-            self.latest.fetch_max(at_ms, SeqCst);
             self.floor.fetch_max(at_ms, SeqCst);
         }
         changed

@@ -416,10 +416,10 @@ impl Inner {
         Ok(())
     }
 
-    /// A time for a new mark (one not kept in the table: a backplane-less local flush): the
-    /// millisecond after the stamp an entry written now would take. The caller waits
-    /// ([`Inner::wait_for_clock`]) before it returns, so every entry stamped afterwards is not
-    /// older than the mark.
+    /// A time for a local mark ([`Marks::add_local`](crate::invalidation::Marks::add_local):
+    /// this process's disk entries stamped so far are unproven): the millisecond after the
+    /// stamp an entry written now would take, so entries of this very millisecond are
+    /// covered too.
     pub(crate) fn fresh_mark_time(&self) -> u64 {
         self.entry_time() + 1
     }

@@ -165,7 +165,7 @@ impl Tier {
         self
     }
 
-    /// Time limit of every operation on this tier (a [`TimeoutLayer`](crate::layer::TimeoutLayer)
+    /// Time limit of every operation on this tier (a [`TimeoutLayer`]
     /// around its store); a late answer counts as a failure.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);

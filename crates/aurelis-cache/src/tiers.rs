@@ -149,7 +149,7 @@ impl Inner {
     /// (guarded) into the tiers above it. An entry that does not decode into `T` is a local
     /// miss: the read goes on and the entry is kept for readers of its own type.
     ///
-    /// An in-process tier that keeps decoded values ([`ValueStore`]) answers a hit of the same
+    /// An in-process tier that keeps decoded values ([`ValueStore`](aurelis_cache_core::ValueStore)) answers a hit of the same
     /// type with the shared value: no envelope parse, no decode, no async call. An entry it
     /// holds as bytes is decoded once and then kept decoded. Latencies are timed on one read in
     /// [`SAMPLE_EVERY`] per thread.
