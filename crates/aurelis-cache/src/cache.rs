@@ -698,8 +698,9 @@ impl Cache {
         // The check and the store are one step for this key's writes and deletes: they wait
         // until the store returned, and one in progress is waited for (see `invalidation`).
         let storing = inner.epochs.storing(key.as_str()).await;
-        // Taken before the check: a mark made before it is seen by the check, one made after
-        // it covers what is stored (marks take no lock).
+        // Taken before the check: a mark made before the check is seen by it, one made after
+        // takes its time under the marks' lock from a later clock reading, so it covers what
+        // is stored (see `Marks::add_new`).
         let created = inner.entry_time();
         if inner.load_outdated(key.as_str(), &start) {
             tracing::debug!(key = %key, "key changed while loading: value returned, not stored");
