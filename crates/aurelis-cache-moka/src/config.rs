@@ -32,6 +32,9 @@ pub struct MokaConfig {
     pub max_entries: Option<u64>,
     /// Capacity in bytes, each entry weighing its key length plus its value length.
     pub max_bytes: Option<u64>,
+    /// Seconds between background sweeps of expired entries nobody read (default 60; 0: no
+    /// sweep, see [`MokaStoreBuilder::sweep_interval`](crate::MokaStoreBuilder::sweep_interval)).
+    pub sweep_interval_secs: u64,
 }
 
 impl Default for MokaConfig {
@@ -40,6 +43,7 @@ impl Default for MokaConfig {
             name: crate::store::DEFAULT_NAME.to_owned(),
             max_entries: None,
             max_bytes: None,
+            sweep_interval_secs: crate::store::DEFAULT_SWEEP_INTERVAL.as_secs(),
         }
     }
 }

@@ -75,15 +75,60 @@ async fn each_entry_has_its_own_ttl() {
     assert_eq!(store.get("short").await.unwrap(), None);
     assert_eq!(store.get("long").await.unwrap(), Some(value(2)));
     assert_eq!(store.get("forever").await.unwrap(), Some(value(3)));
-    // moka's timer wheel removes expired entries (and notifies the listener) at a coarse
-    // granularity (about a second); until then `len` may still count them.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while store.len().await.unwrap() != 2 {
-        assert!(std::time::Instant::now() < deadline, "expired entry never removed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The read that found it expired removed it.
+    assert_eq!(store.len().await.unwrap(), 2);
     assert_eq!(store.counters().expirations, 1);
     assert_eq!(store.counters().evictions, 0);
+    assert_eq!(store.size_bytes().await.unwrap(), 4 + 2 + 7 + 3);
+}
+
+#[tokio::test]
+async fn expired_entries_nobody_reads_are_swept() {
+    let store = MokaStore::builder().sweep_interval(Duration::from_millis(50)).build().unwrap();
+    for i in 0..100 {
+        store.set(&format!("brief{i}"), value(1), Some(Duration::from_millis(20))).await.unwrap();
+    }
+    store.set("long", value(2), Some(Duration::from_secs(30))).await.unwrap();
+    store.set("forever", value(3), None).await.unwrap();
+    assert_eq!(store.len().await.unwrap(), 102);
+    // None of the brief entries is read again: the sweep alone removes them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.len().await.unwrap() != 2 {
+        assert!(std::time::Instant::now() < deadline, "expired entries never swept");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(store.counters().expirations, 100);
+    assert_eq!(store.size_bytes().await.unwrap(), 4 + 2 + 7 + 3);
+    assert_eq!(store.get("long").await.unwrap(), Some(value(2)));
+    assert_eq!(store.get("forever").await.unwrap(), Some(value(3)));
+}
+
+#[tokio::test]
+async fn without_a_sweep_expired_entries_wait_for_a_read_or_a_purge() {
+    let store = MokaStore::builder().sweep_interval(Duration::ZERO).build().unwrap();
+    store.set("a", value(1), Some(Duration::from_millis(10))).await.unwrap();
+    store.set("b", value(1), Some(Duration::from_millis(10))).await.unwrap();
+    store.set("c", value(1), Some(Duration::from_millis(10))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(store.len().await.unwrap(), 3, "nothing swept");
+    assert_eq!(store.get("a").await.unwrap(), None);
+    assert_eq!(store.len().await.unwrap(), 2, "the read removed it");
+    assert_eq!(store.purge_expired(), 2);
+    assert_eq!(store.len().await.unwrap(), 0);
+    assert_eq!(store.counters().expirations, 3);
+    assert_eq!(store.size_bytes().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn set_if_absent_takes_the_place_of_an_expired_entry() {
+    let store = MokaStore::builder().sweep_interval(Duration::ZERO).build().unwrap();
+    store.set("k", value(1), Some(Duration::from_millis(10))).await.unwrap();
+    assert!(!store.set_if_absent("k", value(2), None).await.unwrap(), "live: kept");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(store.set_if_absent("k", value(3), None).await.unwrap(), "expired: replaced");
+    assert_eq!(store.get("k").await.unwrap(), Some(value(3)));
+    assert_eq!(store.counters().expirations, 1);
+    assert_eq!(store.size_bytes().await.unwrap(), 1 + 3);
 }
 
 #[tokio::test]
