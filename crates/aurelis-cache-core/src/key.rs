@@ -493,8 +493,8 @@ impl KeyBuilder {
         let kept = writer.head == head
             && text.len() >= head
             && text[head - 1] == b':'
-            && text[prefix.len()..head - 1] == *category.as_bytes()
-            && text[..prefix.len()] == *prefix;
+            && same_bytes(&text[prefix.len()..head - 1], category.as_bytes())
+            && same_bytes(&text[..prefix.len()], prefix);
         if !kept {
             // `head` is only set once the category has passed its checks.
             writer.head = 0;
@@ -505,8 +505,17 @@ impl KeyBuilder {
             writer.text.push(':');
             writer.head = head;
         }
-        let plain = validate_identifier(identifier)?;
+        let plain = match plain_identifier(identifier) {
+            Some(plain) => plain,
+            None => validate_identifier(identifier)?,
+        };
         writer.text.truncate(head);
+        // The common key, written in line: a printable ASCII identifier without `:` or `%`,
+        // no params, within the maximum length.
+        if plain && params.is_none() && head + identifier.len() <= MAX_KEY_LEN {
+            writer.text.push_str(identifier);
+            return Ok(writer.text.as_str());
+        }
         push_tail(&mut writer.text, identifier, plain, params)?;
         Ok(writer.text.as_str())
     }
@@ -721,17 +730,44 @@ pub fn category_of<'a>(prefix: &str, key: &'a str) -> Option<&'a str> {
     rest.split(':').next().filter(|c| !c.is_empty())
 }
 
+/// `a == b`, without a call to `memcmp` for the short parts of a key (up to 16 bytes: two
+/// overlapping loads of each side).
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap_or([0; 8]));
+    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().unwrap_or([0; 4]));
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
+}
+
+/// The check of the common identifier (printable ASCII, space included, which is always
+/// valid): `Some(true)` when it needs no escaping (holds no `:` or `%`), `Some(false)` when it
+/// does, `None` when it needs [`validate_identifier`]'s full rules.
+#[inline(always)]
+fn plain_identifier(value: &str) -> Option<bool> {
+    if value.is_empty() || value.len() > MAX_KEY_LEN {
+        return None;
+    }
+    let (all, any) = value.bytes().fold((IDENT_OK, 0), |(all, any), b| {
+        let class = BYTE_CLASS[usize::from(b)];
+        (all & class, any | class)
+    });
+    (all != 0).then_some(any & ESCAPED == 0)
+}
+
 /// Checks an identifier; `true` when it needs no escaping (holds no `:` or `%`).
 fn validate_identifier(value: &str) -> Result<bool> {
-    // Printable ASCII (space included) is always valid: checked byte by byte first.
-    if !value.is_empty() && value.len() <= MAX_KEY_LEN {
-        let (all, any) = value.bytes().fold((IDENT_OK, 0), |(all, any), b| {
-            let class = BYTE_CLASS[usize::from(b)];
-            (all & class, any | class)
-        });
-        if all != 0 {
-            return Ok(any & ESCAPED == 0);
-        }
+    if let Some(plain) = plain_identifier(value) {
+        return Ok(plain);
     }
     if value.is_empty() {
         return Err(Error::invalid_key("identifier is empty"));
@@ -880,6 +916,21 @@ mod tests {
         assert_eq!(pa.canonical_json(), r#"{"p":{"a":{"b":"x","y":[1,{"c":2,"d":1}]},"z":1}}"#);
         assert_eq!(pa.canonical_json(), pb.canonical_json());
         assert_eq!(pa.hash_hex(), pb.hash_hex());
+    }
+
+    #[test]
+    fn same_bytes_is_slice_equality_at_every_short_length() {
+        let base: Vec<u8> = (0..40u8).map(|i| b'a' + i % 26).collect();
+        for n in 0..=40 {
+            let a = &base[..n];
+            assert!(same_bytes(a, a), "{n} bytes");
+            assert!(!same_bytes(a, &base[..n.saturating_sub(1)]) || n == 0, "lengths differ");
+            for at in 0..n {
+                let mut b = a.to_vec();
+                b[at] ^= 0x20;
+                assert!(!same_bytes(a, &b), "{n} bytes, differing at {at}");
+            }
+        }
     }
 
     #[test]
