@@ -335,8 +335,15 @@ impl Inner {
                                 if let Ok(raw) = entry.to_envelope_bytes() {
                                     let env = envelope_of(&entry.meta);
                                     let snap = snap.unwrap_or_else(|| self.epochs.snapshot(key));
-                                    self.write_back(depth, key, &raw, &env, Some(&entry), snap)
-                                        .await;
+                                    Box::pin(self.write_back(
+                                        depth,
+                                        key,
+                                        &raw,
+                                        &env,
+                                        Some(&entry),
+                                        snap,
+                                    ))
+                                    .await;
                                 }
                             }
                             let life = Lifetime {
@@ -397,13 +404,13 @@ impl Inner {
                 }
                 if depth > 0 {
                     let snap = snap.unwrap_or_else(|| self.epochs.snapshot(key));
-                    self.write_back(depth, key, &raw, &env, Some(&decoded), snap).await;
+                    Box::pin(self.write_back(depth, key, &raw, &env, Some(&decoded), snap)).await;
                 }
                 Found::Shared(value)
             } else {
                 if depth > 0 {
                     let snap = snap.unwrap_or_else(|| self.epochs.snapshot(key));
-                    self.write_back(depth, key, &raw, &env, None, snap).await;
+                    Box::pin(self.write_back(depth, key, &raw, &env, None, snap)).await;
                 }
                 Found::Owned(value)
             };
@@ -646,6 +653,10 @@ impl Inner {
     /// shared one (this process's copy may be one another process already replaced). The
     /// copy is conditional where the tier can do it (never replacing a value written
     /// meanwhile), and undone when the key was touched while it was made.
+    ///
+    /// The reads box it (`Box::pin`): it runs only when a lower tier answered, and held in
+    /// line it made every `get` future 304 bytes larger (1,256 instead of 952), bytes copied
+    /// on every move of the future, hits included.
     pub(crate) async fn write_back(
         &self,
         depth: usize,
