@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use aurelis_cache_core::envelope::{coarse_now_ms, now_ms};
 use aurelis_cache_core::{
-    Bytes, EntryMeta, Envelope, Error, ErrorKind, Invalidation, Op, Result, ValueEntry,
+    Bytes, EntryMeta, Envelope, Error, ErrorKind, Invalidation, Op, Result, ValueEntry, ValueStore,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -331,25 +331,14 @@ impl Inner {
                                 tier.stats.record_latency(Op::Get, now.duration_since(started));
                                 self.stats.record_get_latency(now.duration_since(started));
                             }
-                            if depth > 0 {
-                                if let Ok(raw) = entry.to_envelope_bytes() {
-                                    let env = envelope_of(&entry.meta);
-                                    let snap = snap.unwrap_or_else(|| self.epochs.snapshot(key));
-                                    Box::pin(self.write_back(
-                                        depth,
-                                        key,
-                                        &raw,
-                                        &env,
-                                        Some(&entry),
-                                        snap,
-                                    ))
-                                    .await;
-                                }
-                            }
                             let life = Lifetime {
                                 created_at_ms: entry.meta.created_at_ms,
                                 expires_at_ms: entry.meta.expires_at_ms,
                             };
+                            if depth > 0 {
+                                let snap = snap.unwrap_or_else(|| self.epochs.snapshot(key));
+                                Box::pin(self.copy_value_up(depth, key, entry, snap)).await;
+                            }
                             return Ok(Lookup::Fresh(Found::Shared(value), life));
                         }
                         Checked::Stale(value) => {
@@ -388,37 +377,17 @@ impl Inner {
                 Judged::Nothing => continue,
             };
             tier.stats.record_hit();
-            // A decoded entry only where one is kept (this tier, or a tier above that a
-            // write-back fills); a disk-only read hands its value out as is.
-            let keeps = |t: &Arc<TierState>| t.keeps_values;
-            let value = if values.is_some() || self.tiers[..depth].iter().any(keeps) {
-                let value = Arc::new(value);
-                let decoded = ValueEntry::from_arc(
-                    value.clone(),
-                    EntryMeta::of(&env),
-                    u32::try_from(raw.len()).unwrap_or(u32::MAX),
-                );
-                if let Some(values) = values {
-                    // Decoded once: kept decoded (if it still holds these bytes).
-                    values.upgrade(key, &raw, decoded.clone());
-                }
-                if depth > 0 {
-                    let snap = snap.unwrap_or_else(|| self.epochs.snapshot(key));
-                    Box::pin(self.write_back(depth, key, &raw, &env, Some(&decoded), snap)).await;
-                }
-                Found::Shared(value)
+            let life =
+                Lifetime { created_at_ms: env.created_at_ms, expires_at_ms: env.expires_at_ms };
+            let value = if depth > 0 {
+                let snap = snap.unwrap_or_else(|| self.epochs.snapshot(key));
+                Box::pin(self.copy_up(depth, key, values, (value, env, raw), snap)).await
             } else {
-                if depth > 0 {
-                    let snap = snap.unwrap_or_else(|| self.epochs.snapshot(key));
-                    Box::pin(self.write_back(depth, key, &raw, &env, None, snap)).await;
-                }
-                Found::Owned(value)
+                self.keep_decoded(key, values, &[], (value, &env, &raw)).0
             };
             if let (Some(started), Some(c)) = (started, clock) {
                 self.stats.record_get_latency(c.duration_since(started));
             }
-            let life =
-                Lifetime { created_at_ms: env.created_at_ms, expires_at_ms: env.expires_at_ms };
             return Ok(Lookup::Fresh(value, life));
         }
         if let (Some(started), Some(c)) = (started, clock) {
@@ -648,15 +617,80 @@ impl Inner {
         });
     }
 
+    /// A hit found in a byte tier, as the read hands it out: decoded into a shared entry where
+    /// one is kept (the tier itself, through `values`, or one of the tiers `above` that a
+    /// write-back fills; then also returned, for the write-back), else the value as decoded.
+    fn keep_decoded<T>(
+        &self,
+        key: &str,
+        values: Option<&dyn ValueStore>,
+        above: &[Arc<TierState>],
+        (value, env, raw): (T, &Envelope, &Bytes),
+    ) -> (Found<T>, Option<ValueEntry>)
+    where
+        T: DeserializeOwned + Serialize + Send + Sync + 'static,
+    {
+        if values.is_none() && !above.iter().any(|t| t.keeps_values) {
+            return (Found::Owned(value), None);
+        }
+        let value = Arc::new(value);
+        let decoded = ValueEntry::from_arc(
+            value.clone(),
+            EntryMeta::of(env),
+            u32::try_from(raw.len()).unwrap_or(u32::MAX),
+        );
+        if let Some(values) = values {
+            // Decoded once: kept decoded (if it still holds these bytes).
+            values.upgrade(key, raw, decoded.clone());
+        }
+        (Found::Shared(value), Some(decoded))
+    }
+
+    /// A hit found in the byte tier at `depth`: [`Inner::keep_decoded`], then copied into the
+    /// tiers above. Its own future, boxed by the read: its envelope, bytes and decoded entry
+    /// would otherwise sit in every read's future (see [`Inner::write_back`]).
+    async fn copy_up<T>(
+        &self,
+        depth: usize,
+        key: &str,
+        values: Option<&dyn ValueStore>,
+        (value, env, raw): (T, Envelope, Bytes),
+        snap: EpochSnapshot,
+    ) -> Found<T>
+    where
+        T: DeserializeOwned + Serialize + Send + Sync + 'static,
+    {
+        let (found, decoded) =
+            self.keep_decoded(key, values, &self.tiers[..depth], (value, &env, &raw));
+        self.write_back(depth, key, &raw, &env, decoded.as_ref(), snap).await;
+        found
+    }
+
+    /// A decoded hit found at `depth` (a tier that keeps values below another), copied into
+    /// the tiers above as [`Inner::copy_up`] does.
+    async fn copy_value_up(
+        &self,
+        depth: usize,
+        key: &str,
+        entry: Arc<ValueEntry>,
+        snap: EpochSnapshot,
+    ) {
+        if let Ok(raw) = entry.to_envelope_bytes() {
+            let env = envelope_of(&entry.meta);
+            self.write_back(depth, key, &raw, &env, Some(&entry), snap).await;
+        }
+    }
+
     /// Copies a hit found at `depth` into the tiers above it, with its remaining lifetime,
     /// only while nothing touched the key since `snap`; never from an unshared tier into a
     /// shared one (this process's copy may be one another process already replaced). The
     /// copy is conditional where the tier can do it (never replacing a value written
     /// meanwhile), and undone when the key was touched while it was made.
     ///
-    /// The reads box it (`Box::pin`): it runs only when a lower tier answered, and held in
-    /// line it made every `get` future 304 bytes larger (1,256 instead of 952), bytes copied
-    /// on every move of the future, hits included.
+    /// The reads box it, with what it needs ([`Inner::copy_up`], [`Inner::copy_value_up`]):
+    /// it runs only when a lower tier answered, and held in line it made every `get` future
+    /// larger (1,256 bytes instead of 656), bytes copied on every move of the future, hits
+    /// included.
     pub(crate) async fn write_back(
         &self,
         depth: usize,
