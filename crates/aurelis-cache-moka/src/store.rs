@@ -125,8 +125,9 @@ struct Counters {
 /// removed by a background sweep every `sweep_interval` (60 s unless set; started by the first
 /// write with a TTL, stopped when the last clone of the store is dropped) or at once by
 /// [`MokaStore::purge_expired`]; until then they count in [`Store::len`] and take room like
-/// live ones. moka's own per-entry expiry is not used: its timer node cost 40 bytes per entry
-/// and its read callback about 130 instructions per hit (`docs/performance.md`).
+/// live ones. moka's own per-entry expiry is not used: its timer node cost 40 bytes per entry,
+/// and its read hook with the instant conversions it needs about 245 instructions per hit
+/// (`docs/performance.md`).
 ///
 /// # Examples
 ///
