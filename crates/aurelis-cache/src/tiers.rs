@@ -689,7 +689,7 @@ impl Inner {
     ///
     /// The reads box it, with what it needs ([`Inner::copy_up`], [`Inner::copy_value_up`]):
     /// it runs only when a lower tier answered, and held in line it made every `get` future
-    /// larger (1,256 bytes instead of 656), bytes copied on every move of the future, hits
+    /// larger (1,256 bytes instead of about 650), bytes copied on every move of the future, hits
     /// included.
     pub(crate) async fn write_back(
         &self,
