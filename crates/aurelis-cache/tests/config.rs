@@ -20,6 +20,8 @@ fn defaults_mirror_the_reference() {
     assert_eq!(c.memory.ttl_secs, 300);
     // No capacity given: the moka store holds 1000 entries.
     assert_eq!((c.memory.store.max_entries, c.memory.store.max_bytes), (None, None));
+    // Expired memory entries nobody reads are swept every minute.
+    assert_eq!(c.memory.store.sweep_interval_secs, 60);
     assert!(c.disk.enabled);
     assert_eq!(c.disk.ttl_secs, 86_400);
 }
@@ -32,6 +34,7 @@ fn toml_round_trip_and_overrides() {
         [memory]
         ttl_secs = 60
         max_entries = 50
+        sweep_interval_secs = 5
         [disk]
         ttl_secs = 3600
         path = "/tmp/somewhere"
@@ -41,6 +44,7 @@ fn toml_round_trip_and_overrides() {
     assert_eq!(c.codec, Codec::Json);
     assert_eq!(c.memory.ttl_secs, 60);
     assert_eq!(c.memory.store.max_entries, Some(50));
+    assert_eq!(c.memory.store.sweep_interval_secs, 5);
     assert_eq!(c.disk.store.path.as_deref(), Some(std::path::Path::new("/tmp/somewhere")));
     let back = CacheConfig::from_toml_str(&toml::to_string(&c).unwrap()).unwrap();
     assert_eq!(back, c);
