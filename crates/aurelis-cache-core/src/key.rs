@@ -505,10 +505,7 @@ impl KeyBuilder {
             writer.text.push(':');
             writer.head = head;
         }
-        let plain = match plain_identifier(identifier) {
-            Some(plain) => plain,
-            None => validate_identifier(identifier)?,
-        };
+        let plain = validate_identifier(identifier)?;
         writer.text.truncate(head);
         // The common key, written in line: a printable ASCII identifier without `:` or `%`,
         // no params, within the maximum length.
@@ -764,11 +761,21 @@ fn plain_identifier(value: &str) -> Option<bool> {
     (all != 0).then_some(any & ESCAPED == 0)
 }
 
-/// Checks an identifier; `true` when it needs no escaping (holds no `:` or `%`).
+/// Checks an identifier; `true` when it needs no escaping (holds no `:` or `%`). The common
+/// identifier is checked in line ([`plain_identifier`]), the others by
+/// [`identifier_by_rules`].
+#[inline(always)]
 fn validate_identifier(value: &str) -> Result<bool> {
-    if let Some(plain) = plain_identifier(value) {
-        return Ok(plain);
+    match plain_identifier(value) {
+        Some(plain) => Ok(plain),
+        None => identifier_by_rules(value),
     }
+}
+
+/// [`validate_identifier`] of an identifier [`plain_identifier`] could not judge: empty, too
+/// long, or holding more than printable ASCII.
+#[cold]
+fn identifier_by_rules(value: &str) -> Result<bool> {
     if value.is_empty() {
         return Err(Error::invalid_key("identifier is empty"));
     }

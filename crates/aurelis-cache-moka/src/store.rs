@@ -456,10 +456,16 @@ impl MokaStore {
     /// Writes go through moka's compute path, which is serialized per key with `upgrade`
     /// (a plain `insert` is not: an upgrade that read the old bytes could otherwise put their
     /// decoded value back over a newer write).
-    fn insert(&self, key: &str, entry: Entry) {
+    /// Starts the background sweep with the first entry that can expire.
+    #[inline]
+    fn sweep_if_expiring(&self, entry: &Entry) {
         if entry.expires_at != Deadline::NEVER {
             self.sweeper.ensure_started(&self.cache, &self.counters);
         }
+    }
+
+    fn insert(&self, key: &str, entry: Entry) {
+        self.sweep_if_expiring(&entry);
         self.counters.bytes.fetch_add((key.len() + entry.len()) as u64, Relaxed);
         self.cache.entry_by_ref(key).and_compute_with(|_| Op::Put(entry));
     }
@@ -467,9 +473,7 @@ impl MokaStore {
     /// moka's compute path runs one per key even under concurrent callers; an expired entry
     /// is absent (replaced, and counted as an expiration).
     fn insert_if_absent(&self, key: &str, entry: Entry) -> bool {
-        if entry.expires_at != Deadline::NEVER {
-            self.sweeper.ensure_started(&self.cache, &self.counters);
-        }
+        self.sweep_if_expiring(&entry);
         let weight = (key.len() + entry.len()) as u64;
         let now = clock::now_ns();
         let mut expired = false;
