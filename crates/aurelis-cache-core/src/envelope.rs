@@ -490,6 +490,7 @@ impl Envelope {
     /// # Errors
     ///
     /// As [`Envelope::decode`] (checksum mismatches only when `verify`).
+    #[inline]
     pub fn decode_header(bytes: &[u8], verify: bool) -> Result<(Self, std::ops::Range<usize>)> {
         if bytes.len() < HEADER_LEN + 4 + CHECKSUM_LEN {
             return Err(Error::codec(format!("envelope is truncated ({} bytes)", bytes.len())));

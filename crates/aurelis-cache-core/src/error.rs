@@ -78,6 +78,11 @@ impl fmt::Display for ErrorKind {
 /// from when there is one, and the underlying error as its `source()`. It is cheap to clone, so
 /// one loader failure can be handed to every caller waiting on the same key.
 ///
+/// An `Error` is one pointer wide (its parts sit behind an `Arc`), so a `Result` of a small
+/// value is two words and comes back from a call in registers: a store's synchronous read
+/// returns `Option<Result<bool>>` through every layer of a tier on each hit, and at 64 bytes
+/// (the parts in line) each layer copied it through memory (`docs/performance.md`).
+///
 /// # Examples
 ///
 /// ```
@@ -90,6 +95,12 @@ impl fmt::Display for ErrorKind {
 /// ```
 #[derive(Clone)]
 pub struct Error {
+    inner: Arc<Inner>,
+}
+
+/// What an [`Error`] holds.
+#[derive(Clone)]
+struct Inner {
     kind: ErrorKind,
     message: String,
     tier: Option<Arc<str>>,
@@ -106,7 +117,7 @@ impl Error {
     /// assert_eq!(err.message(), "bad ttl");
     /// ```
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), tier: None, source: None }
+        Error { inner: Arc::new(Inner { kind, message: message.into(), tier: None, source: None }) }
     }
 
     /// Names the tier (store) the error came from.
@@ -119,7 +130,7 @@ impl Error {
     /// assert_eq!(err.tier(), Some("redis"));
     /// ```
     pub fn with_tier(mut self, tier: impl Into<Arc<str>>) -> Self {
-        self.tier = Some(tier.into());
+        Arc::make_mut(&mut self.inner).tier = Some(tier.into());
         self
     }
 
@@ -134,7 +145,7 @@ impl Error {
     /// assert!(std::error::Error::source(&err).is_some());
     /// ```
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Arc::new(source));
+        Arc::make_mut(&mut self.inner).source = Some(Arc::new(source));
         self
     }
 
@@ -147,7 +158,7 @@ impl Error {
     /// assert_eq!(Error::new(ErrorKind::Codec, "x").kind(), ErrorKind::Codec);
     /// ```
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.inner.kind
     }
 
     /// Whether the error says the tier is unreachable or too slow (a backend transport
@@ -164,7 +175,7 @@ impl Error {
     /// assert!(!Error::new(ErrorKind::ValueTooLarge, "big").is_transport());
     /// ```
     pub fn is_transport(&self) -> bool {
-        matches!(self.kind, ErrorKind::Backend | ErrorKind::Timeout | ErrorKind::Unavailable)
+        matches!(self.inner.kind, ErrorKind::Backend | ErrorKind::Timeout | ErrorKind::Unavailable)
     }
 
     /// The message, without kind, tier or source.
@@ -176,7 +187,7 @@ impl Error {
     /// assert_eq!(Error::new(ErrorKind::Codec, "x").message(), "x");
     /// ```
     pub fn message(&self) -> &str {
-        &self.message
+        &self.inner.message
     }
 
     /// The tier (store) name, when the error came from one.
@@ -188,7 +199,7 @@ impl Error {
     /// assert_eq!(Error::new(ErrorKind::Codec, "x").tier(), None);
     /// ```
     pub fn tier(&self) -> Option<&str> {
-        self.tier.as_deref()
+        self.inner.tier.as_deref()
     }
 
     /// Shorthand for an [`ErrorKind::InvalidKey`] error.
@@ -243,11 +254,12 @@ impl Error {
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
-        d.field("kind", &self.kind).field("message", &self.message);
-        if let Some(tier) = &self.tier {
+        let inner = &*self.inner;
+        d.field("kind", &inner.kind).field("message", &inner.message);
+        if let Some(tier) = &inner.tier {
             d.field("tier", tier);
         }
-        if let Some(source) = &self.source {
+        if let Some(source) = &inner.source {
             d.field("source", source);
         }
         d.finish()
@@ -256,12 +268,13 @@ impl fmt::Debug for Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} error", self.kind)?;
-        if let Some(tier) = &self.tier {
+        let inner = &*self.inner;
+        write!(f, "{} error", inner.kind)?;
+        if let Some(tier) = &inner.tier {
             write!(f, " in tier `{tier}`")?;
         }
-        write!(f, ": {}", self.message)?;
-        if let Some(source) = &self.source {
+        write!(f, ": {}", inner.message)?;
+        if let Some(source) = &inner.source {
             write!(f, ": {source}")?;
         }
         Ok(())
@@ -270,6 +283,25 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+        self.inner.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A synchronous read's answer passes through every layer of a tier on each hit: it stays
+    /// two words (returned in registers) only while the error is one pointer.
+    #[test]
+    fn an_error_is_one_pointer_and_a_read_answer_two_words() {
+        assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
+        assert!(std::mem::size_of::<Option<Result<bool>>>() <= 2 * std::mem::size_of::<usize>());
+        // Changing a shared error copies its parts: the clone keeps what it had.
+        let first = Error::new(ErrorKind::Backend, "down");
+        let second = first.clone().with_tier("redis");
+        assert_eq!(first.tier(), None);
+        assert_eq!(second.tier(), Some("redis"));
+        assert_eq!(second.message(), "down");
     }
 }

@@ -494,6 +494,7 @@ impl Inner {
     /// another process may have written a fresh value meanwhile; it expires there by itself).
     /// Parses and checks a tier's entry (checksum unless the tier is in-process, marks,
     /// freshness): the envelope without its payload, and where the payload sits in `raw`.
+    #[inline]
     fn check(&self, tier: &Arc<TierState>, key: &str, raw: &[u8]) -> Checked<Parsed> {
         let (env, payload) = match Envelope::decode_header(raw, !tier.in_process) {
             Ok(parsed) => parsed,
