@@ -507,10 +507,9 @@ impl Inner {
         }
     }
 
-    /// Verifies what a tier returned: envelope, marks, freshness. Unreadable and dead entries
-    /// of unshared tiers are removed in the background (never from a shared tier, where
+    /// Checks a tier's parsed entry against the marks and its lifetime. Invalidated and dead
+    /// entries of unshared tiers are removed in the background (never from a shared tier, where
     /// another process may have written a fresh value meanwhile; it expires there by itself).
-    /// Checks a tier's parsed entry (marks, freshness).
     #[inline]
     fn check(&self, tier: &Arc<TierState>, key: &str, env: &Envelope) -> Checked<()> {
         let local_persistent = !tier.shared && !tier.in_process;
