@@ -282,7 +282,9 @@ impl Inner {
     /// keeps what `keep` makes of the envelope. The envelope is looked at where it was parsed,
     /// never moved: a read judged in place keeps nothing of it (moving it copied its
     /// `Option<u64>` fields with 16-byte loads just after they were written with 8-byte
-    /// stores, a stall of about 5 ns each on a disk hit).
+    /// stores, a stall of about 5 ns each on a disk hit). The walk, which keeps the envelope for
+    /// its write-back, clones it instead (an allocation per tag of a tagged entry): moving it out
+    /// of the parse's result cost a disk hit 42 instructions and about 0.03× of a raw sled read.
     #[inline(always)]
     fn judge_entry<T: DeserializeOwned, R>(
         &self,
