@@ -19,6 +19,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+pub use crate::canonical::write_canonical_json;
 use crate::error::{Error, Result};
 
 /// The longest key accepted, in bytes.
@@ -239,15 +240,20 @@ impl<K: Into<String>, V: Into<serde_json::Value>> FromIterator<(K, V)> for Param
 /// assert_eq!(h, aurelis_cache_core::key::hash_hex(b"hello"));
 /// ```
 pub fn hash_hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(HASH_HEX_LEN);
+    push_hash_hex(&mut out, bytes);
+    out
+}
+
+/// Appends [`hash_hex`] of `bytes` to `out`.
+fn push_hash_hex(out: &mut String, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let hash = blake3::hash(bytes);
     // Only the bytes kept, in lower-case hex as `blake3::Hash::to_hex` writes them.
-    let mut out = String::with_capacity(HASH_HEX_LEN);
     for b in &hash.as_bytes()[..HASH_HEX_LEN / 2] {
         out.push(char::from(HEX[usize::from(b >> 4)]));
         out.push(char::from(HEX[usize::from(b & 0xf)]));
     }
-    out
 }
 
 /// Builds keys of the form `namespace:version:category:identifier[:params-hash]`.
@@ -417,6 +423,52 @@ impl KeyBuilder {
             self.prefix.len() + category.len() + identifier.len() + 2 + HASH_HEX_LEN,
         );
         self.write_key(&mut key, category, identifier, params)?;
+        Ok(Key(key))
+    }
+
+    /// Builds the key [`KeyBuilder::build_key`] builds with params whose
+    /// [`Params::canonical_json`] is `canonical_json`, without building the [`Params`]: for
+    /// callers that write the canonical text themselves (with [`write_canonical_json`], as
+    /// `#[cached]` does for a call's arguments). `"{}"` is no params, as an empty [`Params`].
+    /// The text is hashed as it is: text that is not canonical gives another key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aurelis_cache_core::{key::write_canonical_json, KeyBuilder, Params};
+    /// let keys = KeyBuilder::default();
+    /// let mut text = String::from(r#"{"page":"#);
+    /// write_canonical_json(&mut text, &3u32)?;
+    /// text.push('}');
+    /// let key = keys.build_key_with_canonical_params("search", "rust", &text)?;
+    /// assert_eq!(key, keys.build_key("search", "rust", Some(&Params::new().with("page", 3)))?);
+    /// assert_eq!(keys.build_key_with_canonical_params("search", "rust", "{}")?.as_str(), "aurelis:v1:search:rust");
+    /// # Ok::<(), aurelis_cache_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`KeyBuilder::build_key`].
+    pub fn build_key_with_canonical_params(
+        &self,
+        category: &str,
+        identifier: &str,
+        canonical_json: &str,
+    ) -> Result<Key> {
+        validate_category(category)?;
+        let plain = validate_identifier(identifier)?;
+        let mut key = String::with_capacity(
+            self.prefix.len() + category.len() + identifier.len() + 3 + HASH_HEX_LEN,
+        );
+        key.push_str(&self.prefix);
+        key.push_str(category);
+        key.push(':');
+        push_escaped(&mut key, identifier, plain);
+        if canonical_json != "{}" {
+            key.push(':');
+            push_hash_hex(&mut key, canonical_json.as_bytes());
+        }
+        check_len(&key)?;
         Ok(Key(key))
     }
 
@@ -792,7 +844,7 @@ fn identifier_by_rules(value: &str) -> Result<bool> {
 }
 
 /// Writes `value` as JSON with object keys sorted at every depth.
-fn push_canonical(out: &mut String, value: &serde_json::Value) {
+pub(crate) fn push_canonical(out: &mut String, value: &serde_json::Value) {
     match value {
         serde_json::Value::Object(map) => {
             let mut entries: Vec<(&String, &serde_json::Value)> = map.iter().collect();
@@ -886,7 +938,7 @@ fn push_tail(
     push_escaped(out, identifier, plain);
     if let Some(params) = params.filter(|p| !p.is_empty()) {
         out.push(':');
-        out.push_str(&params.hash_hex());
+        push_hash_hex(out, params.canonical_json().as_bytes());
     }
     check_len(out)
 }

@@ -3,6 +3,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod backplane;
+mod canonical;
 pub mod codec;
 pub mod compression;
 pub mod envelope;

@@ -202,11 +202,18 @@ fn expand(attrs: &Attributes, f: &Function) -> syn::Result<TokenStream> {
             quote!(#ms::custom_key(__aurelis_keys, __AURELIS_CATEGORY, #name_str, &(#expr)))
         }
         None => {
-            let args = f.args.iter().filter(|a| !a.skip).map(|a| {
-                let ident = &a.ident;
-                let arg_name = ident.unraw().to_string();
-                quote_spanned!(ident.span()=> .arg(#arg_name, &#ident))
-            });
+            // Sorted by name, as the key's canonical JSON has them: the key text is then
+            // written in one pass (`KeyArgs` sorts arguments that come out of order).
+            let mut named: Vec<_> = f
+                .args
+                .iter()
+                .filter(|a| !a.skip)
+                .map(|a| (a.ident.unraw().to_string(), &a.ident))
+                .collect();
+            named.sort_by(|a, b| a.0.cmp(&b.0));
+            let args = named
+                .into_iter()
+                .map(|(arg_name, ident)| quote_spanned!(ident.span()=> .arg(#arg_name, &#ident)));
             quote!(#ms::KeyArgs::new() #(#args)* .build(__aurelis_keys, __AURELIS_CATEGORY, #name_str))
         }
     };

@@ -17,6 +17,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 
+use aurelis_cache_core::key::{push_json_string, write_canonical_json};
 use aurelis_cache_core::{Error, ErrorKind, Params};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -31,6 +32,9 @@ pub const KEY_SCHEMA: u32 = 1;
 
 /// The parameter name of the key-schema version (`@` cannot start an argument name).
 const SCHEMA_PARAM: &str = "@schema";
+/// How the canonical JSON of a call's arguments starts: `{"@schema":KEY_SCHEMA` (checked
+/// against both constants by a test).
+const SCHEMA_HEAD: &str = "{\"@schema\":1";
 /// The parameter name of a structured `key` expression's value.
 const KEY_PARAM: &str = "@key";
 
@@ -166,13 +170,17 @@ pub fn tag<T: fmt::Display + ?Sized>(value: &T) -> String {
     note = "mark the argument #[cached(skip)] to leave it out of the key, or derive `serde::Serialize` for it"
 )]
 pub trait KeyArg {
-    /// The value as JSON.
-    fn to_json(&self) -> serde_json::Result<serde_json::Value>;
+    /// Appends the value's canonical JSON to `out` (see [`write_canonical_json`]).
+    ///
+    /// # Errors
+    ///
+    /// When the value cannot be represented as JSON.
+    fn write_json(&self, out: &mut String) -> Result<()>;
 }
 
 impl<T: Serialize + ?Sized> KeyArg for T {
-    fn to_json(&self) -> serde_json::Result<serde_json::Value> {
-        serde_json::to_value(self)
+    fn write_json(&self, out: &mut String) -> Result<()> {
+        write_canonical_json(out, self)
     }
 }
 
@@ -180,9 +188,18 @@ impl<T: Serialize + ?Sized> KeyArg for T {
 /// the hash is the cache's parameter hash (blake3, 128 bits) of the canonical JSON of
 /// `{"@schema": KEY_SCHEMA, "<argument>": <value>, ...}` (objects sorted by key at every depth,
 /// `Params::canonical_json`).
+///
+/// The text is written as the arguments come ([`write_canonical_json`], no `serde_json::Value`
+/// built), so the macro adds them sorted by name; arguments added out of order are put in
+/// order at [`KeyArgs::build`] (the text is read back as a JSON object).
 #[derive(Debug)]
 pub struct KeyArgs {
-    params: Params,
+    /// `{"@schema":1,"a":…,"b":…` so far (closed by `build`).
+    text: String,
+    /// The last argument's name.
+    last: &'static str,
+    /// Whether every name came after the one before.
+    sorted: bool,
     error: Option<Error>,
 }
 
@@ -195,23 +212,28 @@ impl Default for KeyArgs {
 impl KeyArgs {
     /// No arguments yet (only the key-schema version).
     pub fn new() -> Self {
-        KeyArgs { params: Params::new().with(SCHEMA_PARAM, KEY_SCHEMA), error: None }
+        let mut text = String::with_capacity(96);
+        text.push_str(SCHEMA_HEAD);
+        KeyArgs { text, last: SCHEMA_PARAM, sorted: true, error: None }
     }
 
     /// Adds one argument by name.
-    pub fn arg<T: KeyArg + ?Sized>(mut self, name: &str, value: &T) -> Self {
-        if self.error.is_none() {
-            match value.to_json() {
-                Ok(v) => self.params = self.params.with(name, v),
-                Err(e) => {
-                    self.error = Some(
-                        Error::invalid_key(format!(
-                            "#[cached]: argument `{name}` cannot be serialized for the key (skip it with #[cached(skip)] or set `key`)"
-                        ))
-                        .with_source(e),
-                    )
-                }
-            }
+    pub fn arg<T: KeyArg + ?Sized>(mut self, name: &'static str, value: &T) -> Self {
+        if self.error.is_some() {
+            return self;
+        }
+        self.sorted &= name > self.last;
+        self.last = name;
+        self.text.push(',');
+        push_json_string(&mut self.text, name);
+        self.text.push(':');
+        if let Err(e) = value.write_json(&mut self.text) {
+            self.error = Some(
+                Error::invalid_key(format!(
+                    "#[cached]: argument `{name}` cannot be serialized for the key (skip it with #[cached(skip)] or set `key`)"
+                ))
+                .with_source(e),
+            );
         }
         self
     }
@@ -221,11 +243,22 @@ impl KeyArgs {
     /// # Errors
     ///
     /// [`ErrorKind::InvalidKey`] when an argument did not serialize or the key is not valid.
-    pub fn build(self, keys: &KeyBuilder, category: &str, function: &str) -> Result<Key> {
+    pub fn build(mut self, keys: &KeyBuilder, category: &str, function: &str) -> Result<Key> {
         if let Some(e) = self.error {
             return Err(e);
         }
-        keys.build_key(category, function, Some(&self.params))
+        self.text.push('}');
+        if self.sorted {
+            return keys.build_key_with_canonical_params(category, function, &self.text);
+        }
+        // Out of order (not as the macro calls it): read the object back and let `Params`
+        // sort it; of two arguments of one name the last stays, as in `Params::with`.
+        let members: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&self.text)
+            .map_err(|e| {
+                Error::invalid_key("#[cached]: the arguments' JSON could not be read back")
+                    .with_source(e)
+            })?;
+        keys.build_key(category, function, Some(&members.into_iter().collect()))
     }
 }
 
@@ -645,6 +678,52 @@ mod tests {
         const CATEGORY: &str = category_str(&BYTES);
         assert_eq!(CATEGORY, "my_app.models.llm.get");
         assert_eq!(category_len("app", "f"), "app.f".len());
+    }
+
+    #[test]
+    fn the_schema_head_is_the_schema_param_and_version() {
+        let mut head = String::from("{");
+        push_json_string(&mut head, SCHEMA_PARAM);
+        head.push_str(&format!(":{KEY_SCHEMA}"));
+        assert_eq!(SCHEMA_HEAD, head);
+    }
+
+    #[test]
+    fn argument_keys_are_the_params_keys_in_any_order() {
+        #[derive(serde::Serialize)]
+        struct Query {
+            text: String,
+            limit: u32,
+        }
+        let keys = KeyBuilder::default();
+        let query = Query { text: "caché".into(), limit: 3 };
+        // What the key is defined as: `Params` of the schema and every argument.
+        let params = Params::new()
+            .with(SCHEMA_PARAM, KEY_SCHEMA)
+            .with("query", serde_json::to_value(&query).unwrap())
+            .with("id", 7)
+            .with("flag", serde_json::Value::Null);
+        let expected = keys.build_key("cat", "f", Some(&params)).unwrap();
+        let sorted = KeyArgs::new()
+            .arg("flag", &None::<u8>)
+            .arg("id", &7u64)
+            .arg("query", &query)
+            .build(&keys, "cat", "f")
+            .unwrap();
+        assert_eq!(sorted, expected);
+        // Out of order (and a name given twice, the last kept, as `Params::with` does).
+        let unsorted = KeyArgs::new()
+            .arg("query", &query)
+            .arg("id", &1u64)
+            .arg("flag", &None::<u8>)
+            .arg("id", &7u64)
+            .build(&keys, "cat", "f")
+            .unwrap();
+        assert_eq!(unsorted, expected);
+        // An argument that is not JSON names itself.
+        let err = KeyArgs::new().arg("id", &u128::MAX).build(&keys, "cat", "f").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidKey);
+        assert!(err.to_string().contains("`id`"), "{err}");
     }
 
     #[test]
