@@ -149,6 +149,28 @@ impl Error {
         self
     }
 
+    /// Attaches an already boxed error as the source: the box's own error is the `source()`
+    /// (not a wrapper around it), so callers can downcast it to its type.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aurelis_cache_core::{Error, ErrorKind};
+    /// let boxed: Box<dyn std::error::Error + Send + Sync> =
+    ///     std::io::Error::new(std::io::ErrorKind::TimedOut, "slow").into();
+    /// let err = Error::new(ErrorKind::Loader, "the loader failed").with_boxed_source(boxed);
+    /// let source = std::error::Error::source(&err).unwrap();
+    /// assert_eq!(source.downcast_ref::<std::io::Error>().unwrap().kind(), std::io::ErrorKind::TimedOut);
+    /// assert_eq!(err.to_string(), "loader error: the loader failed: slow");
+    /// ```
+    pub fn with_boxed_source(
+        mut self,
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    ) -> Self {
+        Arc::make_mut(&mut self.inner).source = Some(Arc::from(source));
+        self
+    }
+
     /// The kind of failure.
     ///
     /// # Examples

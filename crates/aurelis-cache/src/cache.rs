@@ -118,22 +118,6 @@ fn owned<T: Clone>(v: Arc<T>) -> T {
     Arc::try_unwrap(v).unwrap_or_else(|shared| T::clone(&shared))
 }
 
-/// A loader's error, boxed (anything that converts into `Box<dyn Error + Send + Sync>`).
-#[derive(Debug)]
-struct LoaderError(Box<dyn std::error::Error + Send + Sync>);
-
-impl fmt::Display for LoaderError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for LoaderError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0.source()
-    }
-}
-
 /// A tiered cache: a lookup walks the tiers in order and the first fresh hit wins; a hit in
 /// a lower tier is copied up with its remaining lifetime; writes go to every tier, each with
 /// `min(entry TTL, tier TTL)`. A failing tier is skipped, counted and logged; it never fails
@@ -691,8 +675,10 @@ impl Cache {
             Ok(v) => v,
             Err(e) => {
                 inner.stats.record_loader_error();
-                return Err(Error::new(ErrorKind::Loader, "the loader failed")
-                    .with_source(LoaderError(e.into())));
+                // The loader's own error is the source, so callers can downcast it.
+                return Err(
+                    Error::new(ErrorKind::Loader, "the loader failed").with_boxed_source(e.into())
+                );
             }
         };
         // The check and the store are one step for this key's writes and deletes: they wait

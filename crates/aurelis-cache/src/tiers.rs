@@ -115,6 +115,8 @@ enum Checked<E = Envelope> {
     Fresh(E),
     Stale(E),
     Dropped,
+    /// A decoded entry of another type than the one asked for: read as bytes instead.
+    OtherType,
 }
 
 /// Reads are timed once in this many per thread (the rest skip the clock).
@@ -316,7 +318,7 @@ impl Inner {
                     }
                 }
             }
-            Checked::Dropped => tier.stats.record_miss(),
+            Checked::Dropped | Checked::OtherType => tier.stats.record_miss(),
         }
         Judged::Nothing
     }
@@ -364,10 +366,18 @@ impl Inner {
                         Checked::Stale(value) => {
                             tier.stats.record_miss();
                             stale.get_or_insert(Found::Shared(value));
+                            continue;
                         }
-                        Checked::Dropped => tier.stats.record_miss(),
+                        Checked::Dropped => {
+                            tier.stats.record_miss();
+                            continue;
+                        }
+                        // Kept decoded as another type (read first as that type): the read
+                        // takes the tier's bytes below (the store encodes the value again,
+                        // and they decode as `T` if the value fits it). The entry stays as
+                        // it is: a read of one type never takes it away from another.
+                        Checked::OtherType => {}
                     }
-                    continue;
                 }
             }
             let sync = if tier.sync_read.load(Relaxed) { tier.store().get_sync(key) } else { None };
@@ -488,12 +498,8 @@ impl Inner {
                 entry::freshness_of(meta.expires_at_ms, meta.stale_until_ms, coarse_now_ms())
             }
         };
-        let value = match entry.get_arc::<T>() {
-            Some(v) => v,
-            None => {
-                self.stats.record_type_mismatch();
-                return Checked::Dropped;
-            }
+        let Some(value) = entry.get_arc::<T>() else {
+            return Checked::OtherType;
         };
         match freshness {
             Freshness::Fresh => Checked::Fresh(value),

@@ -390,6 +390,23 @@ async fn any_boxed_error_type_works_as_a_loader_error() {
 }
 
 #[tokio::test]
+async fn the_loaders_own_error_is_the_source_and_downcasts_to_its_type() {
+    let t = tiers();
+    let cache = t.cache();
+    let err = cache
+        .get_or_compute(("doc", "timeout"), || async {
+            Err::<u8, _>(std::io::Error::new(std::io::ErrorKind::TimedOut, "upstream slow"))
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Loader);
+    let source = std::error::Error::source(&err).expect("a source");
+    let io = source.downcast_ref::<std::io::Error>().expect("the loader's io::Error");
+    assert_eq!(io.kind(), std::io::ErrorKind::TimedOut);
+    assert!(err.to_string().ends_with("upstream slow"), "{err}");
+}
+
+#[tokio::test]
 async fn stale_entry_is_served_when_the_loader_fails() {
     let t = tiers();
     let cache = t.cache();

@@ -210,3 +210,36 @@ async fn a_memory_hit_of_another_type_is_a_local_miss_and_the_next_tier_answers(
     assert_eq!(cache.stats().snapshot().type_mismatches, 2);
     assert_eq!(cache.get::<u64>(("doc", "d")).await.unwrap(), Some(7));
 }
+
+#[tokio::test]
+async fn a_value_kept_decoded_as_one_type_is_still_read_as_another_that_fits_it() {
+    // One memory tier, nothing under it: the entry's bytes are all there is.
+    let memory = Arc::new(MokaStore::builder().build().unwrap());
+    let cache = Cache::builder()
+        .tier(Tier::new("memory", memory.clone() as Arc<dyn Store>))
+        .build()
+        .unwrap();
+    cache.set(("doc", "n"), &7u32).await.unwrap();
+    // The first read, as u64, keeps the entry decoded as a u64.
+    assert_eq!(cache.get::<u64>(("doc", "n")).await.unwrap(), Some(7));
+    let first = cache.get_shared::<u64>(("doc", "n")).await.unwrap().unwrap();
+    // A read as the type it was written as still finds it (the bytes, encoded again): it
+    // is not a miss because another type was read first.
+    assert_eq!(cache.get::<u32>(("doc", "n")).await.unwrap(), Some(7));
+    assert_eq!(cache.get_shared::<u32>(("doc", "n")).await.unwrap().as_deref(), Some(&7));
+    assert_eq!(
+        cache
+            .get_or_compute(("doc", "n"), || async { Err::<u32, _>("the value is cached") })
+            .await
+            .unwrap(),
+        7
+    );
+    // And it does not take the entry over: the u64 is still the one kept.
+    let again = cache.get_shared::<u64>(("doc", "n")).await.unwrap().unwrap();
+    assert!(Arc::ptr_eq(&first, &again), "the decoded u64 was replaced");
+    // A type the value does not fit is a miss, counted once.
+    assert_eq!(cache.get::<String>(("doc", "n")).await.unwrap(), None);
+    let snap = cache.stats().snapshot();
+    assert_eq!(snap.type_mismatches, 1);
+    assert_eq!(snap.hits, 6);
+}
