@@ -568,6 +568,7 @@ impl Cache {
         Fut: Future<Output = std::result::Result<T, E>>,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        options.check()?;
         if self.inner.has_memory_front() {
             let mut buf = KeyBuf::default();
             if let Ok(v) = self.hit_or_text(&key, &mut buf, |e| e.get::<T>().cloned())? {
@@ -773,6 +774,7 @@ impl Cache {
         Fut: Future<Output = std::result::Result<T, E>> + Send + 'static,
         E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
     {
+        options.check()?;
         let key = key.to_key(&self.inner.keys)?;
         let key = &*key;
         self.ready().await?;

@@ -21,6 +21,7 @@ pub(crate) fn build_envelope<T: Serialize + ?Sized>(
     options: &SetOptions,
     now_ms: u64,
 ) -> Result<Envelope> {
+    options.check()?;
     let payload = codec.encode(value)?;
     if payload.len() > max_value_bytes {
         return Err(Error::new(

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use aurelis_cache_core::{Error, ErrorKind, Result};
+
 /// The largest encoded value accepted by default (16 MiB).
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
 
@@ -29,6 +31,18 @@ pub struct SetOptions {
 }
 
 impl SetOptions {
+    /// Refuses options that cannot take effect (checked by every write and load before
+    /// anything runs): a stale window without a TTL (an entry without one never expires, so
+    /// it would never be served stale, and a tier's TTL cap removes it without one).
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.stale_for.is_some() && self.ttl.is_none() {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                "stale_for needs a ttl: an entry without one never goes stale (set SetOptions::ttl too)",
+            ));
+        }
+        Ok(())
+    }
     /// No TTL of its own, no tags, no stale window: what [`SetOptions::new`] returns, as a
     /// constant for the methods that take no options.
     pub(crate) const DEFAULT: SetOptions = SetOptions {
@@ -80,7 +94,8 @@ impl SetOptions {
     }
 
     /// How long after expiry the entry may still be served by [`Cache::get_or_compute`](crate::Cache::get_or_compute)
-    /// when the loader fails (fail-safe). Needs a TTL.
+    /// when the loader fails (fail-safe). Needs a TTL: a write with a stale window and no TTL
+    /// is refused ([`ErrorKind::Usage`](crate::ErrorKind::Usage)).
     ///
     /// # Examples
     ///

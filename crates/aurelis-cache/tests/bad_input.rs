@@ -40,6 +40,26 @@ async fn bad_tags_are_refused() {
     assert!(cache.invalidate_tag("").await.is_err());
 }
 
+#[tokio::test]
+async fn a_stale_window_without_a_ttl_is_refused_not_dropped() {
+    let t = tiers();
+    let cache = t.cache();
+    let stale_only = SetOptions::new().stale_for(std::time::Duration::from_secs(60));
+    let err = cache.set_with(("doc", "s"), &1u8, &stale_only).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Usage);
+    assert!(err.to_string().contains("stale_for needs a ttl"), "{err}");
+    assert_eq!(cache.get::<u8>(("doc", "s")).await.unwrap(), None, "nothing was written");
+    let err = cache
+        .get_or_compute_with(("doc", "s"), &stale_only, || async { Ok::<_, std::io::Error>(1u8) })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("stale_for needs a ttl"), "{err}");
+    // With a TTL it is accepted.
+    let both = stale_only.ttl(std::time::Duration::from_secs(1));
+    cache.set_with(("doc", "s"), &2u8, &both).await.unwrap();
+    assert_eq!(cache.get::<u8>(("doc", "s")).await.unwrap(), Some(2));
+}
+
 #[test]
 fn bad_builders_are_refused() {
     let t = tiers();
