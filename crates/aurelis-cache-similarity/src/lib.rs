@@ -24,3 +24,8 @@ pub use lexical::lexical_score;
 pub use scope::{Message, Scope, ScopeBuilder};
 pub use text::{Analysis, Token, TokenKind};
 pub use vector::{Embedder, HashEmbedder};
+
+/// The guide (`docs/similarity.md`), compiled as a doctest so its examples stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/similarity.md")]
+mod guide {}
