@@ -5,8 +5,15 @@
 //! A wrapper implements [`LayeredStore`]: it names its inner store and overrides only what it
 //! changes. Every other operation is forwarded as it is, without an extra allocation or an
 //! extra `await`, and a blanket implementation makes every `LayeredStore` a [`Store`]. The
-//! [`LayeredStore::around`] hook sees every operation once, so a wrapper that does the same
-//! thing around every call (a time limit, a counter) overrides that one method.
+//! [`LayeredStore::around`] hook sees every byte operation once, so a wrapper that does the
+//! same thing around every call (a time limit, a counter) overrides that one method.
+//!
+//! An in-process store's decoded values ([`Store::as_value_store`]: the memory tier's
+//! `Arc<T>` entries, read and written synchronously) are forwarded too, past `around` and the
+//! byte operations: that is what keeps a layered memory tier's hit one lookup. A layer that
+//! must see or change every value read and written (an audit log, encryption of process
+//! memory) overrides [`LayeredStore::as_value_store`] to return `None`; its tier then keeps
+//! bytes only, and every read goes through the layer's `get`.
 //!
 //! # Examples
 //!
@@ -308,6 +315,8 @@ pub trait LayeredStore: Debug + Send + Sync + 'static {
         self.inner().counters()
     }
 
+    /// The inner store's decoded values, forwarded past [`LayeredStore::around`] (see the
+    /// module documentation); return `None` to keep the layer on every read and write.
     fn as_value_store(&self) -> Option<&dyn ValueStore> {
         self.inner().as_value_store()
     }

@@ -196,6 +196,51 @@ async fn write_through_store_failure_leaves_the_cache_untouched() {
     assert_eq!(wt.store().value("users", "1"), Some(1));
 }
 
+/// A store whose client reports `anyhow::Error`s (the usual service code).
+#[derive(Debug, Default)]
+struct AnyhowStore(Mutex<HashMap<RecordKey, u64>>);
+
+#[async_trait]
+impl DataStore for AnyhowStore {
+    type Value = u64;
+    type Error = anyhow::Error;
+
+    async fn get(&self, key: &RecordKey) -> anyhow::Result<Option<u64>> {
+        if key.identifier() == "broken" {
+            anyhow::bail!("replica lagging");
+        }
+        Ok(self.0.lock().get(key).copied())
+    }
+
+    async fn set(&self, key: &RecordKey, value: &u64) -> anyhow::Result<()> {
+        if *value == 666 {
+            return Err(anyhow::anyhow!("constraint violated").context("inserting the row"));
+        }
+        self.0.lock().insert(key.clone(), *value);
+        Ok(())
+    }
+
+    async fn delete(&self, key: &RecordKey) -> anyhow::Result<()> {
+        self.0.lock().remove(key);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_store_reporting_anyhow_errors_works_and_its_error_is_the_source() {
+    let cache = cache();
+    let wt = WriteThrough::new(cache.clone(), AnyhowStore::default());
+    wt.set("users", "1", &1).await.unwrap();
+    assert_eq!(wt.get("users", "1").await.unwrap(), Some(1));
+    let err = wt.set("users", "1", &666).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Backend);
+    let source = std::error::Error::source(&err).expect("the store's error as source");
+    assert_eq!(source.to_string(), "inserting the row");
+    assert_eq!(cache.get::<u64>(("users", "1")).await.unwrap(), Some(1));
+    let err = wt.get("users", "broken").await.unwrap_err();
+    assert!(err.to_string().contains("replica lagging"), "{err}");
+}
+
 #[tokio::test]
 async fn write_through_reads_fill_the_cache_and_absent_records_are_not_cached() {
     let cache = cache();

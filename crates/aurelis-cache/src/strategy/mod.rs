@@ -133,8 +133,10 @@ pub trait DataStore: Send + Sync + 'static {
     /// The records' type. The cache stores it with its codec; a [`WriteBehind`] journal
     /// stores it as MessagePack.
     type Value: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
-    /// The store's error.
-    type Error: std::error::Error + Send + Sync + 'static;
+    /// The store's error: anything that converts into `Box<dyn Error + Send + Sync>` (an
+    /// error type of the store's client, `anyhow::Error`). It becomes the `source()` of the
+    /// cache's `Backend` error, downcastable to its type.
+    type Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static;
 
     /// The record under `key`, or `None` when the store does not hold it.
     async fn get(&self, key: &RecordKey) -> std::result::Result<Option<Self::Value>, Self::Error>;
@@ -194,10 +196,13 @@ impl<T: DataStore> DataStore for std::sync::Arc<T> {
 }
 
 /// A data store's write error, as the one error type.
-pub(crate) fn store_error(op: &str, err: impl std::error::Error + Send + Sync + 'static) -> Error {
+pub(crate) fn store_error(
+    op: &str,
+    err: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> Error {
     Error::new(ErrorKind::Backend, format!("data store `{op}` failed"))
         .with_tier("data store")
-        .with_source(err)
+        .with_boxed_source(err.into())
 }
 
 /// Striped per-key locks: two writes to one key reach the store and the cache in the same
@@ -276,7 +281,7 @@ pub(crate) async fn read_through<S: DataStore>(
             match store.get(key).await {
                 Ok(Some(v)) => Ok(v),
                 Ok(None) => Err(Box::new(Absent) as Box<dyn std::error::Error + Send + Sync>),
-                Err(e) => Err(Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
+                Err(e) => Err(e.into()),
             }
         })
         .await;

@@ -876,7 +876,7 @@ impl<S: DataStore> Shared<S> {
 
 /// A store call whose error, or panic, becomes the one error type: a panicking store counts
 /// as a failed attempt instead of killing the worker (and hanging every `flush`).
-async fn guarded<E: std::error::Error + Send + Sync + 'static>(
+async fn guarded<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
     op: &str,
     call: impl std::future::Future<Output = std::result::Result<(), E>>,
 ) -> Result<()> {
