@@ -292,7 +292,9 @@ impl Cache {
     ///
     /// `key` is anything [`ToKey`]: `(category, identifier)`, `(category, identifier,
     /// params)` or a [`Key`] built beforehand with [`Cache::keys`] (the cheapest: nothing to
-    /// build per call).
+    /// build per call). `T` is `Serialize` too because a value read is kept decoded in the
+    /// memory tier, which must still be able to hand out its bytes (to a byte reader of the
+    /// store, or to a read of another type).
     ///
     /// # Examples
     ///
