@@ -332,57 +332,30 @@ impl<'a> Seq<'a> {
     }
 }
 
-impl ser::SerializeSeq for Seq<'_> {
-    type Ok = ();
-    type Error = Fallback;
+/// The four sequence traits of serde's data model, each writing its elements the same way.
+macro_rules! seq_traits {
+    ($($trait:ident :: $method:ident),*) => {$(
+        impl ser::$trait for Seq<'_> {
+            type Ok = ();
+            type Error = Fallback;
 
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Fast {
-        self.element(value)
-    }
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Fast {
+                self.element(value)
+            }
 
-    fn end(self) -> Fast {
-        self.close()
-    }
+            fn end(self) -> Fast {
+                self.close()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Seq<'_> {
-    type Ok = ();
-    type Error = Fallback;
-
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Fast {
-        self.element(value)
-    }
-
-    fn end(self) -> Fast {
-        self.close()
-    }
-}
-
-impl ser::SerializeTupleStruct for Seq<'_> {
-    type Ok = ();
-    type Error = Fallback;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Fast {
-        self.element(value)
-    }
-
-    fn end(self) -> Fast {
-        self.close()
-    }
-}
-
-impl ser::SerializeTupleVariant for Seq<'_> {
-    type Ok = ();
-    type Error = Fallback;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Fast {
-        self.element(value)
-    }
-
-    fn end(self) -> Fast {
-        self.close()
-    }
-}
+seq_traits!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 /// A member's name: a struct's field names are static, a map's keys are not.
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -482,31 +455,29 @@ impl ser::SerializeMap for Object<'_> {
     }
 }
 
-impl ser::SerializeStruct for Object<'_> {
-    type Ok = ();
-    type Error = Fallback;
+/// A struct's and a struct variant's fields are members named by the field.
+macro_rules! struct_traits {
+    ($($trait:ident),*) => {$(
+        impl ser::$trait for Object<'_> {
+            type Ok = ();
+            type Error = Fallback;
 
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Fast {
-        self.member(Name::Static(key), value)
-    }
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Fast {
+                self.member(Name::Static(key), value)
+            }
 
-    fn end(self) -> Fast {
-        self.close()
-    }
+            fn end(self) -> Fast {
+                self.close()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeStructVariant for Object<'_> {
-    type Ok = ();
-    type Error = Fallback;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Fast {
-        self.member(Name::Static(key), value)
-    }
-
-    fn end(self) -> Fast {
-        self.close()
-    }
-}
+struct_traits!(SerializeStruct, SerializeStructVariant);
 
 /// A map key: strings here; anything else (numbers, booleans, enums serde_json turns into
 /// strings by rules of its own) takes serde_json's path.

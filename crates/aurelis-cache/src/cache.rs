@@ -1095,9 +1095,12 @@ impl Cache {
     pub async fn delete(&self, key: impl ToKey) -> Result<bool> {
         let key = key.to_key(&self.inner.keys)?;
         self.ready().await?;
-        let changing = self.inner.epochs.changing([key.as_str()]).await;
+        // Exclusively: a write of the key in progress finishes first, then all its copies go.
+        // Shared (as writes hold it), the delete could clear memory between the write's tiers
+        // and the write then fill it: memory kept a value no lower tier had.
+        let exclusive = self.inner.epochs.storing(key.as_str()).await;
         let removed = self.inner.delete_everywhere(key.as_str(), Scope::All).await;
-        drop(changing);
+        drop(exclusive);
         self.inner.stats.record_delete();
         self.inner.publish(Invalidation::Key(key.as_str().to_owned()), now_ms());
         removed

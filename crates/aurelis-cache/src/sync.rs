@@ -69,7 +69,9 @@ impl SyncState {
         }
     }
 
-    fn push(&self, item: Outgoing, at: u64) {
+    /// Queues `item`; `queued` runs under the outbox's lock once it is in the queue (so what
+    /// it counts agrees with the queue's order).
+    fn push(&self, item: Outgoing, at: u64, queued: impl FnOnce()) {
         if self.backplane.is_none() {
             return;
         }
@@ -84,21 +86,24 @@ impl SyncState {
                 return;
             }
             outbox.push_back(item);
+            queued();
             self.unsent.fetch_add(1, SeqCst);
         }
         self.wake.notify_one();
     }
 
-    /// Queues an invalidation for the other processes; returns whether there is a backplane.
-    pub(crate) fn publish(&self, invalidation: Invalidation, at_ms: u64) -> bool {
-        self.push(Outgoing::Publish(invalidation, at_ms), at_ms);
-        self.backplane.is_some()
+    /// Queues an invalidation for the other processes (when there is a backplane and room);
+    /// `queued` runs once it is in the queue, under the queue's lock: the `published` count
+    /// it keeps is then the invalidation's position in the order peers apply them, which a
+    /// count taken after the push could state one too low when another task queued between.
+    pub(crate) fn publish(&self, invalidation: Invalidation, at_ms: u64, queued: impl FnOnce()) {
+        self.push(Outgoing::Publish(invalidation, at_ms), at_ms, queued);
     }
 
     /// Queues marks to keep in the shared tier.
     pub(crate) fn store_marks(&self, marks: Vec<Mark>) {
         let at = marks.iter().map(|m| m.at_ms).max().unwrap_or(0);
-        self.push(Outgoing::Marks(marks), at);
+        self.push(Outgoing::Marks(marks), at, || ());
     }
 
     /// Waits until everything queued so far was handed to the backplane, or `limit` passed.
@@ -286,7 +291,13 @@ impl Inner {
                     tracing::debug!(origin = %msg.origin, ?invalidation, "remote invalidation");
                     let applied = match invalidation {
                         Invalidation::Key(k) => {
-                            let _changing = self.epochs.changing([k.as_str()]).await;
+                            // Exclusively: a write of the key in progress here finishes first
+                            // and its copies are then removed. Shared (as local writes and
+                            // deletes hold it), the removal could run between the write's
+                            // tiers: the write put its value into memory after the removal had
+                            // cleared it, while the shared tier held the other process's
+                            // state, and the processes disagreed until the entry expired.
+                            let _exclusive = self.epochs.storing(k.as_str()).await;
                             self.delete_everywhere(k, Scope::Unshared).await.map(drop)
                         }
                         other => self.apply_mark(other, msg.at_ms).await,
@@ -483,8 +494,6 @@ impl Inner {
 
     /// Queues `invalidation` for the other processes at once, counting it.
     pub(crate) fn publish_now(&self, invalidation: Invalidation, at: u64) {
-        if self.sync.publish(invalidation, at) {
-            self.stats.record_published();
-        }
+        self.sync.publish(invalidation, at, || self.stats.record_published());
     }
 }

@@ -18,7 +18,7 @@
 
 mod common;
 
-use common::Rng;
+use common::{HeldWrites, Rng};
 
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
@@ -669,4 +669,47 @@ async fn an_entry_written_just_before_a_backplane_gap_is_unproven() {
         }
         assert_eq!(found, None, "round {round}: an entry written before the gap is still served");
     }
+}
+
+/// A write and a delete of one key at once in one process: the delete runs while the write is
+/// between its tiers (disk written, memory not yet). The tiers must agree afterwards. When the
+/// delete held the key's lock shared, as the write does, it cleared memory before the write
+/// filled it: memory kept the value the disk no longer had, served until it expired and then
+/// gone, and another process sharing the lower tier never saw it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_during_a_write_between_tiers_leaves_the_tiers_agreeing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let memory = Arc::new(HeldWrites::new(Arc::new(
+        aurelis_cache::MokaStore::builder().max_entries(100).build().expect("moka"),
+    )));
+    let disk: Arc<dyn Store> = Arc::new(
+        aurelis_cache::SledStore::builder().path(dir.path().join("db")).build().expect("sled"),
+    );
+    let cache = Cache::builder()
+        .tier(Tier::new("memory", memory.clone()).priority(2))
+        .tier(Tier::new("disk", disk.clone()).priority(1))
+        .build()
+        .expect("cache");
+    let key = cache.keys().build_key("doc", "k", None).unwrap();
+
+    memory.hold(true);
+    let write = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.set(("doc", "k"), &1u64).await }
+    });
+    memory.wait_stopped().await;
+    assert!(disk.get(key.as_str()).await.unwrap().is_some(), "the disk holds the write");
+    let delete = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.delete(("doc", "k")).await }
+    });
+    // Let the delete run as far as it can while the write is held (nothing is timed).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    memory.hold(false);
+    write.await.unwrap().unwrap();
+    delete.await.unwrap().unwrap();
+    let in_memory = memory.get(key.as_str()).await.unwrap().is_some();
+    let on_disk = disk.get(key.as_str()).await.unwrap().is_some();
+    assert_eq!(in_memory, on_disk, "memory and disk disagree after a write and a delete");
+    assert_eq!(cache.get::<u64>(("doc", "k")).await.unwrap().is_some(), on_disk);
 }

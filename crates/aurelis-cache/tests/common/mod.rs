@@ -99,3 +99,64 @@ impl Rng {
         self.next() % n
     }
 }
+
+/// A store whose writes (`set`) can be held at a gate: to stop a cache's write between its
+/// tiers (the lower ones written, this one not yet).
+#[derive(Debug)]
+pub struct HeldWrites {
+    inner: Arc<dyn Store>,
+    held: tokio::sync::watch::Sender<bool>,
+    /// Writes that found the gate held.
+    stopped: std::sync::atomic::AtomicU64,
+}
+
+impl HeldWrites {
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        HeldWrites {
+            inner,
+            held: tokio::sync::watch::Sender::new(false),
+            stopped: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Holds (or releases) every write that comes to the gate.
+    pub fn hold(&self, yes: bool) {
+        self.held.send_replace(yes);
+    }
+
+    /// Waits until a write is held at the gate (at most 10 s).
+    pub async fn wait_stopped(&self) {
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                self.stopped.load(std::sync::atomic::Ordering::SeqCst) > 0
+            })
+            .await,
+            "no write reached the gate"
+        );
+    }
+}
+
+impl aurelis_cache::core::layer::LayeredStore for HeldWrites {
+    type Inner = dyn Store;
+
+    fn inner(&self) -> &dyn Store {
+        &*self.inner
+    }
+
+    fn around<'a, T: Send + 'a>(
+        &'a self,
+        op: aurelis_cache::core::layer::Operation,
+        call: aurelis_cache::core::layer::BoxFuture<'a, aurelis_cache::Result<T>>,
+    ) -> aurelis_cache::core::layer::BoxFuture<'a, aurelis_cache::Result<T>> {
+        Box::pin(async move {
+            if op == aurelis_cache::core::layer::Operation::Set {
+                let mut held = self.held.subscribe();
+                if *held.borrow_and_update() {
+                    self.stopped.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    held.wait_for(|held| !held).await.expect("the gate outlives its calls");
+                }
+            }
+            call.await
+        })
+    }
+}
