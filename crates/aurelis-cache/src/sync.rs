@@ -291,9 +291,9 @@ impl Inner {
                     tracing::debug!(origin = %msg.origin, ?invalidation, "remote invalidation");
                     let applied = match invalidation {
                         Invalidation::Key(k) => {
-                            // Exclusively: a write of the key in progress here finishes first
-                            // and its copies are then removed. Shared (as local writes and
-                            // deletes hold it), the removal could run between the write's
+                            // Exclusively, as a local delete: a write of the key in progress
+                            // here finishes first and its copies are then removed. Shared (as
+                            // writes hold it), the removal could run between the write's
                             // tiers: the write put its value into memory after the removal had
                             // cleared it, while the shared tier held the other process's
                             // state, and the processes disagreed until the entry expired.
