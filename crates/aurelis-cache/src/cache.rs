@@ -943,8 +943,8 @@ impl Cache {
         now: u64,
     ) -> Result<()> {
         let lifetime = entry::store_lifetime(env, now);
-        // Shared with other writes of these keys; a load's store or a write-back of one of
-        // them waits (or is skipped) until this returned (see `invalidation`).
+        // Exclusively: another write or a delete of these keys, a load's store or a
+        // write-back waits (or is skipped) until this returned (see `invalidation`).
         let changing = self.inner.epochs.changing(entries.iter().map(|(k, _)| *k)).await;
         let written = self.inner.write_all(entries, lifetime, None).await;
         drop(changing);

@@ -14,10 +14,12 @@
 //!   is never written back after the replacement returned.
 //! - **Key locks.** Checking a snapshot and then writing is two steps; a write or delete of the
 //!   key could fall between them and the copy would be visible until it was removed again. So
-//!   the key's writes and deletes hold its lock stripe shared while they run, and a load's
-//!   check-and-store and a write-back's check-and-copy hold it exclusively (a write-back that
-//!   would have to wait is skipped: the read is not held up). Writers never wait for each
-//!   other; a load waits for the writes of its stripe in progress.
+//!   the key's writes and deletes, a load's check-and-store and a write-back's check-and-copy
+//!   each hold its lock stripe exclusively while they walk the tiers (a write-back that would
+//!   have to wait is skipped: the read is not held up). Two changes of one key never walk the
+//!   tiers side by side: held shared by writes and deletes, as before, a delete could clear
+//!   memory between a write's tiers and the write fill it after, and two writes could leave
+//!   memory holding one and the lower tiers the other.
 //! - **Marks.** `(invalidation, at_ms)`: every entry created before `at_ms` that the
 //!   invalidation matches is stale, in every tier. They are kept in memory, on the disk tier
 //!   and through the backplane in the shared tier, so processes started later honour them; a
@@ -52,9 +54,8 @@ pub(crate) struct Epochs {
     locks: Box<[tokio::sync::RwLock<()>]>,
 }
 
-/// A key lock stripe held shared: writes and deletes of its keys may run, loads and
-/// write-backs wait.
-pub(crate) type Changing<'a> = tokio::sync::RwLockReadGuard<'a, ()>;
+/// Key lock stripes held for a write of several keys (exclusively, as [`Storing`]).
+pub(crate) type Changing<'a> = tokio::sync::RwLockWriteGuard<'a, ()>;
 /// A key lock stripe held exclusively: no write or delete of its keys runs meanwhile.
 pub(crate) type Storing<'a> = tokio::sync::RwLockWriteGuard<'a, ()>;
 
@@ -91,9 +92,8 @@ impl Epochs {
         self.stripe(key) % LOCK_STRIPES
     }
 
-    /// Holds the lock stripes of `keys` shared, for a write or delete of them: taken in
-    /// stripe order (every holder of several takes them in that order, so none waits in a
-    /// cycle).
+    /// Holds the lock stripes of `keys` exclusively, for a write of them: taken in stripe
+    /// order (every holder of several takes them in that order, so none waits in a cycle).
     pub(crate) async fn changing<'k>(
         &self,
         keys: impl IntoIterator<Item = &'k str>,
@@ -103,7 +103,7 @@ impl Epochs {
         stripes.dedup();
         let mut guards = Vec::with_capacity(stripes.len());
         for stripe in stripes {
-            guards.push(self.locks[stripe].read().await);
+            guards.push(self.locks[stripe].write().await);
         }
         guards
     }

@@ -713,3 +713,45 @@ async fn a_delete_during_a_write_between_tiers_leaves_the_tiers_agreeing() {
     assert_eq!(in_memory, on_disk, "memory and disk disagree after a write and a delete");
     assert_eq!(cache.get::<u64>(("doc", "k")).await.unwrap().is_some(), on_disk);
 }
+
+/// Two writes of one key at once in one process, the second made while the first is between
+/// its tiers (disk written, memory not yet): the tiers must end up holding the same one. When
+/// writes held the key's lock shared, the second walked past the first, and memory kept the
+/// first's value while the disk kept the second's (served until memory dropped it, then the
+/// other value).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writes_of_one_key_at_once_leave_the_tiers_agreeing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let memory = Arc::new(HeldWrites::new(Arc::new(
+        aurelis_cache::MokaStore::builder().max_entries(100).build().expect("moka"),
+    )));
+    let disk: Arc<dyn Store> = Arc::new(
+        aurelis_cache::SledStore::builder().path(dir.path().join("db")).build().expect("sled"),
+    );
+    let cache = Cache::builder()
+        .tier(Tier::new("memory", memory.clone()).priority(2))
+        .tier(Tier::new("disk", disk.clone()).priority(1))
+        .build()
+        .expect("cache");
+    let key = cache.keys().build_key("doc", "k", None).unwrap();
+
+    memory.hold_first();
+    let first = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.set(("doc", "k"), &1u64).await }
+    });
+    memory.wait_stopped().await;
+    let second = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.set(("doc", "k"), &2u64).await }
+    });
+    // Let the second write run as far as it can while the first is held (nothing is timed).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    memory.hold(false);
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    let in_memory = memory.get(key.as_str()).await.unwrap();
+    let on_disk = disk.get(key.as_str()).await.unwrap();
+    assert!(on_disk.is_some());
+    assert_eq!(in_memory, on_disk, "memory and disk keep different writes of the key");
+}

@@ -108,6 +108,8 @@ pub struct HeldWrites {
     held: tokio::sync::watch::Sender<bool>,
     /// Writes that found the gate held.
     stopped: std::sync::atomic::AtomicU64,
+    /// Only the first write that finds the gate held waits; later ones pass.
+    only_first: std::sync::atomic::AtomicBool,
 }
 
 impl HeldWrites {
@@ -116,7 +118,14 @@ impl HeldWrites {
             inner,
             held: tokio::sync::watch::Sender::new(false),
             stopped: std::sync::atomic::AtomicU64::new(0),
+            only_first: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Holds only the first write that comes to the gate (until released); others pass.
+    pub fn hold_first(&self) {
+        self.only_first.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.hold(true);
     }
 
     /// Holds (or releases) every write that comes to the gate.
@@ -152,8 +161,10 @@ impl aurelis_cache::core::layer::LayeredStore for HeldWrites {
             if op == aurelis_cache::core::layer::Operation::Set {
                 let mut held = self.held.subscribe();
                 if *held.borrow_and_update() {
-                    self.stopped.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    held.wait_for(|held| !held).await.expect("the gate outlives its calls");
+                    let before = self.stopped.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if before == 0 || !self.only_first.load(std::sync::atomic::Ordering::SeqCst) {
+                        held.wait_for(|held| !held).await.expect("the gate outlives its calls");
+                    }
                 }
             }
             call.await
