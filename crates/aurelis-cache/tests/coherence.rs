@@ -671,13 +671,15 @@ async fn an_entry_written_just_before_a_backplane_gap_is_unproven() {
     }
 }
 
-/// A write and a delete of one key at once in one process: the delete runs while the write is
-/// between its tiers (disk written, memory not yet). The tiers must agree afterwards. When the
-/// delete held the key's lock shared, as the write does, it cleared memory before the write
-/// filled it: memory kept the value the disk no longer had, served until it expired and then
-/// gone, and another process sharing the lower tier never saw it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delete_during_a_write_between_tiers_leaves_the_tiers_agreeing() {
+/// Memory whose writes can be held, over disk.
+struct HeldTiers {
+    cache: Cache,
+    memory: Arc<HeldWrites>,
+    disk: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+}
+
+fn held_memory_over_disk() -> HeldTiers {
     let dir = tempfile::tempdir().expect("tempdir");
     let memory = Arc::new(HeldWrites::new(Arc::new(
         aurelis_cache::MokaStore::builder().max_entries(100).build().expect("moka"),
@@ -690,6 +692,17 @@ async fn a_delete_during_a_write_between_tiers_leaves_the_tiers_agreeing() {
         .tier(Tier::new("disk", disk.clone()).priority(1))
         .build()
         .expect("cache");
+    HeldTiers { cache, memory, disk, _dir: dir }
+}
+
+/// A write and a delete of one key at once in one process: the delete runs while the write is
+/// between its tiers (disk written, memory not yet). The tiers must agree afterwards. When the
+/// delete held the key's lock shared, as the write does, it cleared memory before the write
+/// filled it: memory kept the value the disk no longer had, served until it expired and then
+/// gone, and another process sharing the lower tier never saw it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_during_a_write_between_tiers_leaves_the_tiers_agreeing() {
+    let HeldTiers { cache, memory, disk, _dir } = held_memory_over_disk();
     let key = cache.keys().build_key("doc", "k", None).unwrap();
 
     memory.hold(true);
@@ -721,18 +734,7 @@ async fn a_delete_during_a_write_between_tiers_leaves_the_tiers_agreeing() {
 /// other value).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_writes_of_one_key_at_once_leave_the_tiers_agreeing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let memory = Arc::new(HeldWrites::new(Arc::new(
-        aurelis_cache::MokaStore::builder().max_entries(100).build().expect("moka"),
-    )));
-    let disk: Arc<dyn Store> = Arc::new(
-        aurelis_cache::SledStore::builder().path(dir.path().join("db")).build().expect("sled"),
-    );
-    let cache = Cache::builder()
-        .tier(Tier::new("memory", memory.clone()).priority(2))
-        .tier(Tier::new("disk", disk.clone()).priority(1))
-        .build()
-        .expect("cache");
+    let HeldTiers { cache, memory, disk, _dir } = held_memory_over_disk();
     let key = cache.keys().build_key("doc", "k", None).unwrap();
 
     memory.hold_first();
