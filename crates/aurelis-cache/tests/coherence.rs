@@ -18,7 +18,7 @@
 
 mod common;
 
-use common::{HeldWrites, Rng};
+use common::{Gate, HeldWrites, Rng};
 
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
@@ -331,31 +331,6 @@ struct Gated {
     inner: Arc<dyn Store>,
     sets: Gate,
     deletes: Gate,
-}
-
-#[derive(Debug)]
-struct Gate {
-    held: tokio::sync::watch::Sender<bool>,
-    /// Calls that found the gate held (they wait until it is released).
-    stopped: AtomicU64,
-}
-
-impl Gate {
-    fn new() -> Self {
-        Gate { held: tokio::sync::watch::Sender::new(false), stopped: AtomicU64::new(0) }
-    }
-
-    fn hold(&self, yes: bool) {
-        self.held.send_replace(yes);
-    }
-
-    async fn pass(&self) {
-        let mut held = self.held.subscribe();
-        if *held.borrow_and_update() {
-            self.stopped.fetch_add(1, SeqCst);
-            held.wait_for(|held| !held).await.expect("the gate outlives its calls");
-        }
-    }
 }
 
 impl aurelis_cache::core::layer::LayeredStore for Gated {
@@ -705,12 +680,12 @@ async fn a_delete_during_a_write_between_tiers_leaves_the_tiers_agreeing() {
     let HeldTiers { cache, memory, disk, _dir } = held_memory_over_disk();
     let key = cache.keys().build_key("doc", "k", None).unwrap();
 
-    memory.hold(true);
+    memory.gate.hold(true);
     let write = tokio::spawn({
         let cache = cache.clone();
         async move { cache.set(("doc", "k"), &1u64).await }
     });
-    memory.wait_stopped().await;
+    memory.gate.wait_stopped().await;
     assert!(disk.get(key.as_str()).await.unwrap().is_some(), "the disk holds the write");
     let delete = tokio::spawn({
         let cache = cache.clone();
@@ -718,7 +693,7 @@ async fn a_delete_during_a_write_between_tiers_leaves_the_tiers_agreeing() {
     });
     // Let the delete run as far as it can while the write is held (nothing is timed).
     tokio::time::sleep(Duration::from_millis(200)).await;
-    memory.hold(false);
+    memory.gate.hold(false);
     write.await.unwrap().unwrap();
     delete.await.unwrap().unwrap();
     let in_memory = memory.get(key.as_str()).await.unwrap().is_some();
@@ -737,19 +712,19 @@ async fn two_writes_of_one_key_at_once_leave_the_tiers_agreeing() {
     let HeldTiers { cache, memory, disk, _dir } = held_memory_over_disk();
     let key = cache.keys().build_key("doc", "k", None).unwrap();
 
-    memory.hold_first();
+    memory.gate.hold_first();
     let first = tokio::spawn({
         let cache = cache.clone();
         async move { cache.set(("doc", "k"), &1u64).await }
     });
-    memory.wait_stopped().await;
+    memory.gate.wait_stopped().await;
     let second = tokio::spawn({
         let cache = cache.clone();
         async move { cache.set(("doc", "k"), &2u64).await }
     });
     // Let the second write run as far as it can while the first is held (nothing is timed).
     tokio::time::sleep(Duration::from_millis(200)).await;
-    memory.hold(false);
+    memory.gate.hold(false);
     first.await.unwrap().unwrap();
     second.await.unwrap().unwrap();
     let in_memory = memory.get(key.as_str()).await.unwrap();

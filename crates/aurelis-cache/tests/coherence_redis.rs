@@ -361,18 +361,18 @@ async fn a_delete_announced_while_a_write_is_between_tiers_leaves_both_processes
         build(Arc::new(MokaStore::builder().max_entries(100).build().unwrap()), dirs[1].path())
             .await;
 
-    gate.hold(true);
+    gate.gate.hold(true);
     let write = tokio::spawn({
         let writer = writer.clone();
         async move { writer.set(("doc", "k"), &1u64).await }
     });
     // The write stops at memory: Redis and disk hold its value.
-    gate.wait_stopped().await;
+    gate.gate.wait_stopped().await;
     assert!(deleter.delete(("doc", "k")).await.unwrap(), "Redis held the write's value");
     // Give the announcement time to arrive here (it is applied at once, or waits for the
     // write; either way nothing is asserted on the time).
     tokio::time::sleep(Duration::from_millis(300)).await;
-    gate.hold(false);
+    gate.gate.hold(false);
     write.await.unwrap().unwrap();
     let mut waited = 0;
     while writer.stats().snapshot().remote_applied == 0 {

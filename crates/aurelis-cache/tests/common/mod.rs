@@ -100,48 +100,77 @@ impl Rng {
     }
 }
 
-/// A store whose writes (`set`) can be held at a gate: to stop a cache's write between its
-/// tiers (the lower ones written, this one not yet).
+/// A gate calls pass through, or wait at while it is held.
 #[derive(Debug)]
-pub struct HeldWrites {
-    inner: Arc<dyn Store>,
+pub struct Gate {
     held: tokio::sync::watch::Sender<bool>,
-    /// Writes that found the gate held.
-    stopped: std::sync::atomic::AtomicU64,
-    /// Only the first write that finds the gate held waits; later ones pass.
+    /// Calls that found the gate held.
+    pub stopped: std::sync::atomic::AtomicU64,
+    /// Only the first call that finds the gate held waits; later ones pass.
     only_first: std::sync::atomic::AtomicBool,
 }
 
-impl HeldWrites {
-    pub fn new(inner: Arc<dyn Store>) -> Self {
-        HeldWrites {
-            inner,
+impl Default for Gate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Gate {
+    pub fn new() -> Self {
+        Gate {
             held: tokio::sync::watch::Sender::new(false),
             stopped: std::sync::atomic::AtomicU64::new(0),
             only_first: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    /// Holds only the first write that comes to the gate (until released); others pass.
+    /// Holds (or releases) every call that comes to the gate.
+    pub fn hold(&self, yes: bool) {
+        self.held.send_replace(yes);
+    }
+
+    /// Holds only the first call that comes to the gate (until released); others pass.
     pub fn hold_first(&self) {
         self.only_first.store(true, std::sync::atomic::Ordering::SeqCst);
         self.hold(true);
     }
 
-    /// Holds (or releases) every write that comes to the gate.
-    pub fn hold(&self, yes: bool) {
-        self.held.send_replace(yes);
+    /// Passes, or waits while the gate holds this call.
+    pub async fn pass(&self) {
+        let mut held = self.held.subscribe();
+        if *held.borrow_and_update() {
+            let before = self.stopped.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if before == 0 || !self.only_first.load(std::sync::atomic::Ordering::SeqCst) {
+                held.wait_for(|held| !held).await.expect("the gate outlives its calls");
+            }
+        }
     }
 
-    /// Waits until a write is held at the gate (at most 10 s).
+    /// Waits until a call is held at the gate (at most 10 s).
     pub async fn wait_stopped(&self) {
         assert!(
             eventually(Duration::from_secs(10), || async {
                 self.stopped.load(std::sync::atomic::Ordering::SeqCst) > 0
             })
             .await,
-            "no write reached the gate"
+            "no call reached the gate"
         );
+    }
+}
+
+/// A store whose writes (`set`) can be held at a gate: to stop a cache's write between its
+/// tiers (the lower ones written, this one not yet).
+#[derive(Debug)]
+pub struct HeldWrites {
+    inner: Arc<dyn Store>,
+    /// The writes' gate.
+    pub gate: Gate,
+}
+
+impl HeldWrites {
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        HeldWrites { inner, gate: Gate::new() }
     }
 }
 
@@ -159,13 +188,7 @@ impl aurelis_cache::core::layer::LayeredStore for HeldWrites {
     ) -> aurelis_cache::core::layer::BoxFuture<'a, aurelis_cache::Result<T>> {
         Box::pin(async move {
             if op == aurelis_cache::core::layer::Operation::Set {
-                let mut held = self.held.subscribe();
-                if *held.borrow_and_update() {
-                    let before = self.stopped.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    if before == 0 || !self.only_first.load(std::sync::atomic::Ordering::SeqCst) {
-                        held.wait_for(|held| !held).await.expect("the gate outlives its calls");
-                    }
-                }
+                self.gate.pass().await;
             }
             call.await
         })
